@@ -1,0 +1,3 @@
+"""cardsms: self-hosted card message platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,239 @@
+"""The `cardsms` command line. Bad arguments exit with code 2 and say which one and why."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cardsms import __version__
+from cardsms.db.migrate import PendingMigrations, check_current, upgrade
+from cardsms.services import accounts
+from cardsms.services.build import build_services
+from cardsms.services.core import Services
+from cardsms.settings import Settings
+
+app = typer.Typer(help="cardsms: self-hosted card message platform.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+account_app = typer.Typer(help="Accounts (tenants).", no_args_is_help=True)
+key_app = typer.Typer(help="API AccessKeys.", no_args_is_help=True)
+user_app = typer.Typer(help="Console users.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+app.add_typer(key_app, name="accesskey")
+app.add_typer(user_app, name="user")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory (default: $CARDSMS_DATA_DIR or ./var)")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"CARDSMS_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
+                             for e in exc.errors())
+        raise fail(f"bad settings: {problems}") from None
+
+
+async def open_services(settings: Settings) -> Services:
+    """Services on a migrated database: SQLite migrates itself, PostgreSQL must be migrated explicitly."""
+    svc = build_services(settings)
+    if settings.is_sqlite:
+        await upgrade(svc.engine)
+    else:
+        try:
+            await check_current(svc.engine)
+        except PendingMigrations as exc:
+            await svc.engine.dispose()
+            raise fail(str(exc), 1) from None
+    return svc
+
+
+def run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+    async def _main() -> T:
+        svc = await open_services(settings)
+        try:
+            return await work(svc)
+        except accounts.AccountError as exc:
+            raise fail(str(exc), 1) from None
+        finally:
+            await svc.engine.dispose()
+
+    return asyncio.run(_main())
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit(0)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port", min=1, max=65535)] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the embedded default: API, review simulator and handset population in one process."""
+    import uvicorn
+
+    from cardsms.bootstrap import ensure_demo
+    from cardsms.logs import configure_logging
+    from cardsms.web.app import create_app
+
+    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    configure_logging(settings)
+
+    async def _main() -> None:
+        svc = await open_services(settings)
+        welcome = await ensure_demo(svc)
+        base = settings.base_url
+        out.print(f"cardsms {__version__} listening on {base}", highlight=False)
+        out.print(f"  console:   {base}/", highlight=False)
+        password = welcome.admin_password or "(set at first start; see `cardsms user create --help`)"
+        out.print(f"  admin:     {welcome.admin_user} / {password}", highlight=False)
+        if welcome.key_id:
+            out.print(f"  AccessKey: {welcome.key_id} / {welcome.key_secret}", highlight=False)
+        out.print(f"  data dir:  {settings.data_dir.resolve()}", highlight=False)
+        config = uvicorn.Config(create_app(svc), host=settings.host, port=settings.port, log_config=None,
+                                access_log=False, server_header=False)
+        await uvicorn.Server(config).serve()
+
+    asyncio.run(_main())
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Apply pending database migrations."""
+    settings = load_settings(data_dir=data_dir)
+
+    async def _main() -> None:
+        svc = build_services(settings)
+        try:
+            before, after = await upgrade(svc.engine)
+        finally:
+            await svc.engine.dispose()
+        if before == after:
+            out.print(f"database is up to date (revision {after})")
+        else:
+            out.print(f"migrated database from {before or 'empty'} to {after}")
+
+    asyncio.run(_main())
+
+
+@account_app.command("create")
+def account_create(
+    name: str,
+    qps: Annotated[int | None, typer.Option(help="API requests per second for this account", min=1)] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an account. An existing name is an error and changes nothing."""
+    account_id = run(load_settings(data_dir=data_dir), lambda svc: accounts.create_account(svc, name, qps))
+    out.print(f"created account {name} (id {account_id})", highlight=False)
+
+
+@account_app.command("list")
+def account_list(data_dir: DataDir = None) -> None:
+    """List accounts."""
+    rows = run(load_settings(data_dir=data_dir), accounts.list_accounts)
+    table = Table("id", "name", "qps limit", "created")
+    for r in rows:
+        table.add_row(str(r["id"]), str(r["name"]), str(r["qps_limit"] or "default"), str(r["created_at"]))
+    out.print(table)
+
+
+@account_app.command("set-qps")
+def account_set_qps(
+    name: str,
+    qps: Annotated[int, typer.Argument(help="requests per second; 0 = the server default", min=0)],
+    data_dir: DataDir = None,
+) -> None:
+    """Set an account's API QPS limit."""
+    run(load_settings(data_dir=data_dir), lambda svc: accounts.set_qps_limit(svc, name, qps or None))
+    out.print(f"account {name}: qps limit {qps or 'default'}", highlight=False)
+
+
+@key_app.command("create")
+def key_create(
+    account: Annotated[str, typer.Option("--account", help="account name")],
+    as_json: Annotated[bool, typer.Option("--json", help="print {AccessKeyId, AccessKeySecret} as JSON")] = False,
+    description: Annotated[str, typer.Option(help="what the key is for")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an AccessKey. The secret is shown once here and stored encrypted."""
+    key_id, secret = run(load_settings(data_dir=data_dir),
+                         lambda svc: accounts.create_access_key(svc, account, description))
+    if as_json:
+        sys.stdout.write(json.dumps({"AccessKeyId": key_id, "AccessKeySecret": secret}) + "\n")
+    else:
+        out.print(f"AccessKeyId:     {key_id}\nAccessKeySecret: {secret}", highlight=False)
+
+
+@key_app.command("list")
+def key_list(account: Annotated[str, typer.Option("--account")], data_dir: DataDir = None) -> None:
+    """List an account's AccessKeys (secrets are not shown)."""
+    keys = run(load_settings(data_dir=data_dir), lambda svc: accounts.list_access_keys(svc, account))
+    table = Table("AccessKeyId", "status", "created")
+    for k in keys:
+        table.add_row(k.key_id, "enabled" if k.enabled else "disabled", k.created_at.isoformat(timespec="seconds"))
+    out.print(table)
+
+
+@key_app.command("disable")
+def key_disable(key_id: str, data_dir: DataDir = None) -> None:
+    """Disable an AccessKey (requests signed with it are refused)."""
+    run(load_settings(data_dir=data_dir), lambda svc: accounts.set_access_key_enabled(svc, key_id, False))
+    out.print(f"disabled {key_id}", highlight=False)
+
+
+@key_app.command("enable")
+def key_enable(key_id: str, data_dir: DataDir = None) -> None:
+    """Enable a disabled AccessKey."""
+    run(load_settings(data_dir=data_dir), lambda svc: accounts.set_access_key_enabled(svc, key_id, True))
+    out.print(f"enabled {key_id}", highlight=False)
+
+
+@key_app.command("delete")
+def key_delete(key_id: str, data_dir: DataDir = None) -> None:
+    """Delete an AccessKey for good."""
+    run(load_settings(data_dir=data_dir), lambda svc: accounts.delete_access_key(svc, key_id))
+    out.print(f"deleted {key_id}", highlight=False)
+
+
+@user_app.command("create")
+def user_create(
+    username: str,
+    account: Annotated[str, typer.Option("--account", help="account name")],
+    role: Annotated[str, typer.Option(help="admin, operator or viewer")] = "operator",
+    password: Annotated[str | None, typer.Option(help="password (asked for when omitted; at least 8 chars)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a console user."""
+    if role not in accounts.ROLES:
+        raise fail(f"--role must be one of {', '.join(accounts.ROLES)}, got {role!r}")
+    if password is None:
+        password = getpass.getpass("password: ")
+    run(load_settings(data_dir=data_dir), lambda svc: accounts.create_user(svc, account, username, password, role))
+    out.print(f"created {role} {username} in account {account}", highlight=False)
+
+
+def main() -> None:
+    app()

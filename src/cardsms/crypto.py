@@ -1,0 +1,57 @@
+"""Secrets at rest (Fernet, key derived from the settings' secret key) and password hashing (scrypt)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from cryptography.fernet import Fernet, InvalidToken
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class Crypto:
+    def __init__(self, secret_key: str) -> None:
+        digest = hashlib.sha256(("cardsms-fernet:" + secret_key).encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._sign_key = hashlib.sha256(("cardsms-sign:" + secret_key).encode()).digest()
+
+    def encrypt(self, plain: str) -> str:
+        return self._fernet.encrypt(plain.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            raise ValueError("cannot decrypt a stored secret: was CARDSMS_SECRET_KEY changed?") from None
+
+    def sign(self, data: bytes) -> str:
+        """An HMAC-SHA1 signature in base64 (the object-store POST policy form)."""
+        return base64.b64encode(hmac.new(self._sign_key, data, hashlib.sha1).digest()).decode()
+
+    def verify(self, data: bytes, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(data), signature)
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    dk = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${dk.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        _, n, r, p, salt, dk = stored.split("$")
+        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got.hex(), dk)
+
+
+def new_access_key() -> tuple[str, str]:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    key_id = "LTAI" + "".join(secrets.choice(alphabet) for _ in range(20))
+    secret = "".join(secrets.choice(alphabet) for _ in range(30))
+    return key_id, secret

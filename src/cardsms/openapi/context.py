@@ -1,0 +1,30 @@
+"""What a handler gets: the services and the authenticated account."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cardsms.openapi.params import Params
+from cardsms.services.core import Services
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    svc: Services
+    account_id: int
+    request_id: str
+
+
+Handler = Callable[[Ctx, Params], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    handler: Handler
+    card: bool = False  # card operations carry `Success` and wrap results in `Data`
+
+
+def page_args(p: Params) -> tuple[int, int]:
+    return p.int("PageIndex", default=1, low=1, high=1_000_000), p.int("PageSize", default=10, low=1, high=50)

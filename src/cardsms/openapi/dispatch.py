@@ -1,0 +1,135 @@
+"""The API endpoint: decode, authenticate, throttle, dispatch by action, wrap the answer."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cardsms.domain.errors import CardsmsError
+from cardsms.openapi import auth, ops_cards, ops_signs, ops_templates
+from cardsms.openapi.context import Ctx, Operation
+from cardsms.openapi.envelope import error_body, new_request_id, render
+from cardsms.openapi.params import Params
+from cardsms.services.accounts import find_access_key
+from cardsms.services.core import Services
+
+API_VERSION = "2017-05-25"
+MAX_BODY = 16 * 1024 * 1024
+OPERATIONS: dict[str, Operation] = {**ops_signs.OPERATIONS, **ops_templates.OPERATIONS, **ops_cards.OPERATIONS}
+
+log = structlog.get_logger("cardsms.api")
+
+
+class ApiMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("cardsms_api_requests", "API requests by action and answer code",
+                                ["action", "code"], registry=registry)
+        self.latency = Histogram("cardsms_api_request_seconds", "API request latency", ["action"],
+                                 registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5))
+
+
+class ApiEndpoint:
+    def __init__(self, svc: Services, metrics: ApiMetrics) -> None:
+        self.svc = svc
+        self.metrics = metrics
+        self.nonces = auth.NonceCache(svc.settings.api_clock_skew_seconds)
+        self.limiter = auth.RateLimiter()
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = new_request_id()
+        action, fmt, account = "", "JSON", None
+        headers: dict[str, str] = {}
+        try:
+            api_request = await self._decode(request)
+            params = Params(api_request.query + api_request.form)
+            fmt = params.values.get("Format", "JSON")
+            action = request.headers.get("x-acs-action") or params.values.get("Action", "")
+            op = self._operation(action, request.headers.get("x-acs-version") or params.values.get("Version", ""))
+            key = await self._authenticate(api_request)
+            account = key.account_name
+            wait_ms = self.limiter.acquire(key.account_id, key.qps_limit or self.svc.settings.api_qps)
+            if wait_ms:
+                headers["x-acs-retry-after"] = str(wait_ms)
+                raise CardsmsError("Throttling.User", f"Request was denied due to user flow control: account "
+                                   f"{account!r} is over {key.qps_limit or self.svc.settings.api_qps} requests "
+                                   f"per second; retry after {wait_ms} ms")
+            result = await op.handler(Ctx(self.svc, key.account_id, request_id), params)
+            body: dict[str, Any] = {"RequestId": request_id, "Code": "OK", "Message": "OK", **result}
+            if op.card:
+                body["Success"] = True
+            status, code = 200, "OK"
+        except CardsmsError as exc:
+            status, code = exc.http_status, exc.code
+            if status == 200:
+                body = {"RequestId": request_id, "Code": exc.code, "Message": exc.message}
+                if action in OPERATIONS and OPERATIONS[action].card:
+                    body["Success"] = False
+            else:
+                body = error_body(request_id, exc.code, exc.message)
+        except Exception:
+            log.exception("api.fault", request_id=request_id, action=action)
+            status, code = 500, "InternalError"
+            body = error_body(request_id, code, f"The request processing has failed due to some unknown error. "
+                              f"RequestId {request_id} is in the server log.")
+        elapsed = time.perf_counter() - started
+        label = action if action in OPERATIONS else "unknown"
+        self.metrics.requests.labels(label, code).inc()
+        self.metrics.latency.labels(label).observe(elapsed)
+        log.info("api.request", request_id=request_id, action=action, account=account, code=code, status=status,
+                 ms=round(elapsed * 1000, 2))
+        return render(body, action, fmt, status, headers)
+
+    @staticmethod
+    async def _decode(request: Request) -> auth.ApiRequest:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise CardsmsError("InvalidParameter", f"request body: larger than {MAX_BODY} bytes")
+        try:
+            query = parse_qsl(request.url.query, keep_blank_values=True, strict_parsing=False, errors="strict")
+            form: list[tuple[str, str]] = []
+            if body and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise CardsmsError("InvalidParameter", "request: parameters must be UTF-8 percent-encoded") from None
+        return auth.ApiRequest(request.method, query, form, {k.lower(): v for k, v in request.headers.items()}, body)
+
+    @staticmethod
+    def _operation(action: str, version: str) -> Operation:
+        if not action:
+            raise CardsmsError("MissingAction", "Action is mandatory: send header x-acs-action or parameter Action")
+        if version != API_VERSION:
+            raise CardsmsError("InvalidVersion", f"Version {version!r} is not supported; use {API_VERSION}")
+        if action not in OPERATIONS:
+            raise CardsmsError("InvalidAction.NotFound", f"Specified api {action!r} is not found; see docs/api.md "
+                               "for the operations cardsms implements")
+        return OPERATIONS[action]
+
+    async def _authenticate(self, req: auth.ApiRequest) -> Any:
+        cred = auth.credential(req)
+        key = await find_access_key(self.svc, cred.key_id)
+        if key is None:
+            raise CardsmsError("InvalidAccessKeyId.NotFound", f"Specified access key {cred.key_id!r} is not found.")
+        if not key.enabled:
+            raise CardsmsError("InvalidAccessKeyId.Inactive", f"Specified access key {cred.key_id!r} is disabled.")
+        auth.verify(req, cred, key.secret)
+        skew = timedelta(seconds=self.svc.settings.api_clock_skew_seconds)
+        if abs(self.svc.now() - cred.timestamp) > skew:
+            raise CardsmsError("InvalidTimeStamp.Expired", f"Specified time stamp {cred.timestamp:%Y-%m-%dT%H:%M:%SZ} "
+                               f"is more than {skew.seconds // 60} minutes off the server time "
+                               f"{self.svc.now():%Y-%m-%dT%H:%M:%SZ}; check the client's clock")
+        if not cred.nonce:
+            raise CardsmsError("IncompleteSignature", "the signature nonce is missing")
+        if not self.nonces.check_and_add(cred.key_id, cred.nonce):
+            raise CardsmsError("SignatureNonceUsed", f"Specified signature nonce {cred.nonce!r} was used already "
+                               "(replayed request)")
+        return key

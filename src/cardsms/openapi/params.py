@@ -1,0 +1,101 @@
+"""Parameter decoding: query and form merged, flattened structures (`Name.1.field`) and their
+JSON-string form both accepted. Errors name the parameter and the rule."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from cardsms.domain.errors import CardsmsError, invalid, missing
+
+_INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\.(?P<index>\d+)(?:\.(?P<field>[A-Za-z0-9_]+))?$")
+MAX_PARAM_CHARS = 4 * 1024 * 1024
+
+
+class Params:
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.values: dict[str, str] = {}
+        for k, v in pairs:
+            if len(v) > MAX_PARAM_CHARS:
+                raise invalid(k, f"is longer than {MAX_PARAM_CHARS} characters")
+            self.values[k] = v
+
+    def str(self, name: str, required: bool = False, max_len: int | None = None, default: str = "") -> str:
+        value = self.values.get(name)
+        if value is None or (required and not value.strip()):
+            if required:
+                raise missing(name)
+            return default
+        if max_len is not None and len(value) > max_len:
+            raise invalid(name, f"must be at most {max_len} characters, got {len(value)}")
+        return value
+
+    def int(self, name: str, required: bool = False, default: int | None = None,
+            low: int | None = None, high: int | None = None) -> int:
+        raw = self.values.get(name, "").strip()
+        if not raw:
+            if required or default is None:
+                raise missing(name)
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise invalid(name, f"must be an integer, got {raw[:40]!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise invalid(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def json(self, name: str, required: bool = False) -> Any:
+        raw = self.values.get(name)
+        if raw is None or not raw.strip():
+            if required:
+                raise missing(name)
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise CardsmsError("isv.INVALID_JSON_PARAM", f"{name} is not valid JSON: {exc.msg} at "
+                               f"position {exc.pos}") from None
+
+    def _indexed(self, name: str) -> dict[int, Any]:
+        items: dict[int, Any] = {}
+        for key, value in self.values.items():
+            m = _INDEXED.match(key)
+            if not m or m["name"] != name:
+                continue
+            index = int(m["index"])
+            if index < 1 or index > 100_000:
+                raise invalid(key, "list indexes start at 1")
+            if m["field"]:
+                slot = items.setdefault(index, {})
+                if not isinstance(slot, dict):
+                    raise invalid(key, "mixes scalar and object items")
+                slot[m["field"]] = value
+            else:
+                items[index] = value
+        return items
+
+    def list(self, name: str, required: bool = False) -> list[Any]:
+        """A list parameter: `Name.1`, `Name.1.field`, or `Name` as a JSON array."""
+        items = self._indexed(name)
+        if items:
+            return [items[i] for i in sorted(items)]
+        raw = self.values.get(name)
+        if raw is None or not raw.strip():
+            if required:
+                raise missing(name)
+            return []
+        value = self.json(name)
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list):
+            raise CardsmsError("isv.INVALID_JSON_PARAM", f"{name} must be a JSON array")
+        return value
+
+    def objects(self, name: str, required: bool = False) -> list[dict[str, Any]]:
+        items = self.list(name, required)
+        for i, item in enumerate(items, 1):
+            if not isinstance(item, dict):
+                raise CardsmsError("isv.INVALID_JSON_PARAM", f"{name}.{i} must be an object")
+        return items

@@ -1,0 +1,158 @@
+"""Accounts, console users and API access keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from cardsms.crypto import hash_password, new_access_key
+from cardsms.db.schema import access_keys, accounts, users
+from cardsms.services.core import Services, as_utc
+
+ROLES = ("admin", "operator", "viewer")
+
+
+class AccountError(ValueError):
+    """A bad account/user/key request; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    key_id: str
+    account_id: int
+    account_name: str
+    secret: str
+    enabled: bool
+    qps_limit: int | None
+    created_at: datetime
+
+
+async def create_account(svc: Services, name: str, qps_limit: int | None = None) -> int:
+    name = name.strip()
+    if not 1 <= len(name) <= 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise AccountError(f"account name {name!r} must be 1-64 letters, digits, '-', '_' or '.'")
+    if qps_limit is not None and qps_limit < 1:
+        raise AccountError("qps limit must be at least 1")
+    try:
+        async with svc.engine.begin() as conn:
+            result = await conn.execute(
+                insert(accounts).values(name=name, qps_limit=qps_limit, created_at=svc.now())
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+    except IntegrityError:
+        raise AccountError(f"account {name!r} already exists") from None
+
+
+async def account_id(svc: Services, name: str) -> int:
+    async with svc.engine.connect() as conn:
+        found = await conn.scalar(select(accounts.c.id).where(accounts.c.name == name))
+    if found is None:
+        raise AccountError(f"account {name!r} does not exist (create it with `cardsms account create {name}`)")
+    return int(found)
+
+
+async def list_accounts(svc: Services) -> list[dict[str, object]]:
+    async with svc.engine.connect() as conn:
+        rows = (await conn.execute(select(accounts).order_by(accounts.c.id))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def set_qps_limit(svc: Services, name: str, qps_limit: int | None) -> None:
+    acc = await account_id(svc, name)
+    if qps_limit is not None and qps_limit < 1:
+        raise AccountError("qps limit must be at least 1")
+    async with svc.engine.begin() as conn:
+        await conn.execute(update(accounts).where(accounts.c.id == acc).values(qps_limit=qps_limit))
+
+
+async def create_user(svc: Services, account: str, username: str, password: str, role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if not 1 <= len(username) <= 64:
+        raise AccountError("username must be 1-64 characters")
+    if len(password) < 8:
+        raise AccountError("password must be at least 8 characters")
+    acc = await account_id(svc, account)
+    try:
+        async with svc.engine.begin() as conn:
+            await conn.execute(
+                insert(users).values(
+                    account_id=acc, username=username, password_hash=hash_password(password), role=role,
+                    disabled=False, created_at=svc.now(),
+                )
+            )
+    except IntegrityError:
+        raise AccountError(f"user {username!r} already exists in account {account!r}") from None
+
+
+async def create_access_key(svc: Services, account: str, description: str = "") -> tuple[str, str]:
+    acc = await account_id(svc, account)
+    key_id, secret = new_access_key()
+    async with svc.engine.begin() as conn:
+        await conn.execute(
+            insert(access_keys).values(
+                account_id=acc, key_id=key_id, secret_enc=svc.crypto.encrypt(secret), enabled=True,
+                description=description[:200], created_at=svc.now(),
+            )
+        )
+    return key_id, secret
+
+
+async def list_access_keys(svc: Services, account: str) -> list[AccessKey]:
+    acc = await account_id(svc, account)
+    async with svc.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(access_keys, accounts.c.name, accounts.c.qps_limit)
+                .join(accounts, accounts.c.id == access_keys.c.account_id)
+                .where(access_keys.c.account_id == acc)
+                .order_by(access_keys.c.id)
+            )
+        ).mappings().all()
+    return [_key(r, svc) for r in rows]
+
+
+def _key(row: object, svc: Services) -> AccessKey:
+    r = row  # a RowMapping
+    return AccessKey(
+        key_id=r["key_id"], account_id=int(r["account_id"]), account_name=r["name"],  # type: ignore[index]
+        secret=svc.crypto.decrypt(r["secret_enc"]), enabled=bool(r["enabled"]),  # type: ignore[index]
+        qps_limit=r["qps_limit"], created_at=as_utc(r["created_at"]),  # type: ignore[index]
+    )
+
+
+async def find_access_key(svc: Services, key_id: str) -> AccessKey | None:
+    async with svc.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(access_keys, accounts.c.name, accounts.c.qps_limit)
+                .join(accounts, accounts.c.id == access_keys.c.account_id)
+                .where(access_keys.c.key_id == key_id)
+            )
+        ).mappings().first()
+    return _key(row, svc) if row else None
+
+
+async def set_access_key_enabled(svc: Services, key_id: str, enabled: bool) -> None:
+    async with svc.engine.begin() as conn:
+        result = await conn.execute(
+            update(access_keys).where(access_keys.c.key_id == key_id).values(enabled=enabled)
+        )
+    if result.rowcount == 0:
+        raise AccountError(f"access key {key_id!r} does not exist")
+
+
+async def delete_access_key(svc: Services, key_id: str) -> None:
+    async with svc.engine.begin() as conn:
+        result = await conn.execute(delete(access_keys).where(access_keys.c.key_id == key_id))
+    if result.rowcount == 0:
+        raise AccountError(f"access key {key_id!r} does not exist")
+
+
+async def count_users(svc: Services, account: str) -> int:
+    acc = await account_id(svc, account)
+    async with svc.engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).where(users.c.account_id == acc)) or 0)

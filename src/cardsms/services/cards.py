@@ -1,0 +1,100 @@
+"""Card templates: create (validated, submitted to each vendor), query, report."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+
+from cardsms.db.schema import card_template_stats, media
+from cardsms.domain.card import CardTemplate, parse_card_template
+from cardsms.domain.errors import CardsmsError
+from cardsms.domain.vendors import parse_factorys
+from cardsms.services import review
+from cardsms.services.core import Services, china_time
+from cardsms.services.templates import get_template, insert_template
+from cardsms.vendors.gateway import ReviewState
+
+MEMO_MAX = 200
+
+
+async def media_ratios(svc: Services, account_id: int) -> dict[str, str | None]:
+    async with svc.engine.connect() as conn:
+        rows = (await conn.execute(
+            select(media.c.resource_id, media.c.ratio, media.c.resource_type).where(media.c.account_id == account_id)
+        )).all()
+    return {rid: (ratio or "unknown") if rtype == 2 else None for rid, ratio, rtype in rows}
+
+
+async def create_card_template(
+    svc: Services, account_id: int, name: str, template: dict[str, Any], factorys: str, memo: str
+) -> tuple[str, CardTemplate]:
+    try:
+        vendors = parse_factorys(factorys)
+    except ValueError as exc:
+        raise CardsmsError("InvalidParameter", f"param Factorys: {exc}") from None
+    if len(memo) > MEMO_MAX:
+        raise CardsmsError("InvalidParameter", f"param memo length must <= {MEMO_MAX}")
+    card = parse_card_template(name, template, await media_ratios(svc, account_id))
+    states = review.card_vendor_states(card, ",".join(v.value for v in vendors))
+    async with svc.engine.begin() as conn:
+        template_id, code = await insert_template(
+            conn, svc, account_id, "card",
+            {"name": card.name, "template_type": card.card_type, "content": "", "sign_name": card.sign_name,
+             "remark": memo, "factorys": ",".join(states), "body": card.to_wire()},
+        )
+        await review.submit(conn, svc, account_id, "template", template_id, states)
+    return code, card
+
+
+def _vendor_ops(rows: list[Any]) -> list[dict[str, Any]]:
+    ops = []
+    for r in rows:
+        state = r["state"]
+        wire_state = int(ReviewState.REJECTED) if state == ReviewState.NOT_SUBMITTED else int(state)
+        ops.append({
+            "vendorCode": r["vendor"], "state": wire_state, "submitted": state != ReviewState.NOT_SUBMITTED,
+            "remark": r["reason"], "desc": r["reason"],
+        })
+    return ops
+
+
+async def query_card_template(svc: Services, account_id: int, code: str) -> dict[str, Any]:
+    async with svc.engine.connect() as conn:
+        row = await get_template(conn, account_id, code, ("card",))
+        rows = await review.vendor_reviews(conn, account_id, "template", row["id"])
+    return {
+        "templateCode": row["code"], "templateName": row["name"], "cardTmpState": row["status"],
+        "state": row["status"], "reason": row["reason"], "memo": row["remark"],
+        "createTime": china_time(row["created_at"]), "tmpOps": _vendor_ops(rows), "template": row["body"],
+    }
+
+
+async def card_template_report(
+    svc: Services, account_id: int, codes: list[str], start: date | None, end: date | None
+) -> list[dict[str, Any]]:
+    async with svc.engine.connect() as conn:
+        for code in codes:
+            await get_template(conn, account_id, code, ("card",))
+        query = select(card_template_stats).where(
+            card_template_stats.c.account_id == account_id, card_template_stats.c.template_code.in_(codes)
+        )
+        if start:
+            query = query.where(card_template_stats.c.day >= start.isoformat())
+        if end:
+            query = query.where(card_template_stats.c.day <= end.isoformat())
+        rows = (await conn.execute(query)).mappings().all()
+    totals = {c: {"exposeUv": 0, "exposePv": 0, "clickUv": 0, "clickPv": 0, "sent": 0, "rendered": 0} for c in codes}
+    for r in rows:
+        t = totals[r["template_code"]]
+        for key, col in (("exposeUv", "expose_uv"), ("exposePv", "expose_pv"), ("clickUv", "click_uv"),
+                         ("clickPv", "click_pv"), ("sent", "sent"), ("rendered", "rendered")):
+            t[key] += int(r[col])
+    out = []
+    for code in codes:
+        t = totals[code]
+        ctr = round(t["clickUv"] / t["exposeUv"], 4) if t["exposeUv"] else 0.0
+        out.append({"tmpCode": code, **t, "ctrUv": ctr,
+                    "startDate": start.isoformat() if start else "", "endDate": end.isoformat() if end else ""})
+    return out

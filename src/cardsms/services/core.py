@@ -1,0 +1,50 @@
+"""The services container: what every use case needs (settings, database, gateways, storage)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cardsms.crypto import Crypto
+from cardsms.media.store import MediaStore
+from cardsms.settings import Settings
+from cardsms.vendors.gateway import HandsetDirectory, ReviewGateway
+
+CHINA = ZoneInfo("Asia/Shanghai")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def china_time(value: datetime) -> str:
+    """The `yyyy-MM-dd HH:mm:ss` China-time form Alibaba's API uses."""
+    return as_utc(value).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def random_digits(n: int) -> str:
+    return str(secrets.randbelow(9) + 1) + "".join(str(secrets.randbelow(10)) for _ in range(n - 1))
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    crypto: Crypto
+    reviewer: ReviewGateway
+    handsets: HandsetDirectory
+    media_store: MediaStore
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def now(self) -> datetime:
+        return self.clock()

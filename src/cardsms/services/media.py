@@ -1,0 +1,193 @@
+"""Media for card templates: the object-store POST policy, the upload it allows, and
+GetMediaResourceId, which turns an uploaded object into a resource id usable in templates."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from cardsms.db.schema import media, media_objects
+from cardsms.domain.errors import CardsmsError
+from cardsms.media.sniff import RATIOS, image_size, ratio_matches, sniff
+from cardsms.services.core import Services, random_digits
+
+BUCKET = "cardsms-media"
+OSS_ACCESS_KEY_ID = "cardsms-upload"
+RESOURCE_TYPES = {2: "image", 4: "video"}
+IMAGE_TYPES = ("image/jpeg", "image/png")
+VIDEO_TYPES = ("video/mp4",)
+
+
+class UploadError(ValueError):
+    """A rejected upload: an object-store style error code and a message naming the field."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def oss_policy(svc: Services, account_id: int) -> dict[str, Any]:
+    expires = svc.now() + timedelta(seconds=svc.settings.upload_policy_seconds)
+    start_path = f"card/{account_id}/{svc.now():%Y%m%d}/"
+    max_bytes = max(svc.settings.media_image_max_bytes, svc.settings.media_video_max_bytes)
+    policy = {
+        "expiration": expires.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "conditions": [
+            {"bucket": BUCKET},
+            ["starts-with", "$key", start_path],
+            ["content-length-range", 1, max_bytes],
+            {"x-cardsms-account": str(account_id)},
+        ],
+    }
+    encoded = base64.b64encode(json.dumps(policy, separators=(",", ":")).encode()).decode()
+    return {
+        "AccessKeyId": OSS_ACCESS_KEY_ID, "AliUid": str(account_id), "Bucket": BUCKET,
+        "ExpireTime": str(int(expires.timestamp())), "Host": f"{svc.settings.base_url}/oss/{BUCKET}",
+        "Policy": encoded, "Signature": svc.crypto.sign(encoded.encode()), "StartPath": start_path,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    key: str
+    size: int
+    content_type: str
+
+
+def _policy_conditions(svc: Services, policy_b64: str, signature: str) -> tuple[int, str, int]:
+    """Verify a policy; returns (account id, start path, max bytes)."""
+    if not svc.crypto.verify(policy_b64.encode(), signature):
+        raise UploadError("SignatureDoesNotMatch", "field signature: the policy signature does not match", 403)
+    try:
+        policy = json.loads(base64.b64decode(policy_b64))
+        expires = datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%S.000Z")
+        conditions = policy["conditions"]
+        account_id = int(next(c["x-cardsms-account"] for c in conditions if isinstance(c, dict)
+                              and "x-cardsms-account" in c))
+        start_path = next(c[2] for c in conditions if isinstance(c, list) and c[0] == "starts-with")
+        max_bytes = int(next(c[2] for c in conditions if isinstance(c, list) and c[0] == "content-length-range"))
+    except (ValueError, KeyError, StopIteration, TypeError, IndexError):
+        raise UploadError("InvalidPolicyDocument", "field policy: not a policy issued by this server") from None
+    if svc.now().replace(tzinfo=None) > expires:
+        raise UploadError("AccessDenied", "field policy: the upload policy has expired; call "
+                          "GetOSSInfoForCardTemplate again", 403)
+    return account_id, start_path, max_bytes
+
+
+async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | None) -> Upload:
+    """Check and store one POST-policy upload; nothing is stored unless every check passes."""
+    for name in ("key", "policy", "signature"):
+        if not fields.get(name):
+            raise UploadError("InvalidArgument", f"field {name} is required")
+    if data is None:
+        raise UploadError("InvalidArgument", "field file is required (the file must be the last form field)")
+    if fields.get("OSSAccessKeyId", OSS_ACCESS_KEY_ID) != OSS_ACCESS_KEY_ID:
+        raise UploadError("InvalidAccessKeyId", "field OSSAccessKeyId: use the AccessKeyId that "
+                          "GetOSSInfoForCardTemplate returned", 403)
+    account_id, start_path, max_bytes = _policy_conditions(svc, fields["policy"], fields["signature"])
+    key = fields["key"]
+    try:
+        svc.media_store.check_key(key)
+    except ValueError as exc:
+        raise UploadError("InvalidObjectName", f"field key: {exc}") from None
+    if not key.startswith(start_path):
+        raise UploadError("AccessDenied", f"field key must start with the policy's StartPath {start_path!r}", 403)
+    if not data:
+        raise UploadError("InvalidArgument", "field file: the file is empty")
+    if len(data) > max_bytes:
+        raise UploadError("EntityTooLarge", f"field file: {len(data)} bytes, at most {max_bytes}")
+    content_type = sniff(data)
+    if content_type not in IMAGE_TYPES + VIDEO_TYPES:
+        raise UploadError("InvalidArgument", "field file: only JPG/PNG images and MP4 videos can be uploaded "
+                          f"(this file looks like {content_type or 'unknown data'})")
+    limit = svc.settings.media_video_max_bytes if content_type in VIDEO_TYPES else svc.settings.media_image_max_bytes
+    if len(data) > limit:
+        raise UploadError("EntityTooLarge", f"field file: a {content_type} file may be at most {limit} bytes, "
+                          f"got {len(data)}")
+    size = image_size(data, content_type) if content_type in IMAGE_TYPES else None
+    if content_type in IMAGE_TYPES and size is None:
+        raise UploadError("InvalidArgument", "field file: the image header is unreadable (corrupt file?)")
+    svc.media_store.put(key, data)
+    async with svc.engine.begin() as conn:
+        exists = await conn.scalar(
+            select(media_objects.c.id).where(media_objects.c.account_id == account_id, media_objects.c.oss_key == key)
+        )
+        values = {"size": len(data), "content_type": content_type, "width": size[0] if size else None,
+                  "height": size[1] if size else None, "created_at": svc.now()}
+        if exists is None:
+            await conn.execute(insert(media_objects).values(account_id=account_id, oss_key=key, **values))
+        else:
+            await conn.execute(media_objects.update().where(media_objects.c.id == exists).values(**values))
+    return Upload(key, len(data), content_type)
+
+
+def parse_extend_info(raw: str | None, resource_type: int) -> str | None:
+    """The img_rate of ExtendInfo (required for images)."""
+    if resource_type != 2:
+        return None
+    if not raw:
+        raise CardsmsError("MissingParameter", "param ExtendInfo is required for images: {\"img_rate\": \"...\"}")
+    try:
+        info = json.loads(raw)
+    except json.JSONDecodeError:
+        raise CardsmsError("InvalidParameter", "param ExtendInfo is not valid JSON") from None
+    rate = info.get("img_rate") if isinstance(info, dict) else None
+    if rate not in RATIOS:
+        raise CardsmsError("InvalidParameter", f"param ExtendInfo.img_rate must be one of {', '.join(RATIOS)}, "
+                           f"got {rate!r}")
+    return str(rate)
+
+
+async def register_media(
+    svc: Services, account_id: int, resource_type: int, oss_key: str, file_size: int, extend_info: str | None,
+    memo: str,
+) -> tuple[str, str]:
+    if resource_type not in RESOURCE_TYPES:
+        raise CardsmsError("InvalidParameter", f"param ResourceType must be 2 (image) or 4 (video), got {resource_type}")
+    ratio = parse_extend_info(extend_info, resource_type)
+    async with svc.engine.connect() as conn:
+        obj = (await conn.execute(
+            select(media_objects).where(media_objects.c.account_id == account_id, media_objects.c.oss_key == oss_key)
+        )).mappings().first()
+    if obj is None:
+        raise CardsmsError("InvalidParameter", f"param resUrl not exist: OssKey {oss_key!r} was not uploaded "
+                           "by this account (upload it with the GetOSSInfoForCardTemplate policy first)")
+    if file_size != obj["size"]:
+        raise CardsmsError("InvalidParameter", f"param FileSize {file_size} does not match the uploaded file "
+                           f"({obj['size']} bytes)")
+    wanted = IMAGE_TYPES if resource_type == 2 else VIDEO_TYPES
+    if obj["content_type"] not in wanted:
+        raise CardsmsError("InvalidParameter", f"param ResourceType {resource_type} "
+                           f"({RESOURCE_TYPES[resource_type]}) does not match the file ({obj['content_type']})")
+    if ratio and not ratio_matches((obj["width"], obj["height"]), ratio):
+        raise CardsmsError("InvalidParameter", f"param ExtendInfo.img_rate {ratio}: the image is "
+                           f"{obj['width']}x{obj['height']}, which is not {ratio} (±5%)")
+    async with svc.engine.begin() as conn:
+        for _ in range(10):
+            resource_id = random_digits(12)
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(insert(media).values(
+                        account_id=account_id, resource_id=resource_id, oss_key=oss_key,
+                        resource_type=resource_type, ratio=ratio, size=obj["size"],
+                        content_type=obj["content_type"], memo=memo[:200], created_at=svc.now(),
+                    ))
+                break
+            except IntegrityError:  # pragma: no cover - resource id collision
+                continue
+    return resource_id, f"{svc.settings.base_url}/media/{oss_key}?token={_download_token(svc, oss_key)}"
+
+
+def _download_token(svc: Services, key: str) -> str:
+    return svc.crypto.sign(("download:" + key).encode()).replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def verify_download(svc: Services, key: str, token: str) -> bool:
+    return secrets.compare_digest(_download_token(svc, key), token)

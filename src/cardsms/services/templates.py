@@ -1,0 +1,171 @@
+"""Text and digital templates (and the kind-independent get/list/delete of every template)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cardsms.db.schema import reviews, templates
+from cardsms.domain.errors import CardsmsError
+from cardsms.domain.text import (
+    DIGITAL_TEMPLATE_TYPE,
+    check_remark,
+    check_template_name,
+    check_text_template,
+)
+from cardsms.services import review, signs
+from cardsms.services.core import Services, random_digits
+from cardsms.services.files import decode_inline_file
+from cardsms.vendors.gateway import ReviewState
+
+DIGITAL_MAX_BYTES = 2 * 1024 * 1024
+DIGITAL_MAX_PARTS = 10
+CODE_PREFIX = {"text": "SMS_", "digital": "SMS_", "card": "CARD_SMS_"}
+
+
+async def insert_template(conn: AsyncConnection, svc: Services, account_id: int, kind: str,
+                          values: dict[str, Any]) -> tuple[int, str]:
+    """Insert a template row with a new code (unique within the account); returns (id, code)."""
+    now = svc.now()
+    for _ in range(10):
+        code = CODE_PREFIX[kind] + random_digits(9 if kind != "card" else 8)
+        exists = await conn.scalar(
+            select(templates.c.id).where(templates.c.account_id == account_id, templates.c.code == code)
+        )
+        if exists is None:
+            break
+    else:  # pragma: no cover - 10 collisions in a 10^9 space
+        raise CardsmsError("SYSTEM_ERROR", "could not allocate a template code; retry")
+    result = await conn.execute(
+        insert(templates).values(
+            account_id=account_id, code=code, kind=kind, status=0, reason="", created_at=now, updated_at=now,
+            **values,
+        )
+    )
+    return int(result.inserted_primary_key[0]), code  # type: ignore[index]
+
+
+async def add_text_template(
+    svc: Services, account_id: int, template_type: int, name: str, content: str, remark: str
+) -> str:
+    content = check_text_template(template_type, content)
+    values = {
+        "name": check_template_name(name), "template_type": template_type, "content": content,
+        "remark": check_remark(remark, required=True),
+    }
+    async with svc.engine.begin() as conn:
+        template_id, code = await insert_template(conn, svc, account_id, "text", values)
+        await review.submit(conn, svc, account_id, "template", template_id, {"": (ReviewState.REVIEWING, "")})
+    return code
+
+
+async def get_template(conn: AsyncConnection, account_id: int, code: str, kinds: tuple[str, ...]) -> Any:
+    row = (
+        await conn.execute(
+            select(templates).where(templates.c.account_id == account_id, templates.c.code == code.strip())
+        )
+    ).mappings().first()
+    if row is None:
+        if kinds == ("card",):
+            raise CardsmsError("TEMPLATE_NOT_EXIST", f"card template {code!r} does not exist in this account")
+        raise CardsmsError("isv.SMS_TEMPLATE_ILLEGAL", f"template {code!r} does not exist in this account")
+    if row["kind"] not in kinds:
+        raise CardsmsError("isv.SMS_TEMPLATE_TYPE_MISMATCH",
+                           f"template {code!r} is a {row['kind']} template; this operation takes "
+                           f"{' or '.join(kinds)} templates")
+    return row
+
+
+async def query_template(svc: Services, account_id: int, code: str, kinds: tuple[str, ...]) -> Any:
+    async with svc.engine.connect() as conn:
+        return await get_template(conn, account_id, code, kinds)
+
+
+async def list_templates(svc: Services, account_id: int, kinds: tuple[str, ...], page: int, size: int
+                         ) -> tuple[int, list[Any]]:
+    where = (templates.c.account_id == account_id, templates.c.kind.in_(kinds))
+    async with svc.engine.connect() as conn:
+        total = await conn.scalar(select(func.count()).select_from(templates).where(*where))
+        rows = (
+            await conn.execute(
+                select(templates).where(*where).order_by(templates.c.id.desc()).offset((page - 1) * size).limit(size)
+            )
+        ).mappings().all()
+    return int(total or 0), list(rows)
+
+
+async def modify_text_template(
+    svc: Services, account_id: int, code: str, template_type: int, name: str, content: str, remark: str
+) -> str:
+    content = check_text_template(template_type, content)
+    values = {"name": check_template_name(name), "template_type": template_type, "content": content,
+              "remark": check_remark(remark, required=True)}
+    async with svc.engine.begin() as conn:
+        row = await get_template(conn, account_id, code, ("text",))
+        if row["status"] == ReviewState.REVIEWING:
+            raise CardsmsError("isv.REVIEW_IN_PROGRESS",
+                               f"template {code!r} is being reviewed; modify it after the review has finished")
+        await conn.execute(
+            update(templates).where(templates.c.id == row["id"], templates.c.account_id == account_id)
+            .values(updated_at=svc.now(), **values)
+        )
+        await review.submit(conn, svc, account_id, "template", row["id"], {"": (ReviewState.REVIEWING, "")})
+    return str(row["code"])
+
+
+async def delete_template(svc: Services, account_id: int, code: str) -> str:
+    async with svc.engine.begin() as conn:
+        row = await get_template(conn, account_id, code, ("text", "digital", "card"))
+        await conn.execute(delete(templates).where(templates.c.id == row["id"], templates.c.account_id == account_id))
+        await conn.execute(
+            delete(reviews).where(
+                reviews.c.account_id == account_id, reviews.c.subject_kind == "template",
+                reviews.c.subject_id == row["id"],
+            )
+        )
+    if row["kind"] == "digital":
+        for part in row["body"]["parts"]:
+            svc.media_store.delete(part["key"])
+    return str(row["code"])
+
+
+async def create_digital_template(
+    svc: Services, account_id: int, name: str, sign_name: str, remark: str, contents: list[dict[str, Any]]
+) -> str:
+    name = check_template_name(name)
+    remark = check_remark(remark, required=True)
+    if not contents:
+        raise CardsmsError("MissingParameter", "TemplateContents is mandatory for this action.")
+    if len(contents) > DIGITAL_MAX_PARTS:
+        raise CardsmsError("isv.INVALID_PARAMETERS", f"TemplateContents holds at most {DIGITAL_MAX_PARTS} files")
+    if sign_name:
+        await signs.get_sign(svc, account_id, sign_name)
+    parts = [
+        decode_inline_file(f"TemplateContents.{i}", c.get("FileContents"), c.get("FileSuffix"),
+                           ("txt", "jpg", "jpeg", "png", "gif", "mp3", "mp4"), DIGITAL_MAX_BYTES)
+        for i, c in enumerate(contents, 1)
+    ]
+    if sum(p.suffix == "mp4" for p in parts) > 1:
+        raise CardsmsError("isv.INVALID_PARAMETERS", "TemplateContents: at most one video (mp4) per template")
+    total = sum(len(p.data) for p in parts)
+    if total > DIGITAL_MAX_BYTES:
+        raise CardsmsError("isv.FILE_ILLEGAL", f"TemplateContents: {total} bytes in all, at most {DIGITAL_MAX_BYTES}")
+    text = "\n".join(p.data.decode("utf-8") for p in parts if p.suffix == "txt")
+    async with svc.engine.begin() as conn:
+        template_id, code = await insert_template(
+            conn, svc, account_id, "digital",
+            {"name": name, "template_type": DIGITAL_TEMPLATE_TYPE, "content": text, "sign_name": sign_name,
+             "remark": remark, "body": {"parts": []}},
+        )
+        stored = []
+        for i, (part, raw) in enumerate(zip(parts, contents, strict=True), 1):
+            key = f"digital/{account_id}/{code}/{i}.{part.suffix}"
+            svc.media_store.put(key, part.data)
+            file_name = str(raw.get("FileName") or f"part{i}")[:64]
+            stored.append({"key": key, "name": file_name, "suffix": part.suffix, "size": len(part.data)})
+        await conn.execute(update(templates).where(templates.c.id == template_id).values(body={"parts": stored}))
+        await review.submit(conn, svc, account_id, "template", template_id, {"": (ReviewState.REVIEWING, "")})
+    return code

@@ -1,0 +1,132 @@
+"""The one settings object: environment variables `CARDSMS_*`, optionally a TOML file named by
+`CARDSMS_CONFIG` (environment wins over the file). Validated at start; bad values stop the process
+with a message that names the setting."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# The deny-list reviewers apply by default (CARD_TEMPLATES.md "Content rules").
+DEFAULT_DENY_LIST = (
+    "贷款", "催收", "赌博", "博彩", "彩票", "股票", "荐股", "投资理财", "医疗", "药品", "成人", "色情",
+    "枪支", "武器", "烟草", "香烟", "酒类", "假货", "高仿", "发票", "加微信", "加QQ", "返现",
+    "loan", "debt collection", "gambling", "casino", "lottery", "stock tips", "pharmacy",
+    "adult", "weapon", "tobacco", "counterfeit", "invoice", "add me on wechat", "cash back",
+)
+
+# A value that must never protect production data; refused outside development mode.
+INSECURE_SECRET_KEYS = frozenset({"", "change-me", "changeme", "secret", "dev", "development", "cardsms"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARDSMS_", extra="ignore", validate_default=True)
+
+    env: Literal["development", "production"] = Field(
+        "development", description="development generates a secret key in the data dir; production refuses that")
+    data_dir: Path = Field(Path("var"), description="where SQLite, media files and generated keys live")
+    database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite in the data dir")
+    secret_key: SecretStr = Field(SecretStr(""), description="encrypts AccessKey secrets at rest, signs policies")
+    host: str = Field("127.0.0.1", description="listen address of `cardsms serve`")
+    port: int = Field(8000, ge=1, le=65535, description="listen port of `cardsms serve`")
+    public_url: str = Field("", description="base URL that clients use to reach this server; default http://host:port")
+    api_qps: int = Field(200, ge=1, le=1_000_000, description="default per-account API requests per second")
+    api_clock_skew_seconds: int = Field(900, ge=1, le=86_400, description="allowed request clock skew")
+    sim_review_seconds: float = Field(5.0, ge=0, le=86_400, description="simulated review delay; 0 approves at once")
+    sim_card_share: int = Field(80, ge=0, le=100, description="percent of card-vendor phones that render cards")
+    sim_deny_list: list[str] = Field(list(DEFAULT_DENY_LIST), description="words that make review reject")
+    sim_handsets_csv: Path | None = Field(None, description="CSV mobile,vendor,support overriding the simulator")
+    review_poll_seconds: float = Field(0.5, gt=0, le=60, description="how often due reviews are processed")
+    media_image_max_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest image upload")
+    media_video_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest video upload")
+    upload_policy_seconds: int = Field(3600, ge=60, le=86_400, description="lifetime of an upload policy")
+    log_format: Literal["auto", "json", "console"] = Field("auto", description="auto = json in production")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CARDSMS_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _production_secret(self) -> Settings:
+        raw = self.secret_key.get_secret_value()
+        if self.env == "production":
+            if raw.lower() in INSECURE_SECRET_KEYS:
+                raise ValueError("CARDSMS_SECRET_KEY must be set to a random value in production "
+                                 "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+            if len(raw) < 32:
+                raise ValueError("CARDSMS_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL (driver filled in)."""
+        url = self.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'cardsms.db').resolve()}"
+        if url.startswith("sqlite:"):
+            return "sqlite+aiosqlite:" + url[len("sqlite:"):]
+        for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix):]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def resolved_secret_key(self) -> str:
+        """The secret key; in development one is generated once into the data dir when none is set."""
+        raw = self.secret_key.get_secret_value()
+        if raw:
+            return raw
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        return key
+
+    @classmethod
+    def describe(cls) -> list[dict[str, Any]]:
+        """Name, default and help of every setting (docs/configuration.md is checked against it)."""
+        out = []
+        for name, f in cls.model_fields.items():
+            default = f.default.get_secret_value() if isinstance(f.default, SecretStr) else f.default
+            out.append({"env": f"CARDSMS_{name.upper()}", "default": default, "help": f.description or ""})
+        return out

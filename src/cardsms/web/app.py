@@ -1,0 +1,128 @@
+"""The ASGI application of `cardsms serve`/`cardsms api`: API at the root path, object-store upload,
+media downloads, /healthz, /metrics, and (for now) a start page where the console will live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from html import escape
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from cardsms import __version__
+from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
+from cardsms.services import media
+from cardsms.services.core import Services
+from cardsms.services.review import run_due_reviews
+
+log = structlog.get_logger("cardsms.web")
+MAX_UPLOAD = 64 * 1024 * 1024
+
+
+def _upload_error(code: str, message: str, status: int) -> Response:
+    xml = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{escape(code)}</Code>"
+           f"<Message>{escape(message)}</Message></Error>")
+    return Response(xml, status, media_type="application/xml")
+
+
+def create_app(svc: Services, run_reviewer: bool = True) -> Starlette:
+    registry = CollectorRegistry()
+    api = ApiEndpoint(svc, ApiMetrics(registry))
+    reviews_done = Gauge("cardsms_reviews_decided", "reviews decided by this process", registry=registry)
+    state = {"ready": False}
+
+    async def root(request: Request) -> Response:
+        if request.headers.get("x-acs-action") or "Action" in request.query_params or request.method == "POST":
+            return await api(request)
+        return HTMLResponse(_start_page(svc))
+
+    async def healthz(request: Request) -> Response:
+        if not state["ready"]:
+            return JSONResponse({"status": "starting"}, 503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def upload(request: Request) -> Response:
+        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD:
+            return _upload_error("EntityTooLarge", f"the request is larger than {MAX_UPLOAD} bytes", 400)
+        try:
+            form = await request.form(max_files=1, max_fields=20, max_part_size=MAX_UPLOAD)
+        except Exception as exc:  # malformed multipart of any kind
+            return _upload_error("InvalidArgument", f"the body is not a valid multipart form: {exc}", 400)
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        file = form.get("file")
+        data = await file.read() if file is not None and not isinstance(file, str) else None
+        try:
+            up = await media.accept_upload(svc, fields, data)
+        except media.UploadError as exc:
+            return _upload_error(exc.code, exc.message, exc.status)
+        status = int(fields.get("success_action_status") or 204)
+        status = status if status in (200, 201, 204) else 204
+        if status == 204:
+            return Response(status_code=204, headers={"ETag": f'"{up.key}"'})
+        return JSONResponse({"key": up.key, "size": up.size, "contentType": up.content_type}, status)
+
+    async def download(request: Request) -> Response:
+        key = request.path_params["key"]
+        if not media.verify_download(svc, key, request.query_params.get("token", "")):
+            return _upload_error("AccessDenied", "query token: missing or wrong download token", 403)
+        data = svc.media_store.get(key)
+        if data is None:
+            return _upload_error("NoSuchKey", f"object {key!r} does not exist", 404)
+        from cardsms.media.sniff import sniff
+
+        return Response(data, media_type=sniff(data) or "application/octet-stream")
+
+    async def reviewer() -> None:
+        while True:
+            try:
+                reviews_done.inc(await run_due_reviews(svc))
+            except Exception:
+                log.exception("reviewer.pass_failed")
+            await asyncio.sleep(svc.settings.review_poll_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(reviewer()) if run_reviewer else None
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await svc.engine.dispose()
+
+    return Starlette(
+        routes=[
+            Route("/", root, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics),
+            Route(f"/oss/{media.BUCKET}", upload, methods=["POST"]),
+            Route("/media/{key:path}", download),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def _start_page(svc: Services) -> str:
+    base = escape(svc.settings.base_url)
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>cardsms</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1f2937}}
+code{{background:#f3f4f6;padding:.1rem .3rem;border-radius:4px}}</style></head><body>
+<h1>cardsms {__version__}</h1>
+<p>The API endpoint is <code>{base}</code> (Alibaba Cloud SMS API, version 2017-05-25).
+Point the official SDK at it with <code>protocol="http"</code>.</p>
+<p>卡片短信平台 API 已就绪。运营控制台将在后续版本提供 (the operations console arrives with a later release).</p>
+<p><a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p></body></html>"""
