@@ -1,0 +1,3 @@
+from cardsms.cli import main
+
+main()

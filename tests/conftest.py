@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from alibabacloud_dysmsapi20170525.client import Client
+from alibabacloud_tea_openapi.utils_models import Config
+
+from tests.harness import PostgresServer, Server, cardsms_env, cli, running_server
+
+BACKENDS = ["sqlite", "postgresql"]
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def _env_for(backend: str, request: pytest.FixtureRequest, **extra: str) -> dict[str, str]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"cardsms-{backend}-"))
+    url = ""
+    if backend == "postgresql":
+        pg: PostgresServer = request.getfixturevalue("pg")
+        url = pg.create_database(f"cardsms_{next(_counter)}_{os.getpid()}")
+    env = cardsms_env(data_dir, url, **extra)
+    if backend == "postgresql":
+        cli(env, "migrate")
+    return env
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A server that approves at once (CARDSMS_SIM_REVIEW_SECONDS=0), on each backend."""
+    env = _env_for(request.param, request, CARDSMS_SIM_REVIEW_SECONDS="0")
+    with running_server(env, request.param) as s:
+        yield s
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def slow_review_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A server whose simulated review takes 2 seconds, on each backend."""
+    env = _env_for(request.param, request, CARDSMS_SIM_REVIEW_SECONDS="2", CARDSMS_REVIEW_POLL_SECONDS="0.2")
+    with running_server(env, request.param) as s:
+        yield s
+
+
+@dataclass
+class Tenant:
+    name: str
+    key_id: str
+    secret: str
+    server: Server
+
+    def client(self, algorithm: str | None = None, secret: str | None = None, key_id: str | None = None) -> Client:
+        config = Config(access_key_id=key_id or self.key_id, access_key_secret=secret or self.secret,
+                        endpoint=self.server.endpoint, protocol="http", read_timeout=30000, connect_timeout=5000)
+        if algorithm:
+            config.signature_algorithm = algorithm
+        return Client(config)
+
+
+def new_tenant(server: Server, qps: int | None = None) -> Tenant:
+    name = f"acct{next(_counter)}x{os.getpid()}"
+    args = ["account", "create", name] + (["--qps", str(qps)] if qps else [])
+    cli(server.env, *args)
+    key = json.loads(cli(server.env, "accesskey", "create", "--account", name, "--json").stdout)
+    return Tenant(name, key["AccessKeyId"], key["AccessKeySecret"], server)
+
+
+@pytest.fixture
+def tenant(server: Server) -> Tenant:
+    return new_tenant(server)
+
+
+@pytest.fixture
+def make_tenant(server: Server) -> Callable[..., Tenant]:
+    return lambda **kw: new_tenant(server, **kw)

@@ -1,0 +1,151 @@
+"""Test harness: a real PostgreSQL server in a temp directory, real `cardsms serve` processes,
+official SDK clients. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_pg_bin() -> Path | None:
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+class PostgresServer:
+    """initdb + postgres on a free loopback port, as the postgres user when we are root."""
+
+    def __init__(self) -> None:
+        bindir = find_pg_bin()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL server binaries (initdb) not found: run `make test`, which installs them")
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="cardsms-pg-"))
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.dir, "postgres", "postgres")
+
+    def start(self) -> None:
+        data = self.dir / "data"
+        subprocess.run([*self._as_user, str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                        "-A", "trust", "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+        self.proc = subprocess.Popen(
+            [*self._as_user, str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+             "-h", "127.0.0.1", "-k", str(self.dir), "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / "postgres.log", "wb"),  # noqa: SIM115
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                asyncio.run(self._execute("SELECT 1"))
+                return
+            except Exception:
+                time.sleep(0.2)
+        raise RuntimeError(f"PostgreSQL did not start: {(self.dir / 'postgres.log').read_text()[-2000:]}")
+
+    async def _execute(self, sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database="postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def create_database(self, name: str) -> str:
+        asyncio.run(self._execute(f'CREATE DATABASE "{name}"'))
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cardsms_env(data_dir: Path, database_url: str = "", **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSMS_")}
+    env.update(CARDSMS_DATA_DIR=str(data_dir), CARDSMS_SECRET_KEY=SECRET_KEY, CARDSMS_DATABASE_URL=database_url,
+               CARDSMS_LOG_LEVEL="warning", **extra)
+    return env
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "cardsms", *args], env=env, capture_output=True, text=True,
+                            timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"cardsms {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+@dataclass
+class Server:
+    port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    backend: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running_server(env: dict[str, str], backend: str) -> Iterator[Server]:
+    port = free_port()
+    data_dir = Path(env["CARDSMS_DATA_DIR"])
+    log = open(data_dir / f"serve-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "serve", "--port", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(data_dir / f'serve-{port}.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become healthy in 60 s")
+            time.sleep(0.1)
+        yield Server(port, env, proc, backend)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -1,0 +1,89 @@
+"""Steps an integrator takes with the official SDK, shared by the integration tests."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+from typing import Any
+
+import httpx
+from alibabacloud_dysmsapi20170525 import models as m
+from alibabacloud_dysmsapi20170525.client import Client
+from PIL import Image
+
+
+def png(width: int = 1280, height: int = 720, color: str = "#3366cc") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def jpeg(width: int = 800, height: int = 800) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), "#cc6633").save(buf, "JPEG", quality=70)
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def upload(client: Client, data: bytes, name: str = "img.png") -> tuple[httpx.Response, str]:
+    """Upload through the object-store POST policy, as Alibaba's console and SDK samples do."""
+    info = client.get_ossinfo_for_card_template().body.data
+    key = info.start_path + name
+    response = httpx.post(
+        info.host,
+        data={"key": key, "policy": info.policy, "OSSAccessKeyId": info.access_key_id,
+              "signature": info.signature, "success_action_status": "200"},
+        files={"file": (name, data)},
+        timeout=30,
+    )
+    return response, key
+
+
+def image_resource(client: Client, data: bytes | None = None, ratio: str = "sixteenToNine") -> str:
+    data = data or png()
+    response, key = upload(client, data)
+    assert response.status_code == 200, response.text
+    body = client.get_media_resource_id(m.GetMediaResourceIdRequest(
+        resource_type=2, oss_key=key, file_size=len(data), extend_info=json.dumps({"img_rate": ratio}), memo="t",
+    )).body
+    assert body.success and body.code == "OK", body.to_map()
+    return str(body.data.resource_id)
+
+
+SAMPLE_CARD: dict[str, Any] = {
+    "extendInfo": {"scene": "order", "purpose": "1", "params": [{"name": "${name}", "type": 1, "example": "Li"}],
+                   "userExt": {"outId": "A-1"}},
+    "templateContent": {"pages": [{"tmpCards": [
+        {"type": "IMAGE", "srcType": 1, "src": "<ResourceId>", "actionType": "OPEN_BROWSER",
+         "action": {"target": "https://shop.example/o/1", "merchantName": "Example Shop"}, "positionNumber": 1},
+        {"type": "TEXT", "isTextTitle": True, "content": "Your order has shipped", "positionNumber": 2},
+        {"type": "TEXT", "isTextTitle": False, "content": "【Example】Hello ${name}, your parcel is on its way.",
+         "positionNumber": 3},
+        {"type": "BUTTON", "content": "Open app", "actionType": "OPEN_APP",
+         "action": {"target": "shop://order/1", "packageName": ["com.example.shop"],
+                    "floorUrl": "https://shop.example/o/1", "merchantName": "Example Shop"}, "positionNumber": 4}]}]},
+    "cardSignName": "Example", "cardType": 5,
+}
+
+
+def card_template(resource_id: str) -> dict[str, Any]:
+    t = copy.deepcopy(SAMPLE_CARD)
+    t["templateContent"]["pages"][0]["tmpCards"][0]["src"] = resource_id
+    return t
+
+
+def create_card(client: Client, template: dict[str, Any], name: str = "Order shipped", factorys: str = "") -> Any:
+    return client.create_card_sms_template(m.CreateCardSmsTemplateRequest(
+        template_name=name, template=template, factorys=factorys or None, memo="test"
+    )).body
+
+
+def approved_card(client: Client) -> str:
+    body = create_card(client, card_template(image_resource(client)))
+    assert body.success, body.to_map()
+    return str(body.data.template_code)
