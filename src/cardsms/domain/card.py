@@ -132,6 +132,8 @@ def decode_template_json(raw: str) -> tuple[dict[str, Any], bool]:
         value = json.loads(raw)
     except (json.JSONDecodeError, TypeError) as exc:
         raise _bad(f"param Template is not valid JSON ({exc})") from None
+    if "\x00" in json.dumps(value, ensure_ascii=False):
+        raise _bad("param Template must not contain NUL characters (\\u0000)")
     twice = False
     if isinstance(value, str):
         try:

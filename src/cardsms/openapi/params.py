@@ -19,6 +19,8 @@ class Params:
         for k, v in pairs:
             if len(v) > MAX_PARAM_CHARS:
                 raise invalid(k, f"is longer than {MAX_PARAM_CHARS} characters")
+            if "\x00" in v or "\x00" in k:
+                raise invalid(k, "must not contain NUL characters")
             self.values[k] = v
 
     def str(self, name: str, required: bool = False, max_len: int | None = None, default: str = "") -> str:

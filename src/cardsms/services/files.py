@@ -43,9 +43,11 @@ def decode_inline_file(where: str, contents: object, suffix: object, allowed: tu
     expected = _SUFFIX_TYPES[suffix]
     if expected == "text/plain":
         try:
-            data.decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise CardsmsError("isv.FILE_ILLEGAL", f"{where}: a txt file must be UTF-8 text") from None
+        if "\x00" in text:
+            raise CardsmsError("isv.FILE_ILLEGAL", f"{where}: a txt file must not contain NUL characters")
     elif sniff(data) != expected:
         raise CardsmsError("isv.FILE_ILLEGAL", f"{where}: the content is not a {suffix} file "
                            f"(looks like {sniff(data) or 'unknown data'})")

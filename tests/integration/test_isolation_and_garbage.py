@@ -1,0 +1,197 @@
+"""A second account cannot see, change or use the first account's objects; garbage never gets a 5xx."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from alibabacloud_dysmsapi20170525 import models as m
+from alibabacloud_tea_openapi.exceptions import ClientException
+from aliyunsdkcore.acs_exception.exceptions import ServerException
+
+from cardsms.openapi.dispatch import OPERATIONS
+from tests.conftest import Tenant, new_tenant
+from tests.harness import Server
+from tests.integration.helpers import b64, card_template, create_card, png, upload
+from tests.integration.test_api_protocol import legacy
+
+
+@dataclass
+class Owned:
+    owner: Tenant
+    other: Tenant
+    sign: str
+    text_code: str
+    digital_code: str
+    card_code: str
+    resource_id: str
+    oss_key: str
+    oss_size: int
+
+
+_cache: dict[int, Owned] = {}
+
+
+@pytest.fixture
+def owned(server: Server) -> Owned:
+    if server.port not in _cache:
+        a, b = new_tenant(server), new_tenant(server)
+        c = a.client()
+        assert c.add_sms_sign(m.AddSmsSignRequest(sign_name="Owner", sign_source=0, remark="r",
+                                                  sign_file_list=[])).body.code == "OK"
+        text = c.add_sms_template(m.AddSmsTemplateRequest(template_type=1, template_name="t",
+                                                          template_content="Hi ${n}", remark="r")).body.template_code
+        digital = c.create_digital_sms_template(m.CreateDigitalSmsTemplateRequest(
+            template_name="d", remark="r", template_contents=[m.CreateDigitalSmsTemplateRequestTemplateContents(
+                file_contents=b64(b"hello"), file_name="t", file_size=5, file_suffix="txt")])).body.template_code
+        data = png()
+        _, key = upload(c, data)
+        rid = c.get_media_resource_id(m.GetMediaResourceIdRequest(
+            resource_type=2, oss_key=key, file_size=len(data), extend_info='{"img_rate":"sixteenToNine"}')
+        ).body.data.resource_id
+        card = create_card(c, card_template(rid)).data.template_code
+        _cache[server.port] = Owned(a, b, "Owner", text, digital, card, rid, key, len(data))
+    return _cache[server.port]
+
+
+def _expect(code: str, needle: str = "") -> Callable[[Any], None]:
+    def check(body: Any) -> None:
+        assert body.code == code, body.to_map()
+        assert needle in (body.to_map().get("Message") or "")
+    return check
+
+
+CASES: dict[str, Callable[[Owned], None]] = {
+    "QuerySmsSign": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(
+        o.other.client().query_sms_sign(m.QuerySmsSignRequest(sign_name=o.sign)).body),
+    "ModifySmsSign": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(o.other.client().modify_sms_sign(
+        m.ModifySmsSignRequest(sign_name=o.sign, sign_source=0, remark="r", sign_file_list=[])).body),
+    "DeleteSmsSign": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(
+        o.other.client().delete_sms_sign(m.DeleteSmsSignRequest(sign_name=o.sign)).body),
+    "QuerySmsSignList": lambda o: _assert_no_signs(o),
+    "AddSmsSign": lambda o: _assert_same_name_is_independent(o),
+    "QuerySmsTemplate": lambda o: _expect("isv.SMS_TEMPLATE_ILLEGAL")(
+        o.other.client().query_sms_template(m.QuerySmsTemplateRequest(template_code=o.text_code)).body),
+    "ModifySmsTemplate": lambda o: _expect("isv.SMS_TEMPLATE_ILLEGAL")(o.other.client().modify_sms_template(
+        m.ModifySmsTemplateRequest(template_code=o.text_code, template_type=1, template_name="x",
+                                   template_content="x", remark="r")).body),
+    "DeleteSmsTemplate": lambda o: _expect("isv.SMS_TEMPLATE_ILLEGAL")(
+        o.other.client().delete_sms_template(m.DeleteSmsTemplateRequest(template_code=o.card_code)).body),
+    "QuerySmsTemplateList": lambda o: _assert_no_templates(o),
+    "QueryDigitalSmsTemplate": lambda o: _expect("isv.SMS_TEMPLATE_ILLEGAL")(
+        o.other.client().query_sms_template(m.QuerySmsTemplateRequest(template_code=o.digital_code)).body),
+    "CreateDigitalSmsTemplate": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(
+        o.other.client().create_digital_sms_template(m.CreateDigitalSmsTemplateRequest(
+            template_name="d", remark="r", sign_name=o.sign, template_contents=[
+                m.CreateDigitalSmsTemplateRequestTemplateContents(file_contents=b64(b"x"), file_name="t",
+                                                                  file_size=1, file_suffix="txt")])).body),
+    "QueryCardSmsTemplate": lambda o: _expect("TEMPLATE_NOT_EXIST")(o.other.client().query_card_sms_template(
+        m.QueryCardSmsTemplateRequest(template_code=o.card_code)).body),
+    "QueryCardSmsTemplateReport": lambda o: _expect("TEMPLATE_NOT_EXIST")(
+        o.other.client().query_card_sms_template_report(m.QueryCardSmsTemplateReportRequest(
+            template_codes=[o.card_code])).body),
+    "CreateCardSmsTemplate": lambda o: _raises(lambda: create_card(o.other.client(), card_template(o.resource_id)),
+                                               "resUrl not exist"),
+    "GetMediaResourceId": lambda o: _raises(lambda: o.other.client().get_media_resource_id(
+        m.GetMediaResourceIdRequest(resource_type=2, oss_key=o.oss_key, file_size=o.oss_size,
+                                    extend_info='{"img_rate":"sixteenToNine"}')), "resUrl not exist"),
+    "GetOSSInfoForCardTemplate": lambda o: _assert_upload_confined(o),
+    "CheckMobilesCardSupport": lambda o: _expect("TEMPLATE_NOT_EXIST")(o.other.client().check_mobiles_card_support(
+        m.CheckMobilesCardSupportRequest(template_code=o.card_code, mobiles=[{"mobile": "13800138000"}])).body),
+    "QueryMobilesCardSupport": lambda o: _expect("TEMPLATE_NOT_EXIST")(o.other.client().query_mobiles_card_support(
+        m.QueryMobilesCardSupportRequest(template_code=o.card_code, mobiles=[{"Mobile": "13800138000"}])).body),
+    "AddSmsTemplate": lambda o: _assert_codes_are_per_account(o),
+}
+
+
+def _raises(call: Callable[[], Any], needle: str) -> None:
+    with pytest.raises(ClientException) as exc:
+        call()
+    assert needle in exc.value.message
+
+
+def _assert_no_signs(o: Owned) -> None:
+    assert o.other.client().query_sms_sign_list(m.QuerySmsSignListRequest()).body.total_count == 0
+
+
+def _assert_no_templates(o: Owned) -> None:
+    assert o.other.client().query_sms_template_list(m.QuerySmsTemplateListRequest()).body.total_count == 0
+
+
+def _assert_same_name_is_independent(o: Owned) -> None:
+    other = new_tenant(o.other.server)
+    assert other.client().add_sms_sign(m.AddSmsSignRequest(sign_name=o.sign, sign_source=1, remark="mine",
+                                                           sign_file_list=[])).body.code == "OK"
+    assert o.owner.client().query_sms_sign(m.QuerySmsSignRequest(sign_name=o.sign)).body.sign_status == 1
+
+
+def _assert_codes_are_per_account(o: Owned) -> None:
+    code = new_tenant(o.other.server).client().add_sms_template(m.AddSmsTemplateRequest(
+        template_type=1, template_name="t", template_content="Hi", remark="r")).body.template_code
+    assert o.owner.client().query_sms_template(m.QuerySmsTemplateRequest(template_code=code)).body.code == \
+        "isv.SMS_TEMPLATE_ILLEGAL"
+
+
+def _assert_upload_confined(o: Owned) -> None:
+    info = o.other.client().get_ossinfo_for_card_template().body.data
+    owner_path = o.oss_key.rsplit("/", 1)[0] + "/"
+    assert info.start_path != owner_path
+    r = httpx.post(info.host, data={"key": owner_path + "evil.png", "policy": info.policy,
+                                    "OSSAccessKeyId": info.access_key_id, "signature": info.signature},
+                   files={"file": ("evil.png", png(32, 18))})
+    assert r.status_code == 403
+
+
+def test_every_operation_is_covered_by_an_isolation_case() -> None:
+    assert set(CASES) == set(OPERATIONS)
+
+
+@pytest.mark.parametrize("action", sorted(CASES))
+def test_second_account_cannot_see_change_or_use_the_first_accounts_objects(owned: Owned, action: str) -> None:
+    CASES[action](owned)
+
+
+GARBAGE: list[str] = [
+    "", " ", "null", "{", "[]", '{"a":', "0", "-1", "99999999999999999999999", "1e309", "NaN", "true",
+    "\u0000", "😀" * 50, "x" * 5000, "${}", "'; DROP TABLE signs; --", '{"pages":[{"tmpCards":[{}]}]}',
+    '"{\\"cardType\\":5}"', "[{\"mobile\": null}]", '[{"Mobile": []}]', "<xml/>", "%00", "card/../../etc",
+]
+
+
+def test_every_operation_fed_garbage_answers_a_named_error_never_5xx(tenant: Tenant) -> None:
+    rng = random.Random(20261125)
+    names = ["SignName", "SignSource", "SignType", "Remark", "TemplateType", "TemplateName", "TemplateContent",
+             "TemplateCode", "Template", "Factorys", "Memo", "TemplateCodes", "StartDate", "EndDate", "ResourceType",
+             "OssKey", "FileSize", "ExtendInfo", "Mobiles", "EncryptType", "PageIndex", "PageSize",
+             "SignFileList.1.FileContents", "SignFileList.1.FileSuffix", "TemplateContents.1.FileContents",
+             "TemplateContents.1.FileSuffix", "Mobiles.1.mobile", "TemplateCodes.1"]
+    calls = 0
+    for action in sorted(OPERATIONS):
+        for _ in range(12):
+            params = {n: rng.choice(GARBAGE) for n in rng.sample(names, rng.randint(1, len(names)))}
+            try:
+                body = legacy(tenant, action, **params)
+            except ServerException as exc:
+                assert exc.get_http_status() < 500, (action, params, exc.get_error_msg())
+                assert exc.get_error_msg(), (action, params)
+                continue
+            finally:
+                calls += 1
+            if body["Code"] != "OK":
+                assert body["Message"], (action, params)
+    assert calls == 12 * len(OPERATIONS)
+
+
+def test_malformed_json_in_template_parameters_is_named(tenant: Tenant) -> None:
+    for bad in ("{", "[1,2", '{"cardType": }'):
+        with pytest.raises(ServerException) as exc:
+            legacy(tenant, "CreateCardSmsTemplate", TemplateName="x", Template=bad)
+        assert "Template is not valid JSON" in exc.value.get_error_msg()
+    body = legacy(tenant, "CheckMobilesCardSupport", TemplateCode="CARD_SMS_1", Mobiles="[{")
+    assert body["Code"] == "isv.INVALID_JSON_PARAM" and "Mobiles" in body["Message"]
+    assert json.loads(json.dumps(body))["Success"] is False
