@@ -26,13 +26,13 @@ async def ensure_demo(svc: Services) -> Welcome:
     password_file = svc.settings.data_dir / "initial-admin-password"
     if not await accounts.list_accounts(svc):
         await accounts.create_account(svc, DEMO_ACCOUNT)
-        password = secrets.token_urlsafe(12)
-        await accounts.create_user(svc, DEMO_ACCOUNT, ADMIN_USER, password, "admin")
+        first_password = secrets.token_urlsafe(12)
+        await accounts.create_user(svc, DEMO_ACCOUNT, ADMIN_USER, first_password, "admin")
         await accounts.create_access_key(svc, DEMO_ACCOUNT, "demo key created at first start")
         svc.settings.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(password + "\n")
+            fh.write(first_password + "\n")
     password = password_file.read_text().strip() if password_file.exists() else None
     try:
         keys = [k for k in await accounts.list_access_keys(svc, DEMO_ACCOUNT) if k.enabled]

@@ -35,7 +35,9 @@ out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory (default: $CARDSMS_DATA_DIR or ./var)")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="data directory (default: $CARDSMS_DATA_DIR or ./var)")
+]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -31,7 +31,7 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def _ts(name: str, nullable: bool = False) -> Column:  # type: ignore[type-arg]
+def _ts(name: str, nullable: bool = False) -> Column:
     return Column(name, DateTime(timezone=True), nullable=nullable)
 
 

@@ -349,7 +349,7 @@ def _parse_media(
         raise _bad(f"param {where}.srcType must be 1 (media resource id) or 2 (URL), got {src_type!r}")
     out: dict[str, Any] = {"srcType": src_type, "src": _media_src(where + ".src", src_type, raw.get("src"))}
     if src_type == 1:
-        ratio = media_ratios[out["src"]] if out["src"] in media_ratios else "missing"
+        ratio = media_ratios.get(out["src"], "missing")
         if ratio == "missing":
             raise _bad(f"param resUrl not exist: {where}.src {out['src']!r} is not a media resource of this "
                        "account (upload it and call GetMediaResourceId first)")

@@ -20,7 +20,8 @@ class ErrorCode:
 _TABLE: tuple[ErrorCode, ...] = (
     # protocol errors (HTTP 4xx; the SDK raises ClientException)
     ErrorCode("MissingParameter", 400, "A required parameter is missing; the message names it."),
-    ErrorCode("InvalidParameter", 400, "A parameter has the wrong type or is out of range; the message names it."),
+    ErrorCode("InvalidParameter", 400,
+              "A parameter has the wrong type, is out of range or breaks a rule; the message names it."),
     ErrorCode("MissingAction", 400, "Neither the x-acs-action header nor the Action parameter was given."),
     ErrorCode("InvalidVersion", 400, "The API version is not 2017-05-25."),
     ErrorCode("InvalidAction.NotFound", 404, "The operation is not implemented by cardsms."),
@@ -29,7 +30,7 @@ _TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("InvalidAccessKeyId.Inactive", 403, "The AccessKey is disabled."),
     ErrorCode("SignatureDoesNotMatch", 400, "The signature is wrong; the message holds the server's string to sign."),
     ErrorCode("IncompleteSignature", 400, "The Authorization header or signature parameters are malformed."),
-    ErrorCode("InvalidTimeStamp.Expired", 400, "The request time is more than the allowed skew from the server's clock."),
+    ErrorCode("InvalidTimeStamp.Expired", 400, "The request time is too far from the server's clock."),
     ErrorCode("SignatureNonceUsed", 400, "The signature nonce was already used within the replay window."),
     ErrorCode("Throttling.User", 400, "The account is over its API QPS limit; retry after x-acs-retry-after ms."),
     ErrorCode("Forbidden", 403, "The caller may not perform this operation."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -39,7 +40,5 @@ class MediaStore:
             return None
 
     def delete(self, key: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError, ValueError):
             self._path(key).unlink()
-        except (FileNotFoundError, ValueError):
-            pass

@@ -13,9 +13,15 @@ _INDEXED = re.compile(r"^(?P<name>[A-Za-z]+)\.(?P<index>\d+)(?:\.(?P<field>[A-Za
 MAX_PARAM_CHARS = 4 * 1024 * 1024
 
 
+_Str = str
+_Int = int
+_List = list
+_Dict = dict
+
+
 class Params:
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.values: dict[str, str] = {}
+    def __init__(self, pairs: list[tuple[str, _Str]]) -> None:
+        self.values: dict[str, _Str] = {}
         for k, v in pairs:
             if len(v) > MAX_PARAM_CHARS:
                 raise invalid(k, f"is longer than {MAX_PARAM_CHARS} characters")
@@ -23,7 +29,7 @@ class Params:
                 raise invalid(k, "must not contain NUL characters")
             self.values[k] = v
 
-    def str(self, name: str, required: bool = False, max_len: int | None = None, default: str = "") -> str:
+    def str(self, name: _Str, required: bool = False, max_len: _Int | None = None, default: _Str = "") -> _Str:
         value = self.values.get(name)
         if value is None or (required and not value.strip()):
             if required:
@@ -33,8 +39,8 @@ class Params:
             raise invalid(name, f"must be at most {max_len} characters, got {len(value)}")
         return value
 
-    def int(self, name: str, required: bool = False, default: int | None = None,
-            low: int | None = None, high: int | None = None) -> int:
+    def int(self, name: _Str, required: bool = False, default: _Int | None = None,
+            low: _Int | None = None, high: _Int | None = None) -> _Int:
         raw = self.values.get(name, "").strip()
         if not raw:
             if required or default is None:
@@ -48,7 +54,7 @@ class Params:
             raise invalid(name, f"must be between {low} and {high}, got {value}")
         return value
 
-    def json(self, name: str, required: bool = False) -> Any:
+    def json(self, name: _Str, required: bool = False) -> Any:
         raw = self.values.get(name)
         if raw is None or not raw.strip():
             if required:
@@ -60,8 +66,8 @@ class Params:
             raise CardsmsError("isv.INVALID_JSON_PARAM", f"{name} is not valid JSON: {exc.msg} at "
                                f"position {exc.pos}") from None
 
-    def _indexed(self, name: str) -> dict[int, Any]:
-        items: dict[int, Any] = {}
+    def _indexed(self, name: _Str) -> _Dict[_Int, Any]:
+        items: _Dict[_Int, Any] = {}
         for key, value in self.values.items():
             m = _INDEXED.match(key)
             if not m or m["name"] != name:
@@ -78,7 +84,7 @@ class Params:
                 items[index] = value
         return items
 
-    def list(self, name: str, required: bool = False) -> list[Any]:
+    def list(self, name: _Str, required: bool = False) -> _List[Any]:
         """A list parameter: `Name.1`, `Name.1.field`, or `Name` as a JSON array."""
         items = self._indexed(name)
         if items:
@@ -95,7 +101,7 @@ class Params:
             raise CardsmsError("isv.INVALID_JSON_PARAM", f"{name} must be a JSON array")
         return value
 
-    def objects(self, name: str, required: bool = False) -> list[dict[str, Any]]:
+    def objects(self, name: _Str, required: bool = False) -> _List[_Dict[_Str, Any]]:
         items = self.list(name, required)
         for i, item in enumerate(items, 1):
             if not isinstance(item, dict):

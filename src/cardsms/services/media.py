@@ -133,7 +133,8 @@ def parse_extend_info(raw: str | None, resource_type: int) -> str | None:
     if resource_type != 2:
         return None
     if not raw:
-        raise CardsmsError("MissingParameter", "param ExtendInfo is required for images: {\"img_rate\": \"...\"}")
+        raise CardsmsError("MissingParameter",
+                           "param ExtendInfo is required for images: {\"img_rate\": \"...\"}")
     try:
         info = json.loads(raw)
     except json.JSONDecodeError:
@@ -150,7 +151,8 @@ async def register_media(
     memo: str,
 ) -> tuple[str, str]:
     if resource_type not in RESOURCE_TYPES:
-        raise CardsmsError("InvalidParameter", f"param ResourceType must be 2 (image) or 4 (video), got {resource_type}")
+        raise CardsmsError("InvalidParameter",
+                           f"param ResourceType must be 2 (image) or 4 (video), got {resource_type}")
     ratio = parse_extend_info(extend_info, resource_type)
     async with svc.engine.connect() as conn:
         obj = (await conn.execute(

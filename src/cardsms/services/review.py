@@ -15,7 +15,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.schema import reviews, signs, templates
-from cardsms.domain.card import CardTemplate, TYPE_RULES
+from cardsms.domain.card import TYPE_RULES, CardTemplate
 from cardsms.domain.vendors import Vendor, parse_factorys, unsupported_reason
 from cardsms.services.core import Services
 from cardsms.vendors.gateway import ReviewRequest, ReviewState

@@ -1,0 +1,64 @@
+"""The CLI and the storage rules: migrations, existing names, PostgreSQL refusing a stale schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from tests.harness import PostgresServer, cardsms_env, cli, free_port, running_server
+
+
+def test_account_create_of_an_existing_name_fails_and_changes_nothing(tmp_path: Path) -> None:
+    env = cardsms_env(tmp_path)
+    cli(env, "account", "create", "acme")
+    again = cli(env, "account", "create", "acme", check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    listed = cli(env, "account", "list").stdout
+    assert listed.count("acme") == 1
+
+
+def test_cli_rejects_bad_arguments_with_exit_code_2(tmp_path: Path) -> None:
+    env = cardsms_env(tmp_path)
+    bad_role = cli(env, "user", "create", "bob", "--account", "x", "--role", "god", "--password", "x" * 10, check=False)
+    assert bad_role.returncode == 2 and "--role" in bad_role.stderr
+    bad_port = cli(env, "serve", "--port", "99999", check=False)
+    assert bad_port.returncode == 2
+    bad_env = cli({**env, "CARDSMS_API_QPS": "lots"}, "account", "list", check=False)
+    assert bad_env.returncode == 2 and "CARDSMS_API_QPS" in bad_env.stderr
+
+
+def test_serve_bootstraps_a_demo_account_and_accesskey_create_runs_beside_it(tmp_path: Path) -> None:
+    env = cardsms_env(tmp_path)
+    with running_server(env, "sqlite") as server:
+        out = (tmp_path / f"serve-{server.port}.log").read_text()
+        assert "AccessKey: LTAI" in out and "admin:     admin / " in out and f"{server.url}/" in out
+        key = json.loads(cli(env, "accesskey", "create", "--account", "demo", "--json").stdout)
+        assert set(key) == {"AccessKeyId", "AccessKeySecret"}
+        keys = cli(env, "accesskey", "list", "--account", "demo").stdout
+        assert key["AccessKeyId"] in keys
+    assert (tmp_path / "initial-admin-password").stat().st_mode & 0o077 == 0
+
+
+def test_postgresql_with_pending_migrations_refuses_to_start_and_says_what_to_run(pg: PostgresServer) -> None:
+    url = pg.create_database("cardsms_pending")
+    env = cardsms_env(Path(tempfile.mkdtemp()), url)
+    port = free_port()
+    refused = subprocess.run([sys.executable, "-m", "cardsms", "serve", "--port", str(port)], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "cardsms migrate" in refused.stderr
+    migrated = cli(env, "migrate").stdout
+    assert "migrated database from empty to" in migrated
+    assert "up to date" in cli(env, "migrate").stdout
+    with running_server(env, "postgresql") as server:
+        assert httpx.get(server.url + "/healthz").status_code == 200
+
+
+def test_help_is_part_of_the_docs(tmp_path: Path) -> None:
+    out = cli(cardsms_env(tmp_path), "--help").stdout
+    for command in ("serve", "migrate", "account", "accesskey", "user"):
+        assert command in out
