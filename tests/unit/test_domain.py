@@ -101,7 +101,7 @@ def test_handset_population_is_a_pure_function_with_the_configured_share(tmp_pat
     assert first.vendor == Vendor.XIAOMI and first.card_capable
     assert not handsets.lookup(hashlib.sha1(b"13900000002").hexdigest()).card_capable
     csv.write_text("13900000001,Nokia,1\n")
-    with pytest.raises(ValueError, match="h.csv:1: unknown vendor"):
+    with pytest.raises(ValueError, match=r"h\.csv:1: unknown vendor"):
         load_overrides(csv)
 
 
