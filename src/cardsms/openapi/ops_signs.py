@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardsms.openapi.context import Ctx, Operation, page_args
+from cardsms.openapi.context import Ctx, Operation, audit_fields, page_args
 from cardsms.openapi.params import Params
 from cardsms.services import signs
 from cardsms.services.core import china_time
 
-_AUDIT_STATE = {0: "AUDIT_STATE_INIT", 1: "AUDIT_STATE_PASS", 2: "AUDIT_STATE_NOT_PASS", 10: "AUDIT_STATE_CANCEL"}
 _BUSINESS_TYPE = {0: "Verification code", 1: "General-purpose"}
 
 
@@ -44,11 +43,8 @@ async def query_sms_sign_list(ctx: Ctx, p: Params) -> dict[str, Any]:
     total, rows = await signs.list_signs(ctx.svc, ctx.account_id, page, size)
     items = [
         {
-            "SignName": r["name"], "AuditStatus": _AUDIT_STATE[r["status"]],
-            "BusinessType": _BUSINESS_TYPE.get(r["sign_type"], "General-purpose"),
-            "CreateDate": china_time(r["created_at"]), "OrderId": f"SIGN-{r['id']}",
-            "Reason": {"RejectInfo": r["reason"] or "No audit remarks", "RejectSubInfo": "",
-                       "RejectDate": china_time(r["updated_at"]) if r["status"] == 2 else ""},
+            "SignName": r["name"], "BusinessType": _BUSINESS_TYPE.get(r["sign_type"], "General-purpose"),
+            "CreateDate": china_time(r["created_at"]), "OrderId": f"SIGN-{r['id']}", **audit_fields(r),
         }
         for r in rows
     ]

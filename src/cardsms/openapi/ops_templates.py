@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardsms.openapi.context import Ctx, Operation, page_args
+from cardsms.openapi.context import Ctx, Operation, audit_fields, page_args
 from cardsms.openapi.params import Params
 from cardsms.services import templates
 from cardsms.services.core import china_time
-
-_AUDIT_STATE = {0: "AUDIT_STATE_INIT", 1: "AUDIT_STATE_PASS", 2: "AUDIT_STATE_NOT_PASS", 10: "AUDIT_STATE_CANCEL"}
 
 
 def _text_args(p: Params) -> dict[str, Any]:
@@ -57,10 +55,8 @@ async def query_sms_template_list(ctx: Ctx, p: Params) -> dict[str, Any]:
         {
             "TemplateCode": r["code"], "TemplateName": r["name"], "TemplateType": r["template_type"],
             "OuterTemplateType": r["template_type"], "TemplateContent": r["content"],
-            "AuditStatus": _AUDIT_STATE[r["status"]], "CreateDate": china_time(r["created_at"]),
-            "OrderId": f"TPL-{r['id']}", "SignatureName": r["sign_name"],
-            "Reason": {"RejectInfo": r["reason"] or "No audit remarks", "RejectSubInfo": "",
-                       "RejectDate": china_time(r["updated_at"]) if r["status"] == 2 else ""},
+            "CreateDate": china_time(r["created_at"]), "OrderId": f"TPL-{r['id']}",
+            "SignatureName": r["sign_name"], **audit_fields(r),
         }
         for r in rows
     ]
