@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from cardsms import __version__
+from cardsms.media.sniff import sniff
 from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
 from cardsms.services import media
 from cardsms.services.core import Services
@@ -77,8 +78,6 @@ def create_app(svc: Services, run_reviewer: bool = True) -> Starlette:
         data = svc.media_store.get(key)
         if data is None:
             return _upload_error("NoSuchKey", f"object {key!r} does not exist", 404)
-        from cardsms.media.sniff import sniff
-
         return Response(data, media_type=sniff(data) or "application/octet-stream")
 
     async def reviewer() -> None:
