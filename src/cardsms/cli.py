@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import sys
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from cardsms import __version__
 from cardsms.db.migrate import PendingMigrations, check_current, upgrade
+from cardsms.domain.errors import CardsmsError
 from cardsms.services import accounts
 from cardsms.services.build import build_services
 from cardsms.services.core import Services
@@ -30,6 +32,10 @@ user_app = typer.Typer(help="Console users.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="accesskey")
 app.add_typer(user_app, name="user")
+webhook_app = typer.Typer(help="Per-account webhooks (delivery reports, replies, card renders).", no_args_is_help=True)
+sim_app = typer.Typer(help="The simulator's parts, standalone.", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
+app.add_typer(sim_app, name="simulator")
 
 out = Console()
 err = Console(stderr=True)
@@ -75,6 +81,8 @@ def run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
             return await work(svc)
         except accounts.AccountError as exc:
             raise fail(str(exc), 1) from None
+        except CardsmsError as exc:
+            raise fail(exc.message) from None
         finally:
             await svc.engine.dispose()
 
@@ -93,15 +101,18 @@ def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
     port: Annotated[int | None, typer.Option(help="listen port", min=1, max=65535)] = None,
     data_dir: DataDir = None,
+    smsc: Annotated[list[str] | None, typer.Option(
+        "--smsc", help="an SMSC as smpp://SYSTEM_ID:PASSWORD@HOST:PORT (repeatable; replaces the simulated SMSC)",
+    )] = None,
 ) -> None:
-    """Run the embedded default: API, review simulator and handset population in one process."""
+    """Run the embedded default: API, dispatcher, simulated SMSC, handsets and review in one process."""
     import uvicorn
 
     from cardsms.bootstrap import ensure_demo
     from cardsms.logs import configure_logging
     from cardsms.web.app import create_app
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    settings = load_settings(host=host, port=port, data_dir=data_dir, smsc=smsc or None)
     configure_logging(settings)
 
     async def _main() -> None:
@@ -235,6 +246,86 @@ def user_create(
         password = getpass.getpass("password: ")
     run(load_settings(data_dir=data_dir), lambda svc: accounts.create_user(svc, account, username, password, role))
     out.print(f"created {role} {username} in account {account}", highlight=False)
+
+
+@webhook_app.command("set")
+def webhook_set(
+    account: Annotated[str, typer.Option("--account", help="account name")],
+    kind: Annotated[str, typer.Option("--type", help="SmsReport, SmsUp or MnsCardVender")],
+    url: Annotated[str, typer.Option("--url", help="the receiver's http(s) URL")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create or replace a webhook; prints the secret that signs its x-cardsms-signature header."""
+    from cardsms.services import webhooks
+
+    async def work(svc: Services) -> str:
+        return await webhooks.set_webhook(svc, await accounts.account_id(svc, account), kind, url)
+
+    secret = run(load_settings(data_dir=data_dir), work)
+    sys.stdout.write(json.dumps({"type": kind, "url": url, "secret": secret}) + "\n")
+
+
+@webhook_app.command("list")
+def webhook_list(account: Annotated[str, typer.Option("--account")], data_dir: DataDir = None,
+                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List webhooks with their outbox counts (pending, delivered, failed) and last error."""
+    from cardsms.services import webhooks
+
+    async def work(svc: Services) -> list[dict[str, Any]]:
+        return await webhooks.list_webhooks(svc, await accounts.account_id(svc, account))
+
+    rows = run(load_settings(data_dir=data_dir), work)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        return
+    table = Table("type", "url", "pending", "delivered", "failed", "last error")
+    for r in rows:
+        table.add_row(r["type"], r["url"], str(r["pending"]), str(r["delivered"]), str(r["failed"]), r["last_error"])
+    out.print(table)
+
+
+@webhook_app.command("remove")
+def webhook_remove(account: Annotated[str, typer.Option("--account")],
+                   kind: Annotated[str, typer.Option("--type")], data_dir: DataDir = None) -> None:
+    """Remove a webhook (its pending reports are then given up)."""
+    from cardsms.services import webhooks
+
+    async def work(svc: Services) -> bool:
+        return await webhooks.remove_webhook(svc, await accounts.account_id(svc, account), kind)
+
+    if not run(load_settings(data_dir=data_dir), work):
+        raise fail(f"account {account} has no {kind} webhook", 1)
+    out.print(f"removed the {kind} webhook of {account}", highlight=False)
+
+
+@sim_app.command("smsc")
+def simulator_smsc(
+    port: Annotated[int, typer.Option(help="listen port", min=1, max=65535)] = 2775,
+    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
+    latency_ms: Annotated[int, typer.Option(help="delivery receipt latency", min=0)] = 50,
+    fail_share: Annotated[int, typer.Option(help="percent of numbers that fail (UNDELIV)", min=0, max=100)] = 0,
+    throttle_share: Annotated[int, typer.Option(help="percent of submit_sm answered ESME_RTHROTTLED",
+                                                min=0, max=100)] = 0,
+    disconnect_every: Annotated[int, typer.Option(help="drop connections after every N submit_sm (0 = never)",
+                                                  min=0)] = 0,
+    log_file: Annotated[Path | None, typer.Option("--log", help="append every accepted submit_sm as JSON")] = None,
+) -> None:
+    """Run the simulated SMSC alone (any ESME may bind; receipts follow every accepted message)."""
+    from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
+
+    async def _main() -> None:
+        smsc = SimulatedSmsc(SmscOptions(host=host, port=port, latency_ms=latency_ms, fail_share=fail_share,
+                                         throttle_share=throttle_share, disconnect_every=disconnect_every,
+                                         log_path=log_file))
+        await smsc.start()
+        out.print(f"simulated SMSC listening on {host}:{smsc.port}", highlight=False)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await smsc.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
 
 
 def main() -> None:

@@ -50,6 +50,32 @@ class Settings(BaseSettings):
     media_image_max_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest image upload")
     media_video_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest video upload")
     upload_policy_seconds: int = Field(3600, ge=60, le=86_400, description="lifetime of an upload policy")
+    smsc: list[str | dict[str, Any]] = Field([], description="SMSC connectors as smpp://SYSTEM_ID:PASSWORD@HOST:PORT "
+                            "URLs (or tables with url, window, tps, system_type, prefixes in the TOML file); "
+                            "empty = the built-in simulated SMSC")
+    smsc_window: int = Field(50, ge=1, le=1000, description="default connector window (unanswered submit_sm)")
+    smsc_tps: int = Field(0, ge=0, le=100_000, description="default connector submit_sm per second; 0 = unlimited")
+    smsc_system_type: str = Field("", max_length=12, description="default bind system_type")
+    smsc_source_addr: str = Field("1069000", max_length=20, description="source address (sender) of MT messages")
+    message_validity_seconds: int = Field(172_800, ge=60, description="a message not submitted by then expires")
+    verification_validity_seconds: int = Field(900, ge=60, description="validity of verification-code messages")
+    dispatch_batch: int = Field(500, ge=1, le=20_000, description="messages claimed per dispatcher pass")
+    dispatch_poll_seconds: float = Field(0.05, gt=0, le=10, description="dispatcher idle poll interval")
+    retry_max_attempts: int = Field(8, ge=1, le=100, description="submit attempts before a transient error fails")
+    retry_base_seconds: float = Field(1.0, gt=0, le=3600, description="first retry delay; doubles per attempt")
+    link_base_url: str = Field("", description="short-link base; default <public URL>/s")
+    link_ttl_days: int = Field(30, ge=1, le=3650, description="lifetime of card short links")
+    retention_days: int = Field(30, ge=1, le=3650, description="how long message records are kept")
+    webhook_timeout_seconds: float = Field(3.0, gt=0, le=60, description="webhook POST timeout")
+    webhook_retry_base_seconds: float = Field(10.0, gt=0, le=3600, description="first webhook retry delay")
+    webhook_retry_hours: float = Field(24.0, gt=0, le=720, description="webhook reports are retried this long")
+    sim_smsc_port: int = Field(0, ge=0, le=65535, description="port of the embedded simulated SMSC; 0 = any free")
+    sim_smsc_latency_ms: int = Field(50, ge=0, le=600_000, description="simulated SMSC delivery receipt latency")
+    sim_smsc_fail_share: int = Field(0, ge=0, le=100, description="percent of numbers the simulated SMSC fails")
+    sim_smsc_throttle_share: int = Field(0, ge=0, le=100, description="percent of submit_sm answered ESME_RTHROTTLED")
+    sim_smsc_disconnect_every: int = Field(0, ge=0, description="drop connections after every N submit_sm; 0 = never")
+    sim_open_share: int = Field(10, ge=0, le=100, description="percent of card recipients who open the link")
+    sim_reply_share: int = Field(2, ge=0, le=100, description="percent of card/promotional recipients who reply R")
     log_format: Literal["auto", "json", "console"] = Field("auto", description="auto = json in production")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -73,6 +99,14 @@ class Settings(BaseSettings):
     def _known_driver(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("smsc")
+    @classmethod
+    def _smsc_urls(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        from cardsms.delivery.config import parse_connectors
+
+        parse_connectors(value, window=50, tps=0, system_type="")  # raises ValueError naming the entry
         return value
 
     @model_validator(mode="after")
@@ -106,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def link_base(self) -> str:
+        return (self.link_base_url or f"{self.base_url}/s").rstrip("/")
 
     def resolved_secret_key(self) -> str:
         """The secret key; in development one is generated once into the data dir when none is set."""

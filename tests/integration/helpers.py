@@ -87,3 +87,47 @@ def approved_card(client: Client) -> str:
     body = create_card(client, card_template(image_resource(client)))
     assert body.success, body.to_map()
     return str(body.data.template_code)
+
+
+def legacy(tenant: Any, action: str, **params: str) -> dict[str, Any]:
+    """Call an operation with the legacy SDK (signature v2, CommonRequest) and return the raw JSON."""
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkcore.request import CommonRequest
+
+    client = AcsClient(tenant.key_id, tenant.secret, "cn-hangzhou")
+    req = CommonRequest(domain=tenant.server.endpoint, version="2017-05-25", action_name=action)
+    req.set_protocol_type("http")
+    req.set_method("POST")
+    for k, v in params.items():
+        req.add_query_param(k, v)
+    result: dict[str, Any] = json.loads(client.do_action_with_exception(req))
+    return result
+
+
+def approved_sign(client: Client, name: str = "卡片商城") -> str:
+    request = m.AddSmsSignRequest(sign_name=name, sign_source=0, remark="test", sign_file_list=[])
+    body = client.add_sms_sign(request).body
+    assert body.code == "OK", body.to_map()
+    assert client.query_sms_sign(m.QuerySmsSignRequest(sign_name=name)).body.sign_status == 1
+    return name
+
+
+def text_template(client: Client, content: str, template_type: int = 1, name: str = "notice") -> str:
+    body = client.add_sms_template(m.AddSmsTemplateRequest(
+        template_type=template_type, template_name=name, template_content=content, remark="test")).body
+    assert body.code == "OK", body.to_map()
+    return str(body.template_code)
+
+
+def eventually(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Call check() until it returns something truthy; fail with its last value after timeout seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value {value!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,22 +10,11 @@ import pytest
 from alibabacloud_dysmsapi20170525 import models as m
 from alibabacloud_tea_openapi.exceptions import ClientException, ThrottlingException
 from aliyunsdkcore.acs_exception.exceptions import ServerException
-from aliyunsdkcore.client import AcsClient
-from aliyunsdkcore.request import CommonRequest
 
 from cardsms.openapi.auth import ApiRequest, v2_string_to_sign
 from tests.conftest import Tenant, new_tenant
 from tests.harness import Server
-
-
-def legacy(tenant: Tenant, action: str, **params: str) -> dict:
-    client = AcsClient(tenant.key_id, tenant.secret, "cn-hangzhou")
-    req = CommonRequest(domain=tenant.server.endpoint, version="2017-05-25", action_name=action)
-    req.set_protocol_type("http")
-    req.set_method("POST")
-    for k, v in params.items():
-        req.add_query_param(k, v)
-    return json.loads(client.do_action_with_exception(req))
+from tests.integration.helpers import legacy
 
 
 @pytest.mark.parametrize("algorithm", [None, "ACS3-HMAC-SM3", "v2"])

@@ -178,3 +178,193 @@ card_template_stats = Table(
     Column("rendered", BigInteger, nullable=False, default=0),
     Column("ctr", Float, nullable=False, default=0.0),
 )
+
+# --- delivery (migration 0002) -------------------------------------------------------------
+
+# One row per recipient and channel. `biz_id` groups the rows of one send call and channel (the
+# BizId / BizCardId / BizSmsId / BizDigitalId of the answer). The dispatcher claims rows by
+# (state, due_at, priority); see docs/sending.md for the state machine.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("biz_id", String(32), nullable=False),
+    Column("channel", String(8), nullable=False),  # sms | card | digital
+    Column("phone", String(20), nullable=False),  # national form for mainland mobiles, E.164 otherwise
+    Column("e164", String(20), nullable=False),
+    Column("out_id", String(256), nullable=False, default=""),
+    Column("sign_name", String(64), nullable=False, default=""),
+    Column("template_code", String(32), nullable=False, default=""),
+    Column("card_template_code", String(32), nullable=False, default=""),
+    Column("template_type", Integer, nullable=False, default=1),
+    Column("content", Text, nullable=False, default=""),
+    Column("segments", Integer, nullable=False, default=1),
+    Column("priority", Integer, nullable=False, default=1),  # 0 verification, 1 notification, 2 promotional
+    Column("state", String(12), nullable=False),
+    Column("error_code", String(32), nullable=False, default=""),
+    Column("error_text", Text, nullable=False, default=""),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("possible_duplicate", Boolean, nullable=False, default=False),
+    Column("connector", String(32), nullable=False, default=""),
+    Column("parts_done", Integer, nullable=False, default=0),
+    Column("link_code", String(16), nullable=False, default=""),
+    Column("custom_url", Text, nullable=False, default=""),
+    Column("up_extend_code", String(16), nullable=False, default=""),
+    Column("render_status", Integer, nullable=False, default=0),
+    Column("opens", Integer, nullable=False, default=0),
+    Column("task_id", Id, nullable=True),
+    Column("send_day", String(8), nullable=False),  # yyyyMMdd, China time
+    _ts("created_at"),
+    _ts("due_at"),
+    _ts("expires_at"),
+    _ts("submitted_at", nullable=True),
+    _ts("done_at", nullable=True),
+    _ts("rendered_at", nullable=True),
+    Index("ix_messages_claim", "state", "priority", "due_at"),
+    Index("ix_messages_biz", "account_id", "biz_id"),
+    Index("ix_messages_phone", "account_id", "phone", "send_day"),
+    Index("ix_messages_day", "account_id", "send_day"),
+    Index("ix_messages_e164", "e164", "id"),  # replies (MO) find the latest message to a number
+)
+
+# The timeline of a message: queued, submitted, retry, delivered, failed, expired, rendered,
+# link_opened, replied, recovered (in flight at a crash).
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("message_id", Id, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    _ts("at"),
+    Index("ix_message_events_message", "account_id", "message_id"),
+)
+
+# SMSC message ids of submitted parts, for matching delivery receipts.
+smsc_ids = Table(
+    "smsc_ids",
+    metadata,
+    Column("connector", String(32), primary_key=True),
+    Column("smsc_id", String(65), primary_key=True),
+    Column("account_id", Id, nullable=False),
+    Column("message_id", Id, nullable=False),
+)
+
+# Receipts whose SMSC id was not known yet (they overtook the stored submit response).
+early_receipts = Table(
+    "early_receipts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("connector", String(32), nullable=False),
+    Column("smsc_id", String(65), nullable=False),
+    Column("stat", String(16), nullable=False),
+    Column("err", String(16), nullable=False, default=""),
+    _ts("received_at"),
+    Index("ix_early_receipts_id", "connector", "smsc_id"),
+)
+
+short_links = Table(
+    "short_links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("code", String(16), nullable=False),
+    Column("kind", String(8), nullable=False),  # group | personal | custom | url
+    Column("card_template_code", String(32), nullable=False, default=""),
+    Column("message_id", Id, nullable=True),
+    Column("phone", String(20), nullable=False, default=""),
+    Column("params", JSON, nullable=True),
+    Column("source_url", Text, nullable=False, default=""),  # AddShortUrl target or the card's customUrl
+    Column("name", String(64), nullable=False, default=""),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("page_views", BigInteger, nullable=False, default=0),
+    Column("unique_visitors", BigInteger, nullable=False, default=0),
+    _ts("created_at"),
+    _ts("expires_at"),
+    UniqueConstraint("code"),  # the resolver looks codes up without an account; see docs/architecture.md
+    Index("ix_short_links_account", "account_id", "kind"),
+)
+
+link_opens = Table(
+    "link_opens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("link_id", Id, nullable=False),
+    Column("message_id", Id, nullable=True),
+    Column("client", String(8), nullable=False),  # parser | browser | redirect
+    Column("visitor", String(40), nullable=False),
+    _ts("at"),
+    Index("ix_link_opens_link", "account_id", "link_id", "visitor"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("phone", String(20), nullable=False),
+    Column("source", String(16), nullable=False),  # reply | manual
+    Column("detail", Text, nullable=False, default=""),
+    _ts("created_at"),
+    UniqueConstraint("account_id", "phone"),
+)
+
+replies = Table(
+    "replies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("message_id", Id, nullable=True),
+    Column("phone", String(20), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("dest_code", String(21), nullable=False, default=""),
+    Column("sign_name", String(64), nullable=False, default=""),
+    Column("opt_out", Boolean, nullable=False, default=False),
+    _ts("received_at"),
+    Index("ix_replies_account", "account_id", "received_at"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("response", JSON, nullable=False),
+    _ts("created_at"),
+    UniqueConstraint("account_id", "key"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("kind", String(24), nullable=False),  # SmsReport | SmsUp | MnsCardVender | ...
+    Column("url", Text, nullable=False),
+    Column("secret_enc", Text, nullable=False),
+    _ts("created_at"),
+    UniqueConstraint("account_id", "kind"),
+)
+
+# Durable outbox of webhook reports: one row per report, POSTed in batches per (account, kind).
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(10), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=False, default=""),
+    _ts("created_at"),
+    _ts("due_at"),
+    _ts("delivered_at", nullable=True),
+    Index("ix_webhook_outbox_due", "state", "due_at"),
+    Index("ix_webhook_outbox_account", "account_id", "kind", "state"),
+)

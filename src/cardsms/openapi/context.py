@@ -17,6 +17,7 @@ class Ctx:
     svc: Services
     account_id: int
     request_id: str
+    idempotency_key: str | None = None  # header x-cardsms-idempotency-key
 
 
 Handler = Callable[[Ctx, Params], Awaitable[dict[str, Any]]]

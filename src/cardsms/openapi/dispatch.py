@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cardsms.domain.errors import CardsmsError
-from cardsms.openapi import auth, ops_cards, ops_signs, ops_templates
+from cardsms.openapi import auth, ops_cards, ops_links, ops_send, ops_signs, ops_templates
 from cardsms.openapi.context import Ctx, Operation
 from cardsms.openapi.envelope import error_body, new_request_id, render
 from cardsms.openapi.params import Params
@@ -22,9 +23,23 @@ from cardsms.services.core import Services
 
 API_VERSION = "2017-05-25"
 MAX_BODY = 16 * 1024 * 1024
-OPERATIONS: dict[str, Operation] = {**ops_signs.OPERATIONS, **ops_templates.OPERATIONS, **ops_cards.OPERATIONS}
+OPERATIONS: dict[str, Operation] = {
+    **ops_signs.OPERATIONS, **ops_templates.OPERATIONS, **ops_cards.OPERATIONS, **ops_send.OPERATIONS,
+    **ops_links.OPERATIONS,
+}
 
 log = structlog.get_logger("cardsms.api")
+IDEMPOTENCY_HEADER = "x-cardsms-idempotency-key"
+_IDEM_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _IDEM_KEY.fullmatch(value):
+        raise CardsmsError("InvalidParameter", f"header {IDEMPOTENCY_HEADER}: must be 1-128 printable ASCII "
+                           "characters without spaces")
+    return value
 
 
 class ApiMetrics:
@@ -61,7 +76,8 @@ class ApiEndpoint:
                 raise CardsmsError("Throttling.User", f"Request was denied due to user flow control: account "
                                    f"{account!r} is over {key.qps_limit or self.svc.settings.api_qps} requests "
                                    f"per second; retry after {wait_ms} ms")
-            result = await op.handler(Ctx(self.svc, key.account_id, request_id), params)
+            idem = _idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+            result = await op.handler(Ctx(self.svc, key.account_id, request_id, idem), params)
             body: dict[str, Any] = {"RequestId": request_id, "Code": "OK", "Message": "OK", **result}
             if op.card:
                 body["Success"] = True

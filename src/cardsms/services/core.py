@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class Services:
     handsets: HandsetDirectory
     media_store: MediaStore
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Set when new work is queued, so the dispatcher in this process wakes at once.
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     def now(self) -> datetime:
         return self.clock()

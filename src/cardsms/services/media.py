@@ -193,3 +193,17 @@ def _download_token(svc: Services, key: str) -> str:
 
 def verify_download(svc: Services, key: str, token: str) -> bool:
     return secrets.compare_digest(_download_token(svc, key), token)
+
+
+def download_url(svc: Services, oss_key: str) -> str:
+    return f"{svc.settings.base_url}/media/{oss_key}?token={_download_token(svc, oss_key)}"
+
+
+async def resource_urls(svc: Services, account_id: int, resource_ids: list[str]) -> dict[str, str]:
+    """Signed download URLs of the account's media, by resource id."""
+    if not resource_ids:
+        return {}
+    async with svc.engine.connect() as conn:
+        rows = (await conn.execute(select(media.c.resource_id, media.c.oss_key).where(
+            media.c.account_id == account_id, media.c.resource_id.in_(resource_ids)))).all()
+    return {rid: download_url(svc, key) for rid, key in rows}

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from html import escape
+from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
@@ -16,6 +17,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from cardsms import __version__
+from cardsms.delivery.runtime import Delivery
+from cardsms.links.resolver import resolver
 from cardsms.media.sniff import sniff
 from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
 from cardsms.services import media
@@ -32,11 +35,12 @@ def _upload_error(code: str, message: str, status: int) -> Response:
     return Response(xml, status, media_type="application/xml")
 
 
-def create_app(svc: Services, run_reviewer: bool = True) -> Starlette:
+def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = True) -> Starlette:
     registry = CollectorRegistry()
     api = ApiEndpoint(svc, ApiMetrics(registry))
     reviews_done = Gauge("cardsms_reviews_decided", "reviews decided by this process", registry=registry)
     state = {"ready": False}
+    delivery = Delivery(svc) if run_delivery else None
 
     async def root(request: Request) -> Response:
         if request.headers.get("x-acs-action") or "Action" in request.query_params or request.method == "POST":
@@ -46,7 +50,10 @@ def create_app(svc: Services, run_reviewer: bool = True) -> Starlette:
     async def healthz(request: Request) -> Response:
         if not state["ready"]:
             return JSONResponse({"status": "starting"}, 503)
-        return JSONResponse({"status": "ok", "version": __version__})
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        if delivery is not None:
+            body["delivery"] = delivery.status()
+        return JSONResponse(body)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -91,11 +98,15 @@ def create_app(svc: Services, run_reviewer: bool = True) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(reviewer()) if run_reviewer else None
+        if delivery is not None:
+            await delivery.start()
         state["ready"] = True
         try:
             yield
         finally:
             state["ready"] = False
+            if delivery is not None:
+                await delivery.stop()
             if task:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -109,6 +120,7 @@ def create_app(svc: Services, run_reviewer: bool = True) -> Starlette:
             Route("/metrics", metrics),
             Route(f"/oss/{media.BUCKET}", upload, methods=["POST"]),
             Route("/media/{key:path}", download),
+            Route("/s/{code}", resolver(svc)),
         ],
         lifespan=lifespan,
     )

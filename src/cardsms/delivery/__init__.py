@@ -1,0 +1,1 @@
+"""The outbound engine: dispatcher, SMPP connectors, receipt matching, webhooks outbox."""

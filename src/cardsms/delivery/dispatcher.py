@@ -1,0 +1,248 @@
+"""The dispatcher: claims due messages in batches, submits them through the connectors (or the
+digital channel), records the outcomes; the receipt writer applies what comes back.
+
+Crash safety: a claim moves rows from `queued` to `submitting` and commits *before* anything is
+sent. After a crash, rows still `submitting` may or may not have reached the SMSC: `recover()`
+queues them again with `possible_duplicate` set — the only messages that can be sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import delete, insert, select, update
+
+from cardsms.db.schema import early_receipts, link_opens, message_events, messages, webhook_outbox
+from cardsms.delivery.smpp import Inbound, SmppConnector, SubmitError
+from cardsms.services import receipts, webhooks
+from cardsms.services.core import Services
+from cardsms.services.receipts import Outcome, Receipt
+
+log = structlog.get_logger("cardsms.dispatcher")
+
+
+class DigitalChannel(Protocol):
+    name: str
+
+    async def submit(self, e164: str, content: str, template_code: str) -> str:
+        """Send one digital (multimedia) message; returns its id. Raises SubmitError."""
+
+
+class NoDigitalChannel:
+    """With real SMSCs and no MM7 connector configured, digital messages cannot leave (MM7 is a later issue)."""
+
+    name = "digital"
+
+    async def submit(self, e164: str, content: str, template_code: str) -> str:
+        raise SubmitError("NO_DIGITAL_CHANNEL", "no digital message channel (MM7) is configured", False)
+
+
+class Dispatcher:
+    def __init__(self, svc: Services, connectors: Sequence[SmppConnector], digital: DigitalChannel) -> None:
+        self.svc = svc
+        self.connectors = list(connectors)
+        self.digital = digital
+        self.inbound: asyncio.Queue[Inbound] = asyncio.Queue()
+        self.is_pg = not svc.settings.is_sqlite
+        self.submitted = 0
+        self.receipts = 0
+        self._stopping = False
+        self._last_expiry = 0.0
+
+    def on_inbound(self, item: Inbound) -> None:
+        self.inbound.put_nowait(item)
+
+    # --- recovery and housekeeping ------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Queue again what was in flight when the process died, flagged as possible duplicates."""
+        now = self.svc.now()
+        async with self.svc.engine.begin() as conn:
+            rows = (await conn.execute(select(messages.c.id, messages.c.account_id)
+                                       .where(messages.c.state == "submitting"))).all()
+            if rows:
+                await conn.execute(update(messages).where(messages.c.state == "submitting").values(
+                    state="queued", possible_duplicate=True, due_at=now))
+                await conn.execute(insert(message_events), [
+                    {"account_id": r.account_id, "message_id": r.id, "kind": "recovered", "at": now,
+                     "detail": "in flight when the server stopped; sent again and flagged as a possible duplicate"}
+                    for r in rows])
+        if rows:
+            log.warning("dispatcher.recovered", messages=len(rows))
+        return len(rows)
+
+    async def expire(self) -> int:
+        now = self.svc.now()
+        async with self.svc.engine.begin() as conn:
+            rows = (await conn.execute(select(messages).where(
+                messages.c.state == "queued", messages.c.expires_at <= now).limit(5000))).mappings().all()
+            if not rows:
+                return 0
+            ids = [r["id"] for r in rows]
+            await conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.state == "queued").values(
+                state="expired", error_code="EXPIRED", error_text="validity period ended before submission",
+                done_at=now))
+            await conn.execute(insert(message_events), [
+                {"account_id": r["account_id"], "message_id": r["id"], "kind": "expired", "at": now,
+                 "detail": "validity period ended before submission"} for r in rows])
+            await webhooks.enqueue(conn, self.svc, [receipts.sms_report(r, False, "EXPIRED", "validity period ended",
+                                                                        now) for r in rows])
+        return len(rows)
+
+    async def purge(self) -> int:
+        """Delete records older than the retention period."""
+        cutoff = self.svc.now() - timedelta(days=self.svc.settings.retention_days)
+        async with self.svc.engine.begin() as conn:
+            old = [r[0] for r in await conn.execute(select(messages.c.id).where(
+                messages.c.created_at < cutoff, messages.c.state.in_(receipts.FINAL_STATES)).limit(10_000))]
+            if old:
+                await conn.execute(delete(message_events).where(message_events.c.message_id.in_(old)))
+                await conn.execute(delete(messages).where(messages.c.id.in_(old)))
+            await conn.execute(delete(link_opens).where(link_opens.c.at < cutoff))
+            await conn.execute(delete(early_receipts).where(early_receipts.c.received_at < cutoff))
+            await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.created_at < cutoff,
+                                                            webhook_outbox.c.state != "pending"))
+        return len(old)
+
+    # --- the dispatch loop ----------------------------------------------------------------------
+
+    def _smpp_up(self) -> bool:
+        return any(c.up for c in self.connectors)
+
+    async def claim(self, limit: int) -> list[dict[str, Any]]:
+        channels = ["digital"] + (["sms", "card"] if self._smpp_up() else [])
+        now = self.svc.now()
+        async with self.svc.engine.begin() as conn:
+            stmt = (select(messages.c.id, messages.c.account_id, messages.c.channel, messages.c.e164,
+                           messages.c.content, messages.c.priority, messages.c.attempts, messages.c.template_code,
+                           messages.c.up_extend_code)
+                    .where(messages.c.state == "queued", messages.c.due_at <= now, messages.c.expires_at > now,
+                           messages.c.channel.in_(channels))
+                    .order_by(messages.c.priority, messages.c.due_at, messages.c.id).limit(limit))
+            if self.is_pg:
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+            if rows:
+                await conn.execute(update(messages).where(messages.c.id.in_([r["id"] for r in rows]),
+                                                          messages.c.state == "queued")
+                                   .values(state="submitting", attempts=messages.c.attempts + 1))
+        return rows
+
+    def _route(self, e164: str) -> tuple[SmppConnector | None, bool]:
+        """(a bound connector for the number, whether any connector serves it at all)."""
+        serving = [c for c in self.connectors if c.cfg.serves(e164)]
+        for c in serving:
+            if c.up and c.throttled_until <= time.monotonic():
+                return c, True
+        for c in serving:
+            if c.up:
+                return c, True
+        return None, bool(serving)
+
+    async def _submit(self, row: dict[str, Any]) -> Outcome:
+        mid, account = row["id"], row["account_id"]
+        attempts = row["attempts"] + 1
+        try:
+            if row["channel"] == "digital":
+                ident = await self.digital.submit(row["e164"], row["content"], row["template_code"])
+                return Outcome(mid, account, "ok", self.digital.name, [ident])
+            connector, served = self._route(row["e164"])
+            if connector is None:
+                if not served:
+                    return Outcome(mid, account, "fail", code="NO_ROUTE",
+                                   text=f"no connector serves {row['e164']}")
+                return Outcome(mid, account, "throttled", code="NOT_BOUND", text="no connector is bound", delay=1.0)
+            ids = await connector.submit(row["e164"], row["content"], row["up_extend_code"], row["priority"])
+            return Outcome(mid, account, "ok", connector.name, ids)
+        except SubmitError as exc:
+            if exc.throttled:
+                return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.2)
+            if exc.transient and attempts < self.svc.settings.retry_max_attempts:
+                delay = min(self.svc.settings.retry_base_seconds * 2 ** (attempts - 1), 300.0)
+                return Outcome(mid, account, "retry", code=exc.code, text=exc.text, delay=delay)
+            return Outcome(mid, account, "fail", code=exc.code,
+                           text=exc.text + (f" (after {attempts} attempts)" if exc.transient else ""))
+
+    async def pass_once(self) -> int:
+        if time.monotonic() - self._last_expiry > 1.0:
+            self._last_expiry = time.monotonic()
+            await self.expire()
+        rows = await self.claim(self.svc.settings.dispatch_batch)
+        if not rows:
+            return 0
+        outcomes = await asyncio.gather(*(self._submit(r) for r in rows))
+        async with self.svc.engine.begin() as conn:
+            await receipts.record_outcomes(conn, self.svc, list(outcomes))
+        self.submitted += sum(o.kind == "ok" for o in outcomes)
+        return len(rows)
+
+    async def run(self) -> None:
+        await self.recover()
+        last_purge = 0.0
+        while not self._stopping:
+            try:
+                n = await self.pass_once()
+                if time.monotonic() - last_purge > 3600:
+                    last_purge = time.monotonic()
+                    await self.purge()
+            except Exception:
+                log.exception("dispatcher.pass_failed")
+                n = 0
+                await asyncio.sleep(1)
+            if n == 0 and not self._stopping:
+                self.svc.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.svc.wakeup.wait(), self.svc.settings.dispatch_poll_seconds)
+
+    async def run_receipts(self) -> None:
+        """Apply inbound receipts and MO messages in batches."""
+        last_sweep = 0.0
+        while True:
+            if time.monotonic() - last_sweep > 0.5:
+                last_sweep = time.monotonic()
+                try:
+                    async with self.svc.engine.begin() as conn:
+                        await receipts.sweep_early(conn, self.svc)
+                except Exception:
+                    log.exception("receipts.sweep_failed")
+            try:
+                first = await asyncio.wait_for(self.inbound.get(), 0.5)
+            except TimeoutError:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + 0.02
+            while len(batch) < 2000:
+                try:
+                    batch.append(self.inbound.get_nowait())
+                except asyncio.QueueEmpty:
+                    if time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(0.005)
+            try:
+                await self._apply(batch)
+            except Exception:
+                log.exception("receipts.apply_failed", count=len(batch))
+                await asyncio.sleep(0.5)
+                for item in batch:  # nothing is dropped: try again
+                    self.inbound.put_nowait(item)
+
+    async def _apply(self, batch: list[Inbound]) -> None:
+        found = [Receipt(i.connector, i.receipted_id, i.stat, i.err, i.at) for i in batch
+                 if i.is_receipt and i.receipted_id]
+        if found:
+            async with self.svc.engine.begin() as conn:
+                await receipts.apply_receipts(conn, self.svc, found)
+            self.receipts += len(found)
+        for item in batch:
+            if not item.is_receipt:
+                await receipts.record_reply(self.svc, item.source_addr, item.destination_addr, item.text)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.svc.wakeup.set()

@@ -1,0 +1,84 @@
+"""Assemble and run the delivery side of one process: connectors (or the simulated SMSC and
+phones when no SMSC is configured), the dispatcher, the receipt writer and the webhook sender."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from cardsms.delivery.config import ConnectorConfig, parse_connectors
+from cardsms.delivery.dispatcher import Dispatcher, NoDigitalChannel
+from cardsms.delivery.smpp import SmppConnector
+from cardsms.delivery.webhooks import WebhookSender
+from cardsms.services.core import Services
+
+log = structlog.get_logger("cardsms.delivery")
+
+
+class Delivery:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.dispatcher = Dispatcher(svc, [], NoDigitalChannel())
+        self.sender = WebhookSender(svc)
+        self.simulator: Any = None
+        self.phones: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        s = self.svc.settings
+        configs = parse_connectors(s.smsc, window=s.smsc_window, tps=s.smsc_tps, system_type=s.smsc_system_type)
+        if not configs:
+            configs = [await self._start_simulator()]
+        self.dispatcher.connectors = [SmppConnector(c, s.smsc_source_addr, self.dispatcher.on_inbound)
+                                      for c in configs]
+        for c in self.dispatcher.connectors:
+            self._tasks.append(asyncio.create_task(c.run(), name=f"smpp-{c.name}"))
+        self._tasks.append(asyncio.create_task(self.dispatcher.run_receipts(), name="receipts"))
+        self._tasks.append(asyncio.create_task(self.sender.run(), name="webhooks"))
+        self._dispatch = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+
+    async def _start_simulator(self) -> ConnectorConfig:
+        from cardsms.simulator.digital import SimulatedDigitalChannel
+        from cardsms.simulator.phones import SimulatedPhones
+        from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
+
+        s = self.svc.settings
+        self.phones = SimulatedPhones(self.svc.handsets, s.link_base, s.sim_open_share, s.sim_reply_share)
+        self.simulator = SimulatedSmsc(SmscOptions(
+            port=s.sim_smsc_port, latency_ms=s.sim_smsc_latency_ms, fail_share=s.sim_smsc_fail_share,
+            throttle_share=s.sim_smsc_throttle_share, disconnect_every=s.sim_smsc_disconnect_every,
+        ), on_delivered=self.phones.on_delivered)
+        self.phones.reply = self.simulator.send_mo
+        await self.simulator.start()
+        self.dispatcher.digital = SimulatedDigitalChannel(s.sim_smsc_latency_ms, self.dispatcher.on_inbound)
+        return ConnectorConfig(name="sim", host="127.0.0.1", port=self.simulator.port, system_id="cardsms",
+                               password="sim", window=s.smsc_window, tps=s.smsc_tps)
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"connectors": [c.status() for c in self.dispatcher.connectors],
+                               "submitted": self.dispatcher.submitted, "receipts": self.dispatcher.receipts,
+                               "webhooks_delivered": self.sender.delivered}
+        if self.simulator is not None:
+            out["simulator"] = self.simulator.stats()
+        return out
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self._dispatch), 10)
+        self._dispatch.cancel()
+        for c in self.dispatcher.connectors:
+            await c.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in [*self._tasks, self._dispatch]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self.sender.close()
+        if self.phones is not None:
+            await self.phones.close()
+        if self.simulator is not None:
+            await self.simulator.stop()

@@ -1,0 +1,116 @@
+"""The webhook sender: POSTs pending outbox reports in batches (JSON array, one account and
+type per request) with the `x-cardsms-signature` HMAC-SHA256 header; a report counts as
+delivered when the receiver answers HTTP 200 with a JSON body whose `code` is 0. Otherwise it
+is retried with exponential backoff (base `CARDSMS_WEBHOOK_RETRY_BASE_SECONDS`, at most one
+hour apart) until `CARDSMS_WEBHOOK_RETRY_HOURS` after it was queued, then marked failed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import bindparam, select, update
+
+from cardsms.db.schema import webhook_outbox, webhooks
+from cardsms.services.core import Services, as_utc
+from cardsms.services.webhooks import SIGNATURE_HEADER, sign
+
+log = structlog.get_logger("cardsms.webhooks")
+BATCH = 100
+
+
+class WebhookSender:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.client = httpx.AsyncClient(timeout=svc.settings.webhook_timeout_seconds)
+        self.delivered = 0
+        self.failed_attempts = 0
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def pass_once(self) -> int:
+        now = self.svc.now()
+        async with self.svc.engine.connect() as conn:
+            rows = (await conn.execute(select(webhook_outbox).where(
+                webhook_outbox.c.state == "pending", webhook_outbox.c.due_at <= now,
+            ).order_by(webhook_outbox.c.id).limit(1000))).mappings().all()
+            if not rows:
+                return 0
+            hooks = {(h["account_id"], h["kind"]): h for h in (await conn.execute(select(webhooks).where(
+                webhooks.c.account_id.in_({r["account_id"] for r in rows})))).mappings()}
+        groups: dict[tuple[int, str], list[Any]] = {}
+        for r in rows:
+            groups.setdefault((r["account_id"], r["kind"]), []).append(r)
+        batches = [(key, items[i:i + BATCH]) for key, items in groups.items() for i in range(0, len(items), BATCH)]
+        results = await asyncio.gather(*(self._post(hooks.get(key), items) for key, items in batches))
+        done, retry, failed = [], [], []
+        for (_, items), error in zip(batches, results, strict=True):
+            for r in items:
+                if error is None:
+                    done.append({"oid": r["id"]})
+                    continue
+                attempts = r["attempts"] + 1
+                age = now - as_utc(r["created_at"])
+                if age >= timedelta(hours=self.svc.settings.webhook_retry_hours):
+                    failed.append({"oid": r["id"], "att": attempts, "err": error})
+                else:
+                    delay = min(self.svc.settings.webhook_retry_base_seconds * 2 ** (attempts - 1), 3600.0)
+                    retry.append({"oid": r["id"], "att": attempts, "err": error,
+                                  "due": now + timedelta(seconds=delay)})
+        async with self.svc.engine.begin() as conn:
+            if done:
+                await conn.execute(update(webhook_outbox).where(webhook_outbox.c.id == bindparam("oid"))
+                                   .values(state="delivered", delivered_at=now,
+                                           attempts=webhook_outbox.c.attempts + 1), done)
+            if retry:
+                await conn.execute(update(webhook_outbox).where(webhook_outbox.c.id == bindparam("oid"))
+                                   .values(attempts=bindparam("att"), last_error=bindparam("err"),
+                                           due_at=bindparam("due")), retry)
+            if failed:
+                await conn.execute(update(webhook_outbox).where(webhook_outbox.c.id == bindparam("oid"))
+                                   .values(state="failed", attempts=bindparam("att"), last_error=bindparam("err")),
+                                   failed)
+        self.delivered += len(done)
+        self.failed_attempts += len(retry) + len(failed)
+        if failed:
+            log.warning("webhook.gave_up", reports=len(failed))
+        return len(rows)
+
+    async def _post(self, hook: Any, items: list[Any]) -> str | None:
+        """None on success, else the reason."""
+        if hook is None:
+            return "the webhook was removed"
+        body = json.dumps([r["payload"] for r in items], ensure_ascii=False, separators=(",", ":")).encode()
+        secret = self.svc.crypto.decrypt(hook["secret_enc"])
+        try:
+            resp = await self.client.post(hook["url"], content=body, headers={
+                "content-type": "application/json; charset=utf-8", SIGNATURE_HEADER: sign(secret, body),
+                "x-cardsms-report-type": hook["kind"],
+            })
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"[:500]
+        if resp.status_code != 200:
+            return f"HTTP {resp.status_code}"
+        try:
+            answer = resp.json()
+        except ValueError:
+            return "the answer is not JSON with a numeric code"
+        code = answer.get("code") if isinstance(answer, dict) else None
+        if isinstance(code, bool) or not isinstance(code, int):
+            return "the answer has no numeric code"
+        return None if code == 0 else f"the receiver answered code {code}"
+
+    async def run(self) -> None:
+        while True:
+            try:
+                n = await self.pass_once()
+            except Exception:
+                log.exception("webhook.pass_failed")
+                n = 0
+            if n == 0:
+                await asyncio.sleep(0.2)

@@ -1,0 +1,76 @@
+"""The card renderer: one card template + its parameters -> a view model -> a mobile web page.
+
+The same view model and template render the resolver's card page and (issue C) the console's
+phone preview, so both look the same. Jinja2 autoescapes every value: card text containing
+HTML or script is shown as text.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                   autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def fill(text: str, params: dict[str, Any]) -> str:
+    return _VAR.sub(lambda m: str(params.get(m.group(1), m.group(0))), text)
+
+
+def _href(action_type: str, action: dict[str, Any], params: dict[str, Any]) -> str:
+    target = fill(str(action.get("target", "")), params)
+    if action_type in ("OPEN_URL", "OPEN_BROWSER"):
+        return target if target.startswith(("https://", "http://")) else ""
+    if action_type == "OPEN_APP":
+        return fill(str(action.get("floorUrl", "")), params)  # a browser cannot open the app: its fallback page
+    if action_type == "DIAL_PHONE":
+        return "tel:" + target
+    if action_type == "OPEN_SMS":
+        return "sms:" + target
+    if action_type == "OPEN_EMAIL":
+        return "mailto:" + target
+    return ""
+
+
+def card_view(body: dict[str, Any], params: dict[str, Any], media_urls: dict[str, str]) -> dict[str, Any]:
+    """Pages of elements with parameters filled, media resolved and actions as links."""
+    pages = []
+    for page in (body.get("templateContent") or {}).get("pages", []):
+        elements = []
+        for el in sorted(page.get("tmpCards", []), key=lambda e: e.get("positionNumber", 0)):
+            kind = el.get("type")
+            item: dict[str, Any] = {"type": kind}
+            if kind in ("IMAGE", "VIDEO"):
+                src = str(el.get("src", ""))
+                item["src"] = media_urls.get(src, src if src.startswith(("https://", "http://")) else "")
+                item["cover"] = media_urls.get(str(el.get("coverSrc", "")), "")
+            else:
+                item["text"] = fill(str(el.get("content", "")), params)
+                item["title"] = bool(el.get("isTextTitle"))
+            action_type = el.get("actionType")
+            if action_type:
+                item["href"] = _href(action_type, el.get("action") or {}, params)
+                item["action"] = action_type
+            elements.append(item)
+        pages.append(elements)
+    return {"sign": body.get("cardSignName", ""), "pages": pages, "type": body.get("cardType")}
+
+
+def card_json(body: dict[str, Any], params: dict[str, Any], media_urls: dict[str, str]) -> dict[str, Any]:
+    """What a vendor parser receives: the template with parameters filled and media resolved."""
+    view = card_view(body, params, media_urls)
+    return {"cardType": body.get("cardType"), "cardSignName": body.get("cardSignName", ""),
+            "pages": view["pages"], "extendInfo": body.get("extendInfo", {})}
+
+
+def render_card_page(view: dict[str, Any], title: str, lang: str = "zh-CN") -> str:
+    return _env.get_template("card.html").render(view=view, title=title, lang=lang)
+
+
+def render_notice(title: str, message: str, lang: str = "zh-CN") -> str:
+    return _env.get_template("notice.html").render(title=title, message=message, lang=lang)

@@ -1,0 +1,101 @@
+"""`GET /s/{code}`: the short-link resolver.
+
+- a plain short URL (AddShortUrl) redirects to its target;
+- a vendor parser (header `X-Card-Parser: <vendor>`, or `Accept: application/json`) gets the card
+  as JSON, and that fetch is the render receipt of the message;
+- a browser gets the card as a mobile web page — or, when the card cannot be rendered (template
+  deleted or no longer approved) and the send named a `customUrl`, a redirect there;
+- unknown codes get a 404 page, expired or deleted links a friendly 410 page.
+Every open is recorded (per link, per visitor, per message).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from cardsms.db.schema import reviews, templates
+from cardsms.links.render import card_json, card_view, render_card_page, render_notice
+from cardsms.services import links
+from cardsms.services.core import Services
+from cardsms.services.media import resource_urls
+from cardsms.vendors.gateway import ReviewState
+
+
+def _lang(request: Request) -> str:
+    return "en" if request.headers.get("accept-language", "zh").lower().startswith("en") else "zh-CN"
+
+
+def _notice(request: Request, status: int, zh: tuple[str, str], en: tuple[str, str]) -> Response:
+    lang = _lang(request)
+    title, message = en if lang == "en" else zh
+    return HTMLResponse(render_notice(title, message, lang), status)
+
+
+async def _card(svc: Services, link: Any) -> tuple[Any, set[str]]:
+    async with svc.engine.connect() as conn:
+        row = (await conn.execute(select(templates).where(
+            templates.c.account_id == link["account_id"], templates.c.code == link["card_template_code"],
+            templates.c.kind == "card"))).mappings().first()
+        if row is None:
+            return None, set()
+        vendors = {r.vendor for r in await conn.execute(select(reviews.c.vendor).where(
+            reviews.c.account_id == link["account_id"], reviews.c.subject_kind == "template",
+            reviews.c.subject_id == row["id"], reviews.c.state == int(ReviewState.APPROVED)))}
+    return row, vendors
+
+
+def _media_ids(body: dict[str, Any]) -> list[str]:
+    ids = []
+    for page in (body.get("templateContent") or {}).get("pages", []):
+        for el in page.get("tmpCards", []):
+            ids += [str(el[k]) for k in ("src", "coverSrc") if el.get(k)]
+    return ids
+
+
+def resolver(svc: Services) -> Any:
+    async def endpoint(request: Request) -> Response:
+        code = request.path_params["code"]
+        found = await links.resolve(svc, code)
+        if found is None:
+            return _notice(request, 404, ("链接不存在", "请检查短信中的链接是否完整。"),
+                           ("Link not found", "Check that the link in your message is complete."))
+        if found.expired:
+            return _notice(request, 410, ("链接已过期", "该链接已失效，如有需要请联系发送方。"),
+                           ("This link has expired", "The link is no longer valid; contact the sender if you need it."))
+        link = found.link
+        ip = request.client.host if request.client else ""
+        visitor = links.visitor_id(ip, request.headers.get("user-agent", ""))
+        if link["kind"] == "url":
+            await links.record_open(svc, found, "redirect", visitor)
+            return RedirectResponse(link["source_url"], 302)
+        card, vendors = await _card(svc, link)
+        parser = request.headers.get("x-card-parser", "")
+        wants_json = bool(parser) or "application/json" in request.headers.get("accept", "")
+        params = link["params"] or {}
+        if wants_json:
+            if card is None or not vendors or (parser and parser not in vendors):
+                return JSONResponse({"code": "CARD_NOT_AVAILABLE",
+                                     "message": "the card template is deleted or not approved for this vendor"}, 404)
+            body = card["body"] or {}
+            urls = await resource_urls(svc, link["account_id"], _media_ids(body))
+            await links.record_open(svc, found, "parser" if parser else "browser", visitor,
+                                    request.headers.get("x-card-mobile", ""))
+            return JSONResponse({"code": "OK", "card": card_json(body, params, urls)})
+        if card is None or not vendors:
+            if link["source_url"]:
+                await links.record_open(svc, found, "redirect", visitor)
+                return RedirectResponse(link["source_url"], 302)
+            return _notice(request, 410, ("内容已下线", "该卡片内容已不可用。"),
+                           ("Content unavailable", "This card is no longer available."))
+        body = card["body"] or {}
+        urls = await resource_urls(svc, link["account_id"], _media_ids(body))
+        await links.record_open(svc, found, "browser", visitor)
+        view = card_view(body, params, urls)
+        title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card["name"])
+        return HTMLResponse(render_card_page(view, title, _lang(request)))
+
+    return endpoint

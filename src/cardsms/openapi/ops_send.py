@@ -1,0 +1,160 @@
+"""Sending and send-record operations: SendSms, SendBatchSms, SendCardSms, SendBatchCardSms,
+QuerySendDetails, GetCardSmsDetails, QuerySendStatistics.
+
+Sends honour the `x-cardsms-idempotency-key` header: the same key within 24 hours returns the
+first answer and sends nothing new.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cardsms.domain.errors import CardsmsError
+from cardsms.openapi.context import Ctx, Operation
+from cardsms.openapi.params import Params
+from cardsms.services import records, sending
+from cardsms.services.sending import CardSend
+
+
+async def _earlier(ctx: Ctx, action: str) -> dict[str, Any] | None:
+    return await sending.idempotent_answer(ctx.svc, ctx.account_id, ctx.idempotency_key, action)
+
+
+async def send_sms(ctx: Ctx, p: Params) -> dict[str, Any]:
+    if (earlier := await _earlier(ctx, "SendSms")) is not None:
+        return earlier
+    return await sending.send_sms(
+        ctx.svc, ctx.account_id, phone_numbers=p.str("PhoneNumbers", required=True, max_len=30_000),
+        sign_name=p.str("SignName", required=True, max_len=64),
+        template_code=p.str("TemplateCode", required=True, max_len=32),
+        template_param=p.str("TemplateParam", max_len=100_000), out_id=p.str("OutId", max_len=256),
+        up_extend_code=_ext(p.str("SmsUpExtendCode", max_len=12)), idem_key=ctx.idempotency_key,
+    )
+
+
+def _ext(value: str) -> str:
+    if value and not value.isdigit():
+        raise CardsmsError("InvalidParameter", "SmsUpExtendCode: must be digits")
+    return value
+
+
+async def send_batch_sms(ctx: Ctx, p: Params) -> dict[str, Any]:
+    if (earlier := await _earlier(ctx, "SendBatchSms")) is not None:
+        return earlier
+    return await sending.send_batch_sms(
+        ctx.svc, ctx.account_id, phone_number_json=p.str("PhoneNumberJson", required=True),
+        sign_name_json=p.str("SignNameJson", required=True),
+        template_code=p.str("TemplateCode", required=True, max_len=32),
+        template_param_json=p.str("TemplateParamJson"), up_extend_code_json=p.str("SmsUpExtendCodeJson"),
+        out_id=p.str("OutId", max_len=256), idem_key=ctx.idempotency_key,
+    )
+
+
+def _spec(p: Params) -> CardSend:
+    return CardSend(
+        card_template_code=p.str("CardTemplateCode", required=True, max_len=32),
+        fallback_type=p.str("FallbackType", default="NONE").strip().upper() or "NONE",
+        sms_template_code=p.str("SmsTemplateCode", max_len=32),
+        digital_template_code=p.str("DigitalTemplateCode", max_len=32),
+        template_code=p.str("TemplateCode", max_len=32), out_id=p.str("OutId", max_len=256),
+        up_extend_code=_ext(p.str("SmsUpExtendCode", max_len=12)),
+    )
+
+
+async def send_card_sms(ctx: Ctx, p: Params) -> dict[str, Any]:
+    if (earlier := await _earlier(ctx, "SendCardSms")) is not None:
+        return earlier
+    spec = _spec(p)
+    objects = sending.card_objects(p.list("CardObjects", required=True))
+    sending.check_count(len(objects), sending.MAX_SEND_NUMBERS, "CardObjects")
+    n = len(objects)
+    sign = p.str("SignName", required=True, max_len=64).strip()
+    sms_params = sending.json_object(p.str("SmsTemplateParam"), "SmsTemplateParam")
+    digital_params = sending.json_object(p.str("DigitalTemplateParam"), "DigitalTemplateParam")
+    custom_params = sending.json_object(p.str("TemplateParam"), "TemplateParam")
+    recipients = sending.card_recipients(
+        [o[0] for o in objects], "CardObjects.mobile", [sign] * n, [o[1] for o in objects], [o[2] for o in objects],
+        [sms_params] * n, [digital_params] * n, [custom_params] * n,
+    )
+    return await sending.send_card(ctx.svc, ctx.account_id, spec, recipients, ctx.idempotency_key, "SendCardSms")
+
+
+async def send_batch_card_sms(ctx: Ctx, p: Params) -> dict[str, Any]:
+    if (earlier := await _earlier(ctx, "SendBatchCardSms")) is not None:
+        return earlier
+    spec = _spec(p)
+    phones = sending.parse_json_param(p.str("PhoneNumberJson", required=True), "PhoneNumberJson")
+    if not isinstance(phones, list):
+        raise CardsmsError("isv.INVALID_JSON_PARAM", "PhoneNumberJson must be a JSON array of numbers")
+    sending.check_count(len(phones), sending.MAX_BATCH_NUMBERS, "PhoneNumberJson")
+    n = len(phones)
+    signs = sending.per_number(p.str("SignNameJson", required=True), "SignNameJson", n)
+    card_params = [sending.card_params_list(v, f"CardTemplateParamJson[{i}]") for i, v in
+                   enumerate(sending.per_number(p.str("CardTemplateParamJson"), "CardTemplateParamJson", n), 1)]
+    recipients = sending.card_recipients(
+        phones, "PhoneNumberJson", [str(s or "").strip() for s in signs], card_params, [""] * n,
+        sending.per_number(p.str("SmsTemplateParamJson"), "SmsTemplateParamJson", n),
+        sending.per_number(p.str("DigitalTemplateParamJson"), "DigitalTemplateParamJson", n),
+        sending.per_number(p.str("TemplateParamJson"), "TemplateParamJson", n),
+    )
+    return await sending.send_card(ctx.svc, ctx.account_id, spec, recipients, ctx.idempotency_key,
+                                   "SendBatchCardSms")
+
+
+def _phone(p: Params, name: str, required: bool) -> str:
+    raw = p.str(name, required=required, max_len=30)
+    if not raw.strip():
+        return ""
+    numbers = sending.numbers_or_error([raw], name, mainland_only=False)
+    return numbers[0].national
+
+
+async def query_send_details(ctx: Ctx, p: Params) -> dict[str, Any]:
+    day = records.parse_day(p.str("SendDate", required=True, max_len=8), "SendDate",
+                            ctx.svc.settings.retention_days, ctx.svc.now())
+    total, rows = await records.query_send_details(
+        ctx.svc, ctx.account_id, _phone(p, "PhoneNumber", True), day, p.str("BizId", max_len=32).strip(),
+        p.int("CurrentPage", required=True, low=1, high=1_000_000), p.int("PageSize", required=True, low=1, high=50),
+    )
+    return {"TotalCount": str(total), "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows}}
+
+
+async def get_card_sms_details(ctx: Ctx, p: Params) -> dict[str, Any]:
+    day = records.parse_day(p.str("SendDate", required=True, max_len=8), "SendDate",
+                            ctx.svc.settings.retention_days, ctx.svc.now())
+    page = p.int("CurrentPage", default=1, low=1, high=1_000_000)
+    size = p.int("PageSize", default=10, low=1, high=100)
+    total, rows = await records.card_details(
+        ctx.svc, ctx.account_id, biz_ids={"card": p.str("BizCardId", max_len=32).strip(),
+                                          "sms": p.str("BizSmsId", max_len=32).strip(),
+                                          "digital": p.str("BizDigitId", max_len=32).strip()},
+        phone=_phone(p, "PhoneNumber", False), send_day=day, page=page, size=size,
+    )
+    return {"CardSendDetailDTO": {"CurrentPage": page, "PageSize": size, "TotalCount": total, "Records": rows}}
+
+
+async def query_send_statistics(ctx: Ctx, p: Params) -> dict[str, Any]:
+    s, now = ctx.svc.settings, ctx.svc.now()
+    start = records.parse_day(p.str("StartDate", required=True, max_len=8), "StartDate", s.retention_days, now)
+    end = records.parse_day(p.str("EndDate", required=True, max_len=8), "EndDate", s.retention_days, now)
+    if start > end:
+        raise CardsmsError("InvalidParameter", "StartDate: must not be after EndDate")
+    is_globe = p.int("IsGlobe", required=True, low=1, high=2)
+    template_type = p.int("TemplateType", low=0, high=7) if p.str("TemplateType").strip() else None
+    total, rows = await records.send_statistics(
+        ctx.svc, ctx.account_id, international=is_globe == 2, start=start, end=end, template_type=template_type,
+        sign_name=p.str("SignName", max_len=64).strip(), page=p.int("PageIndex", required=True, low=1, high=100_000),
+        size=p.int("PageSize", required=True, low=1, high=50),
+    )
+    return {"Data": {"TotalSize": total, "TargetList": rows}}
+
+
+OPERATIONS = {
+    "SendSms": Operation(send_sms),
+    "SendBatchSms": Operation(send_batch_sms),
+    "SendCardSms": Operation(send_card_sms, card=True),
+    "SendBatchCardSms": Operation(send_batch_card_sms, card=True),
+    "QuerySendDetails": Operation(query_send_details),
+    "GetCardSmsDetails": Operation(get_card_sms_details, card=True),
+    "QuerySendStatistics": Operation(query_send_statistics),
+}

@@ -1,0 +1,66 @@
+"""Simulated phones: what happens on the handset after the SMSC delivers a message.
+
+- A card-capable phone whose message carries a short link of this server lets its vendor's
+  parser fetch the card over HTTP (`X-Card-Parser: <vendor>`, `X-Card-Mobile: <number>`): the
+  resolver records that fetch as the render receipt.
+- A deterministic share of recipients (`CARDSMS_SIM_OPEN_SHARE`) opens the link in a browser.
+- A deterministic share (`CARDSMS_SIM_REPLY_SHARE`) of those who got an opt-out line replies R.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+import httpx
+import structlog
+
+from cardsms.domain.numbers import InvalidNumber, normalise_number
+from cardsms.simulator.smsc import share_hit
+from cardsms.vendors.gateway import HandsetDirectory
+
+log = structlog.get_logger("cardsms.simulator.phones")
+BROWSER_UA = "Mozilla/5.0 (Linux; Android 14; cardsms-sim) AppleWebKit/537.36 Mobile Safari/537.36"
+
+Reply = Callable[[str, str, str], Awaitable[bool]]  # (from phone, to address, text)
+
+
+class SimulatedPhones:
+    def __init__(self, handsets: HandsetDirectory, link_base: str, open_share: int, reply_share: int,
+                 reply: Reply | None = None) -> None:
+        self.handsets = handsets
+        self.link = re.compile(re.escape(link_base) + r"/([A-Za-z0-9]{4,16})")
+        self.open_share = open_share
+        self.reply_share = reply_share
+        self.reply = reply
+        self.client = httpx.AsyncClient(timeout=10)
+        self.rendered = 0
+        self.opened = 0
+        self.replied = 0
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def on_delivered(self, dest: str, source: str, text: str) -> None:
+        try:
+            number = normalise_number("+" + dest if not dest.startswith("+") else dest)
+        except InvalidNumber:
+            return
+        found = self.link.search(text)
+        if found:
+            url = found.group(0)
+            handset = self.handsets.lookup(number.sha1)
+            if handset.card_capable and handset.vendor is not None:
+                r = await self.client.get(url, headers={"X-Card-Parser": handset.vendor.value,
+                                                        "X-Card-Mobile": number.national,
+                                                        "Accept": "application/json"})
+                if r.status_code == 200:
+                    self.rendered += 1
+            if share_hit(number.national, "open", self.open_share):
+                r = await self.client.get(url, headers={"User-Agent": BROWSER_UA}, follow_redirects=False)
+                if r.status_code in (200, 302):
+                    self.opened += 1
+        opt_out_line = "回复R" in text or "reply R" in text
+        wants_out = opt_out_line and self.reply and share_hit(number.national, "reply", self.reply_share)
+        if wants_out and self.reply is not None and await self.reply(dest, source, "R"):
+            self.replied += 1
