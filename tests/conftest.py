@@ -26,7 +26,7 @@ def pg() -> Iterator[PostgresServer]:
     server.stop()
 
 
-def _env_for(backend: str, request: pytest.FixtureRequest, **extra: str) -> dict[str, str]:
+def env_for(backend: str, request: pytest.FixtureRequest, **extra: str) -> dict[str, str]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"cardsms-{backend}-"))
     url = ""
     if backend == "postgresql":
@@ -41,7 +41,7 @@ def _env_for(backend: str, request: pytest.FixtureRequest, **extra: str) -> dict
 @pytest.fixture(scope="session", params=BACKENDS)
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A server that approves at once (CARDSMS_SIM_REVIEW_SECONDS=0), on each backend."""
-    env = _env_for(request.param, request, CARDSMS_SIM_REVIEW_SECONDS="0")
+    env = env_for(request.param, request, CARDSMS_SIM_REVIEW_SECONDS="0")
     with running_server(env, request.param) as s:
         yield s
 
@@ -49,7 +49,16 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 @pytest.fixture(scope="session", params=BACKENDS)
 def slow_review_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A server whose simulated review takes 2 seconds, on each backend."""
-    env = _env_for(request.param, request, CARDSMS_SIM_REVIEW_SECONDS="2", CARDSMS_REVIEW_POLL_SECONDS="0.2")
+    env = env_for(request.param, request, CARDSMS_SIM_REVIEW_SECONDS="2", CARDSMS_REVIEW_POLL_SECONDS="0.2")
+    with running_server(env, request.param) as s:
+        yield s
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def lively_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Every simulated phone opens its links and replies R; webhooks retry after 0.2 s; on each backend."""
+    env = env_for(request.param, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_OPEN_SHARE="100",
+                  CARDSMS_SIM_REPLY_SHARE="100", CARDSMS_WEBHOOK_RETRY_BASE_SECONDS="0.2")
     with running_server(env, request.param) as s:
         yield s
 

@@ -122,11 +122,12 @@ class Server:
 
 
 @contextmanager
-def running_server(env: dict[str, str], backend: str) -> Iterator[Server]:
-    port = free_port()
+def running_server(env: dict[str, str], backend: str, args: tuple[str, ...] = (),
+                   port: int | None = None) -> Iterator[Server]:
+    port = port or free_port()
     data_dir = Path(env["CARDSMS_DATA_DIR"])
-    log = open(data_dir / f"serve-{port}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "serve", "--port", str(port)], env=env,
+    log = open(data_dir / f"serve-{port}.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "serve", "--port", str(port), *args], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -143,7 +144,8 @@ def running_server(env: dict[str, str], backend: str) -> Iterator[Server]:
             time.sleep(0.1)
         yield Server(port, env, proc, backend)
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

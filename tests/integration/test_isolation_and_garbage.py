@@ -17,8 +17,7 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException
 from cardsms.openapi.dispatch import OPERATIONS
 from tests.conftest import Tenant, new_tenant
 from tests.harness import Server
-from tests.integration.helpers import b64, card_template, create_card, png, upload
-from tests.integration.test_api_protocol import legacy
+from tests.integration.helpers import b64, card_template, create_card, legacy, png, upload
 
 
 @dataclass
@@ -32,6 +31,10 @@ class Owned:
     resource_id: str
     oss_key: str
     oss_size: int
+    phone: str = "13912345678"
+    biz_id: str = ""
+    short_url: str = ""
+    source_url: str = "https://owner.example/page"
 
 
 _cache: dict[int, Owned] = {}
@@ -55,7 +58,13 @@ def owned(server: Server) -> Owned:
             resource_type=2, oss_key=key, file_size=len(data), extend_info='{"img_rate":"sixteenToNine"}')
         ).body.data.resource_id
         card = create_card(c, card_template(rid)).data.template_code
-        _cache[server.port] = Owned(a, b, "Owner", text, digital, card, rid, key, len(data))
+        sent = c.send_sms(m.SendSmsRequest(phone_numbers="13912345678", sign_name="Owner", template_code=text,
+                                           template_param='{"n": "x"}')).body
+        assert sent.code == "OK", sent.to_map()
+        short = c.add_short_url(m.AddShortUrlRequest(source_url="https://owner.example/page", short_url_name="o",
+                                                     effective_days=7)).body.data.short_url
+        _cache[server.port] = Owned(a, b, "Owner", text, digital, card, rid, key, len(data), biz_id=sent.biz_id,
+                                    short_url=short)
     return _cache[server.port]
 
 
@@ -106,7 +115,72 @@ CASES: dict[str, Callable[[Owned], None]] = {
     "QueryMobilesCardSupport": lambda o: _expect("TEMPLATE_NOT_EXIST")(o.other.client().query_mobiles_card_support(
         m.QueryMobilesCardSupportRequest(template_code=o.card_code, mobiles=[{"Mobile": "13800138000"}])).body),
     "AddSmsTemplate": lambda o: _assert_codes_are_per_account(o),
+    "SendSms": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(o.other.client().send_sms(m.SendSmsRequest(
+        phone_numbers=o.phone, sign_name=o.sign, template_code=o.text_code, template_param='{"n":"x"}')).body),
+    "SendBatchSms": lambda o: _expect("isv.SMS_TEMPLATE_ILLEGAL")(o.other.client().send_batch_sms(
+        m.SendBatchSmsRequest(phone_number_json=json.dumps([o.phone]), sign_name_json=json.dumps([o.sign]),
+                              template_code=o.text_code, template_param_json='[{"n":"x"}]')).body),
+    "SendCardSms": lambda o: _expect("TEMPLATE_NOT_EXIST")(o.other.client().send_card_sms(m.SendCardSmsRequest(
+        card_template_code=o.card_code, sign_name=o.sign, fallback_type="NONE",
+        card_objects=[m.SendCardSmsRequestCardObjects(mobile=o.phone)])).body),
+    "SendBatchCardSms": lambda o: _expect("TEMPLATE_NOT_EXIST")(o.other.client().send_batch_card_sms(
+        m.SendBatchCardSmsRequest(card_template_code=o.card_code, sign_name_json=json.dumps([o.sign]),
+                                  phone_number_json=json.dumps([o.phone]), fallback_type="NONE")).body),
+    "GetCardSmsLink": lambda o: _expect("TEMPLATE_NOT_EXIST")(o.other.client().get_card_sms_link(
+        m.GetCardSmsLinkRequest(card_template_code=o.card_code, phone_number_json=json.dumps([o.phone]),
+                                sign_name_json=json.dumps([o.sign]), card_code_type=1)).body),
+    "QuerySendDetails": lambda o: _assert_no_records(o),
+    "GetCardSmsDetails": lambda o: _assert_no_card_records(o),
+    "QuerySendStatistics": lambda o: _assert_no_statistics(o),
+    "QueryShortUrl": lambda o: _expect("isv.INVALID_PARAMETERS", "does not exist")(
+        o.other.client().query_short_url(m.QueryShortUrlRequest(short_url=o.short_url)).body),
+    "DeleteShortUrl": lambda o: _assert_short_url_survives(o),
+    "AddShortUrl": lambda o: _assert_short_urls_are_independent(o),
 }
+
+
+def _today() -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
+
+
+def _assert_no_records(o: Owned) -> None:
+    mine = o.owner.client().query_send_details(m.QuerySendDetailsRequest(
+        phone_number=o.phone, send_date=_today(), page_size=10, current_page=1)).body
+    assert mine.total_count == "1"
+    theirs = o.other.client().query_send_details(m.QuerySendDetailsRequest(
+        phone_number=o.phone, send_date=_today(), page_size=10, current_page=1, biz_id=o.biz_id)).body
+    assert theirs.code == "OK" and theirs.total_count == "0"
+
+
+def _assert_no_card_records(o: Owned) -> None:
+    body = o.other.client().get_card_sms_details(m.GetCardSmsDetailsRequest(
+        biz_sms_id=o.biz_id, send_date=_today(), page_size=10, current_page=1)).body
+    assert body.code == "OK" and body.card_send_detail_dto.total_count == 0
+
+
+def _assert_no_statistics(o: Owned) -> None:
+    body = o.other.client().query_send_statistics(m.QuerySendStatisticsRequest(
+        is_globe=1, start_date=_today(), end_date=_today(), page_index=1, page_size=10)).body
+    assert body.code == "OK" and body.data.total_size == 0
+
+
+def _assert_short_url_survives(o: Owned) -> None:
+    _expect("isv.INVALID_PARAMETERS", "no short link")(
+        o.other.client().delete_short_url(m.DeleteShortUrlRequest(source_url=o.source_url)).body)
+    info = o.owner.client().query_short_url(m.QueryShortUrlRequest(short_url=o.short_url)).body
+    assert info.data.short_url_status == "effective"
+
+
+def _assert_short_urls_are_independent(o: Owned) -> None:
+    theirs = o.other.client().add_short_url(m.AddShortUrlRequest(source_url=o.source_url, short_url_name="t",
+                                                                 effective_days=7)).body.data.short_url
+    assert theirs != o.short_url
+    assert o.other.client().delete_short_url(m.DeleteShortUrlRequest(source_url=o.source_url)).body.code == "OK"
+    info = o.owner.client().query_short_url(m.QueryShortUrlRequest(short_url=o.short_url)).body
+    assert info.data.short_url_status == "effective"
 
 
 def _raises(call: Callable[[], Any], needle: str) -> None:
@@ -169,7 +243,12 @@ def test_every_operation_fed_garbage_answers_a_named_error_never_5xx(tenant: Ten
              "TemplateCode", "Template", "Factorys", "Memo", "TemplateCodes", "StartDate", "EndDate", "ResourceType",
              "OssKey", "FileSize", "ExtendInfo", "Mobiles", "EncryptType", "PageIndex", "PageSize",
              "SignFileList.1.FileContents", "SignFileList.1.FileSuffix", "TemplateContents.1.FileContents",
-             "TemplateContents.1.FileSuffix", "Mobiles.1.mobile", "TemplateCodes.1"]
+             "TemplateContents.1.FileSuffix", "Mobiles.1.mobile", "TemplateCodes.1", "PhoneNumbers", "TemplateParam",
+             "PhoneNumberJson", "SignNameJson", "TemplateParamJson", "CardTemplateCode", "CardObjects",
+             "CardObjects.1.mobile", "CardObjects.1.dyncParams", "FallbackType", "SmsTemplateCode", "SendDate",
+             "PhoneNumber", "BizId", "BizCardId", "CurrentPage", "CardCodeType", "CardLinkType",
+             "CustomShortCodeJson", "SourceUrl", "ShortUrl", "ShortUrlName", "EffectiveDays", "IsGlobe",
+             "CardTemplateParamJson", "SmsUpExtendCode"]
     calls = 0
     for action in sorted(OPERATIONS):
         for _ in range(12):
