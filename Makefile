@@ -3,7 +3,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-APT_PACKAGES := postgresql fonts-noto-cjk
 
 .PHONY: run test lint typecheck venv test-deps system-deps bench docs-errors clean
 
@@ -22,11 +21,17 @@ venv: $(VENV)/.installed
 run: venv
 	$(VENV)/bin/cardsms serve
 
-# PostgreSQL's server binaries are needed by the test harness; install them when initdb is missing.
+# System packages the tests need: PostgreSQL's server binaries (the harness starts a real server),
+# Debian's Net::SMPP (the interop test's SMSC) and CJK fonts. Installed via apt when missing.
 system-deps:
-	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		echo "installing PostgreSQL server via apt"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	@missing=""; \
+	if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		missing="$$missing postgresql"; fi; \
+	if ! perl -MNet::SMPP -e 1 >/dev/null 2>&1; then missing="$$missing libnet-smpp-perl"; fi; \
+	if ! ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1; then missing="$$missing fonts-noto-cjk"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing via apt:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 test-deps: $(VENV)/.test-installed system-deps

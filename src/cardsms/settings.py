@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     dispatch_poll_seconds: float = Field(0.05, gt=0, le=10, description="dispatcher idle poll interval")
     retry_max_attempts: int = Field(8, ge=1, le=100, description="submit attempts before a transient error fails")
     retry_base_seconds: float = Field(1.0, gt=0, le=3600, description="first retry delay; doubles per attempt")
+    receipt_timeout_hours: float = Field(72.0, gt=0, le=720, description="a submitted message without a "
+                                         "delivery receipt by then is closed as failed (NO_RECEIPT)")
     link_base_url: str = Field("", description="short-link base; default <public URL>/s")
     link_ttl_days: int = Field(30, ge=1, le=3650, description="lifetime of card short links")
     retention_days: int = Field(30, ge=1, le=3650, description="how long message records are kept")

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import delete, insert, select, update
 
 from cardsms.db.schema import early_receipts, link_opens, message_events, messages, webhook_outbox
+from cardsms.delivery.journal import Journal
 from cardsms.delivery.smpp import Inbound, SmppConnector, SubmitError
 from cardsms.services import receipts, webhooks
 from cardsms.services.core import Services
@@ -44,19 +45,42 @@ class NoDigitalChannel:
 
 
 class Dispatcher:
-    def __init__(self, svc: Services, connectors: Sequence[SmppConnector], digital: DigitalChannel) -> None:
+    def __init__(self, svc: Services, connectors: Sequence[SmppConnector], digital: DigitalChannel,
+                 journal: Journal | None = None) -> None:
         self.svc = svc
+        self.journal = journal
         self.connectors = list(connectors)
         self.digital = digital
-        self.inbound: asyncio.Queue[Inbound] = asyncio.Queue()
+        self.inbound: asyncio.Queue[tuple[Inbound, int]] = asyncio.Queue()
         self.is_pg = not svc.settings.is_sqlite
         self.submitted = 0
         self.receipts = 0
         self._stopping = False
         self._last_expiry = 0.0
+        self.loop = asyncio.get_event_loop_policy().get_event_loop()
+
+    def bind_loop(self) -> None:
+        """Remember the event loop that owns the inbound queue (call from it before connectors start)."""
+        self.loop = asyncio.get_running_loop()
 
     def on_inbound(self, item: Inbound) -> None:
-        self.inbound.put_nowait(item)
+        """Called on a connector's I/O thread (or the main loop): journal at once, then queue for the writer."""
+        offset = self.journal.append(item) if self.journal is not None else 0
+        self.loop.call_soon_threadsafe(self.inbound.put_nowait, (item, offset))
+
+    async def replay_journal(self) -> int:
+        """Apply what earlier processes received but had not stored (see delivery/journal.py)."""
+        if self.journal is None:
+            return 0
+        done = 0
+        for path, items in self.journal.leftovers():
+            for i in range(0, len(items), 2000):
+                await self._apply(items[i:i + 2000])
+            done += len(items)
+            self.journal.discard(path)
+        if done:
+            log.warning("receipts.replayed", items=done)
+        return done
 
     # --- recovery and housekeeping ------------------------------------------------------------
 
@@ -75,6 +99,26 @@ class Dispatcher:
                     for r in rows])
         if rows:
             log.warning("dispatcher.recovered", messages=len(rows))
+        return len(rows)
+
+    async def close_unanswered(self) -> int:
+        """Submitted messages whose receipt never came (the SMSC lost it, or it was lost in transit) are closed
+        as failed with NO_RECEIPT after CARDSMS_RECEIPT_TIMEOUT_HOURS, so nothing stays pending forever."""
+        now = self.svc.now()
+        cutoff = now - timedelta(hours=self.svc.settings.receipt_timeout_hours)
+        async with self.svc.engine.begin() as conn:
+            rows = (await conn.execute(select(messages).where(
+                messages.c.state == "submitted", messages.c.submitted_at < cutoff).limit(5000))).mappings().all()
+            if not rows:
+                return 0
+            ids = [r["id"] for r in rows]
+            await conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.state == "submitted").values(
+                state="failed", error_code="NO_RECEIPT", error_text="no delivery receipt arrived", done_at=now))
+            await conn.execute(insert(message_events), [
+                {"account_id": r["account_id"], "message_id": r["id"], "kind": "failed", "at": now,
+                 "detail": "NO_RECEIPT: no delivery receipt arrived in time"} for r in rows])
+            await webhooks.enqueue(conn, self.svc, [receipts.sms_report(r, False, "NO_RECEIPT", "no receipt", now)
+                                                    for r in rows])
         return len(rows)
 
     async def expire(self) -> int:
@@ -162,10 +206,15 @@ class Dispatcher:
             return Outcome(mid, account, "ok", connector.name, ids)
         except SubmitError as exc:
             if exc.throttled:
-                return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.2)
+                return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.2,
+                               maybe_sent=exc.sent_parts > 0)
+            if exc.link:  # the bind broke: not the message's fault; the connector reconnects meanwhile
+                return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.5,
+                               maybe_sent=exc.code != "NOT_BOUND" or exc.sent_parts > 0)
             if exc.transient and attempts < self.svc.settings.retry_max_attempts:
                 delay = min(self.svc.settings.retry_base_seconds * 2 ** (attempts - 1), 300.0)
-                return Outcome(mid, account, "retry", code=exc.code, text=exc.text, delay=delay)
+                return Outcome(mid, account, "retry", code=exc.code, text=exc.text, delay=delay,
+                               maybe_sent=exc.code == "TIMEOUT" or exc.sent_parts > 0)
             return Outcome(mid, account, "fail", code=exc.code,
                            text=exc.text + (f" (after {attempts} attempts)" if exc.transient else ""))
 
@@ -188,8 +237,9 @@ class Dispatcher:
         while not self._stopping:
             try:
                 n = await self.pass_once()
-                if time.monotonic() - last_purge > 3600:
+                if time.monotonic() - last_purge > 600:
                     last_purge = time.monotonic()
+                    await self.close_unanswered()
                     await self.purge()
             except Exception:
                 log.exception("dispatcher.pass_failed")
@@ -216,7 +266,7 @@ class Dispatcher:
             except TimeoutError:
                 continue
             batch = [first]
-            deadline = time.monotonic() + 0.02
+            deadline = time.monotonic() + 0.01
             while len(batch) < 2000:
                 try:
                     batch.append(self.inbound.get_nowait())
@@ -225,12 +275,15 @@ class Dispatcher:
                         break
                     await asyncio.sleep(0.005)
             try:
-                await self._apply(batch)
+                await self._apply([item for item, _ in batch])
             except Exception:
                 log.exception("receipts.apply_failed", count=len(batch))
                 await asyncio.sleep(0.5)
-                for item in batch:  # nothing is dropped: try again
-                    self.inbound.put_nowait(item)
+                for entry in batch:  # nothing is dropped: try again
+                    self.inbound.put_nowait(entry)
+                continue
+            if self.journal is not None:
+                self.journal.committed(max(offset for _, offset in batch))
 
     async def _apply(self, batch: list[Inbound]) -> None:
         found = [Receipt(i.connector, i.receipted_id, i.stat, i.err, i.at) for i in batch

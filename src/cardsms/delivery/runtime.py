@@ -11,6 +11,7 @@ import structlog
 
 from cardsms.delivery.config import ConnectorConfig, parse_connectors
 from cardsms.delivery.dispatcher import Dispatcher, NoDigitalChannel
+from cardsms.delivery.journal import Journal
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
 from cardsms.services.core import Services
@@ -21,7 +22,7 @@ log = structlog.get_logger("cardsms.delivery")
 class Delivery:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.dispatcher = Dispatcher(svc, [], NoDigitalChannel())
+        self.dispatcher = Dispatcher(svc, [], NoDigitalChannel(), Journal(svc.settings.data_dir / "journal"))
         self.sender = WebhookSender(svc)
         self.simulator: Any = None
         self.phones: Any = None
@@ -30,6 +31,8 @@ class Delivery:
     async def start(self) -> None:
         s = self.svc.settings
         configs = parse_connectors(s.smsc, window=s.smsc_window, tps=s.smsc_tps, system_type=s.smsc_system_type)
+        self.dispatcher.bind_loop()
+        await self.dispatcher.replay_journal()
         if not configs:
             configs = [await self._start_simulator()]
         self.dispatcher.connectors = [SmppConnector(c, s.smsc_source_addr, self.dispatcher.on_inbound)
@@ -78,6 +81,8 @@ class Delivery:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.sender.close()
+        if self.dispatcher.journal is not None:
+            self.dispatcher.journal.close()
         if self.phones is not None:
             await self.phones.close()
         if self.simulator is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,10 @@ log = structlog.get_logger("cardsms.smpp")
 THROTTLED = int(smpp34.ESME_RTHROTTLED)  # type: ignore[attr-defined]
 # command_status values after which a retry may succeed (queue full, system error, throttling, timeout)
 TRANSIENT_STATUS = {int(smpp34.ESME_RMSGQFUL), int(smpp34.ESME_RSYSERR), THROTTLED, 0x00000064, 0x00000065}  # type: ignore[attr-defined]
+# deliver_sm PDUs the smpp34 core may read (and acknowledge) ahead of us. The I/O thread drains and
+# journals them at once, so the buffer stays nearly empty; a small capacity is not used because
+# smpp34's backpressure path (NAKs) stalled the session in our tests.
+INBOUND_CAPACITY = 65536
 ESM_UDHI = 0x40
 ESM_RECEIPT = 0x04
 
@@ -46,12 +52,14 @@ class Inbound:
 
 
 class SubmitError(Exception):
-    def __init__(self, code: str, text: str, transient: bool, throttled: bool = False) -> None:
+    def __init__(self, code: str, text: str, transient: bool, throttled: bool = False, link: bool = False) -> None:
         super().__init__(text)
         self.code = code
         self.text = text
         self.transient = transient
         self.throttled = throttled
+        self.link = link  # the connection failed, not the message: retry soon, without counting an attempt
+        self.sent_parts = 0  # parts of a long message the SMSC had accepted before this error
 
 
 class TokenBucket:
@@ -102,6 +110,11 @@ def decode_inbound(connector: str, ev: smpp34.DeliverSmEvent) -> Inbound:
     return Inbound(connector, False, ev.source_addr, ev.destination_addr, text, "", "", "", now)
 
 
+def _finish(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
+
+
 class SmppConnector:
     """One bind. `run()` keeps it bound; `submit()` sends one message (all its parts)."""
 
@@ -129,12 +142,35 @@ class SmppConnector:
                 "binds": self.binds, "window": self.cfg.window, "tps": self.cfg.tps, "last_error": self.last_error}
 
     async def run(self) -> None:
+        """Run the bind on its own I/O thread until stop()."""
+        self.io_loop = asyncio.new_event_loop()
+        done = asyncio.get_running_loop().create_future()
+        main = asyncio.get_running_loop()
+
+        def io_thread() -> None:
+            asyncio.set_event_loop(self.io_loop)
+            try:
+                self.io_loop.run_until_complete(self._io_main())
+            finally:
+                self.io_loop.close()
+                main.call_soon_threadsafe(_finish, done)
+
+        # The I/O thread must get the GIL often even while the main loop is busy: every deliver_sm the
+        # core has acknowledged but this thread has not journaled yet is lost if the process dies.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+        self._thread = threading.Thread(target=io_thread, name=f"smpp-{self.name}", daemon=True)
+        self._thread.start()
+        await done
+
+    async def _io_main(self) -> None:
+        """The bind loop, on the I/O thread: inbound PDUs are handed on (and journaled) the moment they arrive,
+        however busy the main event loop is."""
         backoff = 0.2
         while not self._stopping:
             client = smpp34.Client(
                 host=self.cfg.host, port=self.cfg.port, system_id=self.cfg.system_id, password=self.cfg.password,
                 bind_type="TRX", system_type=self.cfg.system_type, window_size=self.cfg.window,
-                connect_timeout_ms=5000, inbound_capacity=65536,
+                connect_timeout_ms=5000, inbound_capacity=INBOUND_CAPACITY,
             )
             try:
                 smsc = await client.connect()
@@ -149,7 +185,7 @@ class SmppConnector:
             self.smsc = smsc
             log.info("smpp.bound", connector=self.name, host=self.cfg.host, port=self.cfg.port)
             try:
-                while True:
+                while not self._stopping:
                     ev = await smsc.next()
                     if isinstance(ev, smpp34.Disconnected):
                         break
@@ -160,16 +196,23 @@ class SmppConnector:
             finally:
                 self.smsc = None
                 self.last_error = "connection lost"
-                log.warning("smpp.disconnected", connector=self.name)
+                if not self._stopping:
+                    log.warning("smpp.disconnected", connector=self.name)
                 with contextlib.suppress(Exception):
                     await client.stop()
 
-    async def stop(self) -> None:
-        self._stopping = True
+    async def _unbind(self) -> None:
         smsc = self.smsc
         if smsc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(smsc.unbind(), 2)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        loop = getattr(self, "io_loop", None)
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._unbind(), loop))
 
     def _next_ref(self) -> int:
         self._ref = (self._ref + 1) % 256
@@ -184,7 +227,11 @@ class SmppConnector:
         ids = []
         for seq, payload in enumerate(parts, 1):
             esm, body = (ESM_UDHI, sms.udh(ref, len(parts), seq) + payload) if len(parts) > 1 else (0, payload)
-            ids.append(await self._submit_one(dest, body, encoded.data_coding, esm, source_suffix, priority))
+            try:
+                ids.append(await self._submit_one(dest, body, encoded.data_coding, esm, source_suffix, priority))
+            except SubmitError as exc:
+                exc.sent_parts = len(ids)
+                raise
         return ids
 
     async def _submit_one(self, dest: str, body: bytes, data_coding: int, esm: int, suffix: str, priority: int) -> str:
@@ -195,17 +242,21 @@ class SmppConnector:
         async with self.window:
             smsc = self.smsc
             if smsc is None:
-                raise SubmitError("NOT_BOUND", f"connector {self.name} is not bound", True)
-            try:
-                resp = await asyncio.wait_for(smsc.submit_sm(
+                raise SubmitError("NOT_BOUND", f"connector {self.name} is not bound", True, link=True)
+            async def on_io_thread() -> smpp34.SubmitSmResp:
+                return await smsc.submit_sm(
                     dest, body, source_addr=self.source_addr + suffix, source_addr_ton=0, source_addr_npi=1,
                     dest_addr_ton=1, dest_addr_npi=1, esm_class=esm, data_coding=data_coding,
                     registered_delivery=1, priority_flag=max(0, 2 - priority),
-                ), 30)
+                )
+
+            try:
+                resp = await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                    on_io_thread(), self.io_loop)), 30)
             except TimeoutError:
                 raise SubmitError("TIMEOUT", "no submit_sm_resp within 30 s", True) from None
             except Exception as exc:  # the session broke under us
-                raise SubmitError("DISCONNECTED", f"submit failed: {exc}", True) from None
+                raise SubmitError("DISCONNECTED", f"submit failed: {exc}", True, link=True) from None
         if resp.is_success and resp.message_id:
             self.throttle_backoff = 0.1
             return resp.message_id

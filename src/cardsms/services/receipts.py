@@ -45,6 +45,7 @@ class Outcome:
     code: str = ""
     text: str = ""
     delay: float = 0.0
+    maybe_sent: bool = False  # the submit_sm may have reached the SMSC (connection lost before the answer)
 
 
 def _open_state() -> Any:
@@ -94,9 +95,10 @@ async def record_outcomes(conn: AsyncConnection, svc: Services, outcomes: list[O
         await conn.execute(
             update(messages).where(messages.c.id == bindparam("mid"), messages.c.state == "submitting")
             .values(state="queued", due_at=bindparam("due"), error_code=bindparam("code"),
-                    error_text=bindparam("text"), attempts=messages.c.attempts - bindparam("undo")),
+                    error_text=bindparam("text"), attempts=messages.c.attempts - bindparam("undo"),
+                    possible_duplicate=messages.c.possible_duplicate | bindparam("dup")),
             [{"mid": o.message_id, "due": now + timedelta(seconds=o.delay), "code": o.code, "text": o.text,
-              "undo": 1 if o.kind == "throttled" else 0} for o in again],
+              "undo": 1 if o.kind == "throttled" else 0, "dup": o.maybe_sent} for o in again],
         )
         events += [_event(o.account_id, o.message_id, "retry", now, f"{o.code}: {o.text}; next try in {o.delay:.1f}s")
                    for o in again]

@@ -229,22 +229,32 @@ class SimulatedSmsc:
         esme = self._session_for(system_id)
         if esme is not None:
             try:
-                resp = await esme.deliver_sm(
+                resp = await asyncio.wait_for(esme.deliver_sm(
                     item["src"], item["text"].encode("ascii", "replace"), source_addr=item["dest"], esm_class=0x04,
                     source_addr_ton=1, source_addr_npi=1,
                     tlvs=[smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, item["id"].encode() + b"\x00"),  # type: ignore[attr-defined]
                           smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, bytes([2 if item["stat"] == "DELIVRD" else 5]))],  # type: ignore[attr-defined]
-                )
+                ), 5)  # a session that died under us never answers
                 if resp.is_success:
                     return
-            except Exception as exc:
+            except smpp34.SmppError as exc:
+                if not str(exc).startswith("ESME_"):  # not a NAK: the session is gone
+                    self.sessions.pop(esme.session_id, None)
+                    esme = None
                 log.debug("simsmsc.receipt_deferred", error=str(exc))
-        self.pending.setdefault(system_id, []).append(item)  # the SMSC keeps it until the ESME is back
-        if self._session_for(system_id) is not None:
-            # a live session refused it (backpressure): try again shortly
-            self.pending[system_id].remove(item)
-            await asyncio.sleep(0.2)
+            except Exception as exc:  # the session never answers: forget it
+                log.debug("simsmsc.receipt_session_lost", error=str(exc))
+                self.sessions.pop(esme.session_id, None)
+                esme = None
+        live = self._session_for(system_id)
+        if live is not None and live is not esme:
+            self._spawn(self._send_receipt(system_id, item, 0.05))  # another session of that ESME is up
+            return
+        if live is not None:
+            await asyncio.sleep(0.2)  # the live session refused it (backpressure): try again shortly
             self._spawn(self._send_receipt(system_id, item, 0))
+            return
+        self.pending.setdefault(system_id, []).append(item)  # the SMSC keeps it until the ESME binds again
 
     async def send_mo(self, source: str, dest: str, text: str) -> bool:
         """An MO message (a reply) from a phone to an ESME address."""

@@ -1,0 +1,124 @@
+"""Fault tests (all on 127.0.0.1, bounded): a throttling SMSC, an SMSC that keeps dropping the
+connection, and kill -9 of the server in the middle of a 20,000-message send."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from alibabacloud_dysmsapi20170525 import models as m
+
+from tests.conftest import BACKENDS, Tenant, env_for, new_tenant
+from tests.harness import Server, free_port, running_server
+from tests.integration.helpers import approved_sign, eventually, legacy, text_template
+
+
+def today() -> str:
+    return datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
+
+
+def daily(c) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(messages counted today, delivered) from QuerySendStatistics (single-segment messages)."""
+    body = c.query_send_statistics(m.QuerySendStatisticsRequest(
+        is_globe=1, start_date=today(), end_date=today(), page_index=1, page_size=10)).body
+    rows = body.data.target_list or []
+    return (rows[0].total_count, rows[0].responded_success_count) if rows else (0, 0)
+
+
+def send_many(tenant: Tenant, first: int, count: int) -> list[str]:
+    c = tenant.client()
+    sign = approved_sign(c, "故障测试")
+    code = text_template(c, "Order ${no} has shipped.")
+    phones = [str(first + i) for i in range(count)]
+    for i in range(0, count, 1000):
+        body = c.send_sms(m.SendSmsRequest(phone_numbers=",".join(phones[i:i + 1000]), sign_name=sign,
+                                           template_code=code, template_param='{"no": "42"}')).body
+        assert body.code == "OK", body.to_map()
+    return phones
+
+
+def simulator(server: Server) -> dict:  # type: ignore[type-arg]
+    return httpx.get(f"{server.url}/healthz").json()["delivery"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_throttling_smsc_delays_messages_but_loses_none(backend: str, request: pytest.FixtureRequest) -> None:
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_SMSC_THROTTLE_SHARE="40")
+    with running_server(env, backend) as server:
+        tenant = new_tenant(server)
+        send_many(tenant, 13500000000, 300)
+        eventually(lambda: daily(tenant.client()) == (300, 300), timeout=90)
+        assert simulator(server)["simulator"]["throttled"] > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_smsc_that_keeps_dropping_the_connection_loses_none(backend: str,
+                                                                request: pytest.FixtureRequest) -> None:
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_SMSC_DISCONNECT_EVERY="40",
+                  CARDSMS_RETRY_BASE_SECONDS="0.2")
+    with running_server(env, backend) as server:
+        tenant = new_tenant(server)
+        send_many(tenant, 13600000000, 400)
+        eventually(lambda: daily(tenant.client()) == (400, 400), timeout=120)
+        state = simulator(server)
+        assert state["simulator"]["drops"] >= 5
+        assert state["connectors"][0]["binds"] >= 5  # it reconnected after every drop
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kill_9_during_a_20000_message_send_loses_none(backend: str, request: pytest.FixtureRequest) -> None:
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0")
+    smsc_port = free_port()
+    log = Path(env["CARDSMS_DATA_DIR"]) / "smsc.jsonl"
+    out = Path(env["CARDSMS_DATA_DIR"]) / "smsc.out"
+    smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(smsc_port),
+                             "--latency-ms", "20", "--log", str(log)], env=env,
+                            stdout=out.open("w"), stderr=subprocess.STDOUT)
+    args = ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}")
+    total = 20_000
+    try:
+        eventually(lambda: "listening" in out.read_text(), timeout=30)
+        with running_server(env, backend, args) as server:
+            tenant = new_tenant(server)
+            phones = send_many(tenant, 13300000000, total)
+            eventually(lambda: log.exists() and sum(1 for _ in log.open()) >= total // 5, timeout=120,
+                       interval=0.02)
+            os.kill(server.proc.pid, signal.SIGKILL)
+            server.proc.wait()
+        at_kill = sum(1 for _ in log.open())
+        assert at_kill < total, "the send finished before the kill; the test proves nothing"
+        with running_server(env, backend, args) as server:
+            tenant = Tenant(tenant.name, tenant.key_id, tenant.secret, server)
+            c = tenant.client()
+            eventually(lambda: sum(1 for _ in log.open()) >= total and daily(c)[0] == total, timeout=240, interval=1)
+            seen = Counter(json.loads(line)["dest"] for line in log.open())
+            assert set(seen) == {"86" + p for p in phones}  # every message reached the SMSC
+            twice = [dest for dest, n in seen.items() if n > 1]
+            for dest in twice:  # a duplicate is only ever a message in flight at the kill, and says so
+                found = legacy(tenant, "QuerySendDetails", PhoneNumber=dest[2:], SendDate=today(), PageSize="10",
+                               CurrentPage="1")
+                rows = found["SmsSendDetailDTOs"]["SmsSendDetailDTO"]
+                assert len(rows) == 1 and rows[0]["PossibleDuplicate"] is True, rows
+            assert len(twice) <= 500  # at most one dispatcher batch (CARDSMS_DISPATCH_BATCH) was in flight
+            # Every message reached the SMSC; delivery receipts follow. The ones smpp34 had acknowledged but
+            # not yet handed to us when the process died are gone (the SMSC does not resend an acknowledged
+            # receipt): those messages stay "waiting for receipt". Measure that gap; it must stay small.
+            time.sleep(3)
+            counted, delivered = daily(c)
+            missing = counted - delivered
+            print(f"kill -9: {at_kill} PDUs before the kill, {len(twice)} possible duplicates, "
+                  f"{missing} receipts lost in the acknowledged-but-unread window")
+            assert counted == total and missing <= total // 20
+    finally:
+        smsc.kill()
+        smsc.wait()
