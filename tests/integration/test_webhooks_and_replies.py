@@ -1,0 +1,118 @@
+"""Webhooks (delivery, reply and render reports) survive a failing receiver and are signed;
+replies of R opt numbers out, and later promotional and card sends skip them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from alibabacloud_dysmsapi20170525 import models as m
+
+from tests.conftest import new_tenant
+from tests.harness import Server, cli
+from tests.integration.helpers import approved_card, approved_sign, eventually, legacy, text_template
+from tests.integration.test_sending import TODAY, numbers
+
+
+class Receiver:
+    """An HTTP receiver that fails its first `failures` requests with HTTP 500."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.accepted: list[tuple[dict[str, str], bytes]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                owner.calls += 1
+                if owner.calls <= owner.failures:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                owner.accepted.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                answer = b'{"code": 0, "msg": "ok"}'
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/hook"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def reports(self, kind: str) -> list[dict[str, Any]]:
+        return [r for h, body in self.accepted if h.get("x-cardsms-report-type") == kind for r in json.loads(body)]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(failures=3)
+    yield r
+    r.http.shutdown()
+
+
+def test_reports_reach_a_failing_receiver_signed_and_replies_opt_out(lively_server: Server,
+                                                                     receiver: Receiver) -> None:
+    tenant = new_tenant(lively_server)
+    secrets = {}
+    for kind in ("SmsReport", "SmsUp", "MnsCardVender"):
+        out = cli(lively_server.env, "webhook", "set", "--account", tenant.name, "--type", kind, "--url", receiver.url)
+        secrets[kind] = json.loads(out.stdout)["secret"]
+    c = tenant.client()
+    sign = approved_sign(c, "回执测试")
+    card = approved_card(c)
+    promo = text_template(c, "双十二大促，全场五折。", template_type=2, name="promo")
+    phones = numbers(12)
+    support = c.check_mobiles_card_support(m.CheckMobilesCardSupportRequest(
+        template_code=card, mobiles=[{"mobile": p} for p in phones])).body
+    card_phones = {r.mobile for r in support.data.query_result if r.support}
+    sent = c.send_card_sms(m.SendCardSmsRequest(
+        card_template_code=card, sign_name=sign, fallback_type="SMS", sms_template_code=promo,
+        card_objects=[m.SendCardSmsRequestCardObjects(mobile=p) for p in phones])).body
+    assert sent.success, sent.to_map()
+
+    # every number gets a delivery report, every card phone a render report, every number replied R
+    eventually(lambda: {r["phone_number"] for r in receiver.reports("SmsReport")} == set(phones), timeout=60)
+    eventually(lambda: {r["mobile"] for r in receiver.reports("MnsCardVender")} == card_phones, timeout=60)
+    eventually(lambda: {r["phone_number"] for r in receiver.reports("SmsUp")} == set(phones), timeout=60)
+    assert receiver.calls > len(receiver.accepted) >= 3  # the first attempts failed and were retried
+    for headers, body in receiver.accepted:
+        kind = headers["x-cardsms-report-type"]
+        expected = hmac.new(secrets[kind].encode(), body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["x-cardsms-signature"], expected)
+        assert headers["content-type"].startswith("application/json")
+    report = next(r for r in receiver.reports("SmsReport") if r["phone_number"] in card_phones)
+    assert report["success"] is True and report["err_code"] == "DELIVERED" and report["biz_id"] == sent.data.biz_card_id
+    assert all(r["content"] == "R" and r["sign_name"] == sign for r in receiver.reports("SmsUp"))
+
+    # the numbers opted out: promotional and card sends skip them, each with a reason
+    again = c.send_sms(m.SendSmsRequest(phone_numbers=",".join(phones), sign_name=sign, template_code=promo)).body
+    assert again.code == "OK" and "opted out" in again.message and phones[0] in again.message
+    rows = legacy(tenant, "QuerySendDetails", PhoneNumber=phones[0], SendDate=TODAY(), PageSize="10",
+                  CurrentPage="1", BizId=again.biz_id)["SmsSendDetailDTOs"]["SmsSendDetailDTO"]
+    assert rows[0]["SendStatus"] == 2 and rows[0]["ErrCode"] == "SUPPRESSED"
+    card_again = legacy(tenant, "SendCardSms", CardTemplateCode=card, SignName=sign, FallbackType="NONE",
+                        CardObjects=json.dumps([{"mobile": p} for p in phones]))
+    assert card_again["Success"] is True and card_again["Data"]["MediaMobiles"] == ""
+    assert set(card_again["Data"]["SuppressedMobiles"].split(",")) == set(phones)
+    # a verification code still goes through
+    code = text_template(c, "验证码${code}。", template_type=0, name="code")
+    otp = c.send_sms(m.SendSmsRequest(phone_numbers=phones[0], sign_name=sign, template_code=code,
+                                      template_param='{"code":"1234"}')).body
+    assert otp.code == "OK" and otp.message == "OK"
+
+    listed = json.loads(cli(lively_server.env, "webhook", "list", "--account", tenant.name, "--json").stdout)
+    by_type = {h["type"]: h for h in listed}
+    assert by_type["SmsUp"]["delivered"] >= len(phones) and by_type["SmsUp"]["failed"] == 0
