@@ -30,6 +30,19 @@ def test_cli_rejects_bad_arguments_with_exit_code_2(tmp_path: Path) -> None:
     assert bad_port.returncode == 2
     bad_env = cli({**env, "CARDSMS_API_QPS": "lots"}, "account", "list", check=False)
     assert bad_env.returncode == 2 and "CARDSMS_API_QPS" in bad_env.stderr
+    bad_smsc = cli(env, "serve", "--smsc", "smpp://127.0.0.1:2775", check=False)
+    assert bad_smsc.returncode == 2 and "CARDSMS_SMSC" in bad_smsc.stderr and "SYSTEM_ID" in bad_smsc.stderr
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text('[[smsc]]\nurl = "smpp://a:b@127.0.0.1:2775"\nwindow = 0\n')
+    bad_window = cli({**env, "CARDSMS_CONFIG": str(bad_toml)}, "account", "list", check=False)
+    assert bad_window.returncode == 2 and "window" in bad_window.stderr
+    cli(env, "account", "create", "hooked")
+    bad_hook = cli(env, "webhook", "set", "--account", "hooked", "--type", "Nope", "--url", "http://x", check=False)
+    assert bad_hook.returncode == 2 and "type" in bad_hook.stderr and "SmsReport" in bad_hook.stderr
+    bad_url = cli(env, "webhook", "set", "--account", "hooked", "--type", "SmsUp", "--url", "ftp://x", check=False)
+    assert bad_url.returncode == 2 and "url" in bad_url.stderr
+    bad_sim = cli(env, "simulator", "smsc", "--fail-share", "101", check=False)
+    assert bad_sim.returncode == 2 and "--fail-share" in bad_sim.stderr
 
 
 def test_serve_bootstraps_a_demo_account_and_accesskey_create_runs_beside_it(tmp_path: Path) -> None:
