@@ -123,6 +123,8 @@ def test_card_send_splits_as_capability_check_and_falls_back(tenant: Tenant) -> 
     recs = eventually(rendered)
     assert {r.phone_number for r in recs} == media
     assert all(r.receive_type == "CARD_SMS" and r.render_date for r in recs)
+    report = legacy(tenant, "QueryCardSmsTemplateReport", TemplateCodes=json.dumps([card]))["Data"]["model"][0]
+    assert report["sent"] == len(media) and report["rendered"] == len(media) and report["exposeUv"] == len(media)
 
     # fallback phones: the text template, delivered
     def fell_back() -> list:  # type: ignore[type-arg]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
-from cardsms.db.schema import card_template_stats, media
+from cardsms.db.schema import media, messages
 from cardsms.domain.card import CardTemplate, parse_card_template
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.vendors import parse_factorys
@@ -77,20 +77,25 @@ async def card_template_report(
     async with svc.engine.connect() as conn:
         for code in codes:
             await get_template(conn, account_id, code, ("card",))
-        query = select(card_template_stats).where(
-            card_template_stats.c.account_id == account_id, card_template_stats.c.template_code.in_(codes)
-        )
+        # Counted from the card messages themselves (the card_template_stats table of migration 0001 is unused):
+        # sent = card messages submitted; rendered = exposeUv = cards shown; exposePv = parser fetches;
+        # clickPv = link opens from the card; clickUv = recipients who opened at least once.
+        where = [messages.c.account_id == account_id, messages.c.channel == "card",
+                 messages.c.card_template_code.in_(codes), messages.c.state != "skipped"]
         if start:
-            query = query.where(card_template_stats.c.day >= start.isoformat())
+            where.append(messages.c.send_day >= start.strftime("%Y%m%d"))
         if end:
-            query = query.where(card_template_stats.c.day <= end.isoformat())
-        rows = (await conn.execute(query)).mappings().all()
+            where.append(messages.c.send_day <= end.strftime("%Y%m%d"))
+        rows = (await conn.execute(select(
+            messages.c.card_template_code.label("code"), func.count().label("sent"),
+            func.sum(messages.c.render_status).label("rendered"), func.sum(messages.c.opens).label("clicks"),
+            func.sum(case((messages.c.opens > 0, 1), else_=0)).label("openers"),
+        ).where(*where).group_by(messages.c.card_template_code))).all()
     totals = {c: {"exposeUv": 0, "exposePv": 0, "clickUv": 0, "clickPv": 0, "sent": 0, "rendered": 0} for c in codes}
     for r in rows:
-        t = totals[r["template_code"]]
-        for key, col in (("exposeUv", "expose_uv"), ("exposePv", "expose_pv"), ("clickUv", "click_uv"),
-                         ("clickPv", "click_pv"), ("sent", "sent"), ("rendered", "rendered")):
-            t[key] += int(r[col])
+        rendered = int(r.rendered or 0)
+        totals[r.code].update(sent=int(r.sent), rendered=rendered, exposeUv=rendered, exposePv=rendered,
+                              clickPv=int(r.clicks or 0), clickUv=int(r.openers or 0))
     out = []
     for code in codes:
         t = totals[code]
