@@ -3,7 +3,6 @@ JSON-string form both accepted. Errors name the parameter and the rule."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -55,16 +54,14 @@ class Params:
         return value
 
     def json(self, name: _Str, required: bool = False) -> Any:
+        from cardsms.services.sending import parse_json_param
+
         raw = self.values.get(name)
         if raw is None or not raw.strip():
             if required:
                 raise missing(name)
             return None
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise CardsmsError("isv.INVALID_JSON_PARAM", f"{name} is not valid JSON: {exc.msg} at "
-                               f"position {exc.pos}") from None
+        return parse_json_param(raw, name)
 
     def _indexed(self, name: _Str) -> _Dict[_Int, Any]:
         items: _Dict[_Int, Any] = {}
