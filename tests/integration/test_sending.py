@@ -235,3 +235,62 @@ def test_idempotency_key_returns_the_first_answer_and_sends_nothing_new(tenant: 
 def with_key(key: str) -> RuntimeOptions:
     """Runtime options that add the idempotency header to one call."""
     return RuntimeOptions(extends_parameters=ExtendsParameters(headers={"x-cardsms-idempotency-key": key}))
+
+
+def test_bad_sends_fail_whole_with_clear_codes_and_send_nothing(tenant: Tenant) -> None:
+    c = tenant.client()
+    sign = approved_sign(c, "坏输入")
+    code = text_template(c, "Hello ${name}.")
+    card = approved_card(c)
+    phone = numbers(1)[0]
+
+    def send(**kw: str) -> dict:  # type: ignore[type-arg]
+        return legacy(tenant, "SendSms", **{"PhoneNumbers": phone, "SignName": sign, "TemplateCode": code,
+                                            "TemplateParam": '{"name":"Li"}', **kw})
+
+    bad_number = send(PhoneNumbers=f"{phone},12345,+86 138-0013-800x")
+    assert bad_number["Code"] == "isv.MOBILE_NUMBER_ILLEGAL"
+    message = bad_number["Message"]
+    assert "[2]" in message and "[3]" in message and "Nothing was sent" in message
+    too_many = send(PhoneNumbers=",".join(numbers(1001)))
+    assert too_many["Code"] == "isv.INVALID_PARAMETERS" and "at most 1000" in too_many["Message"]
+    bad_json = send(TemplateParam='{"name":')
+    assert bad_json["Code"] == "isv.INVALID_JSON_PARAM" and "TemplateParam" in bad_json["Message"]
+    no_value = send(TemplateParam='{"other":"x"}')
+    assert no_value["Code"] == "isv.INVALID_PARAMETERS" and "${name}" in no_value["Message"]
+    rejected_sign = c.add_sms_sign(m.AddSmsSignRequest(sign_name="赌博之家", sign_source=0, remark="r",
+                                                       sign_file_list=[])).body
+    assert rejected_sign.code == "OK"
+    unapproved_sign = send(SignName="赌博之家")
+    assert unapproved_sign["Code"] == "isv.SMS_SIGNATURE_ILLEGAL" and "rejected" in unapproved_sign["Message"]
+    rejected_tpl = text_template(c, "赌博 ${name}", name="bad")
+    unapproved_tpl = send(TemplateCode=rejected_tpl)
+    assert unapproved_tpl["Code"] == "isv.SMS_TEMPLATE_ILLEGAL" and "rejected" in unapproved_tpl["Message"]
+    unknown_tpl = send(TemplateCode="SMS_000000000")
+    assert unknown_tpl["Code"] == "isv.SMS_TEMPLATE_ILLEGAL"
+    batch = legacy(tenant, "SendBatchSms", PhoneNumberJson=json.dumps([phone, numbers(1)[0]]),
+                   SignNameJson=json.dumps([sign]), TemplateCode=code)
+    assert batch["Code"] == "isv.INVALID_PARAMETERS" and "SignNameJson" in batch["Message"]
+
+    with pytest.raises(ClientException) as missing_fallback:
+        c.send_card_sms(m.SendCardSmsRequest(card_template_code=card, sign_name=sign, fallback_type="SMS",
+                                             card_objects=[m.SendCardSmsRequestCardObjects(mobile=phone)]))
+    assert "SmsTemplateCode" in str(missing_fallback.value)
+    with pytest.raises(ClientException) as bad_fallback:
+        c.send_card_sms(m.SendCardSmsRequest(card_template_code=card, sign_name=sign, fallback_type="MMS",
+                                             card_objects=[m.SendCardSmsRequestCardObjects(mobile=phone)]))
+    assert "FallbackType" in str(bad_fallback.value)
+    card_bad_number = legacy(tenant, "SendCardSms", CardTemplateCode=card, SignName=sign,
+                             CardObjects=json.dumps([{"mobile": phone}, {"mobile": "+14155550100"}]))
+    assert card_bad_number["Code"] == "isv.MOBILE_NUMBER_ILLEGAL" and card_bad_number["Success"] is False
+    assert "mainland" in card_bad_number["Message"]
+    card_bad_params = legacy(tenant, "SendCardSms", CardTemplateCode=card, SignName=sign,
+                             CardObjects=json.dumps([{"mobile": phone, "dyncParams": "{not json"}]))
+    assert card_bad_params["Code"] == "isv.INVALID_JSON_PARAM" and "dyncParams" in card_bad_params["Message"]
+    unknown_card = legacy(tenant, "SendCardSms", CardTemplateCode="CARD_SMS_00000000", SignName=sign,
+                          CardObjects=json.dumps([{"mobile": phone}]))
+    assert unknown_card["Code"] == "TEMPLATE_NOT_EXIST"
+
+    # none of these calls sent anything
+    assert details(c, phone) == []
+    assert card_records(c, phone_number=phone) == []
