@@ -132,6 +132,7 @@ CASES: dict[str, Callable[[Owned], None]] = {
     "QuerySendDetails": lambda o: _assert_no_records(o),
     "GetCardSmsDetails": lambda o: _assert_no_card_records(o),
     "QuerySendStatistics": lambda o: _assert_no_statistics(o),
+    "QuerySendTimeline": lambda o: _assert_no_timeline(o),
     "QueryShortUrl": lambda o: _expect("isv.INVALID_PARAMETERS", "does not exist")(
         o.other.client().query_short_url(m.QueryShortUrlRequest(short_url=o.short_url)).body),
     "DeleteShortUrl": lambda o: _assert_short_url_survives(o),
@@ -165,6 +166,11 @@ def _assert_no_statistics(o: Owned) -> None:
     body = o.other.client().query_send_statistics(m.QuerySendStatisticsRequest(
         is_globe=1, start_date=_today(), end_date=_today(), page_index=1, page_size=10)).body
     assert body.code == "OK" and body.data.total_size == 0
+
+
+def _assert_no_timeline(o: Owned) -> None:
+    assert legacy(o.owner, "QuerySendTimeline", BizId=o.biz_id, PhoneNumber=o.phone)["Messages"]
+    assert legacy(o.other, "QuerySendTimeline", BizId=o.biz_id, PhoneNumber=o.phone)["Messages"] == []
 
 
 def _assert_short_url_survives(o: Owned) -> None:
@@ -248,7 +254,7 @@ def test_every_operation_fed_garbage_answers_a_named_error_never_5xx(tenant: Ten
              "CardObjects.1.mobile", "CardObjects.1.dyncParams", "FallbackType", "SmsTemplateCode", "SendDate",
              "PhoneNumber", "BizId", "BizCardId", "CurrentPage", "CardCodeType", "CardLinkType",
              "CustomShortCodeJson", "SourceUrl", "ShortUrl", "ShortUrlName", "EffectiveDays", "IsGlobe",
-             "CardTemplateParamJson", "SmsUpExtendCode"]
+             "CardTemplateParamJson", "SmsUpExtendCode", "BizSmsId"]
     calls = 0
     for action in sorted(OPERATIONS):
         for _ in range(12):

@@ -64,6 +64,9 @@ def test_send_sms_is_delivered_and_traceable(tenant: Tenant) -> None:
     rows = eventually(delivered)
     first = rows[0][0]
     assert first.err_code == "DELIVERED"
+    timeline = legacy(tenant, "QuerySendTimeline", BizId=body.biz_id, PhoneNumber=phones[0])["Messages"]
+    assert len(timeline) == 1 and timeline[0]["State"] == "delivered"
+    assert [e["Event"] for e in timeline[0]["Events"]] == ["queued", "submitted", "delivered"]
     assert first.content == "【快递通知】您的包裹A1已到达东门，请凭取件码取件。"
     assert first.out_id == "order-7" and first.template_code == code and first.receive_date
 

@@ -149,6 +149,14 @@ async def query_send_statistics(ctx: Ctx, p: Params) -> dict[str, Any]:
     return {"Data": {"TotalSize": total, "TargetList": rows}}
 
 
+async def query_send_timeline(ctx: Ctx, p: Params) -> dict[str, Any]:
+    """cardsms addition: the state and event timeline of one send (BizId, or a card send's BizCardId /
+    BizSmsId / BizDigitalId) to one number."""
+    biz_id = p.str("BizId", required=True, max_len=32).strip()
+    messages = await records.timelines(ctx.svc, ctx.account_id, biz_id, _phone(p, "PhoneNumber", True))
+    return {"Messages": messages}
+
+
 OPERATIONS = {
     "SendSms": Operation(send_sms),
     "SendBatchSms": Operation(send_batch_sms),
@@ -157,4 +165,5 @@ OPERATIONS = {
     "QuerySendDetails": Operation(query_send_details),
     "GetCardSmsDetails": Operation(get_card_sms_details, card=True),
     "QuerySendStatistics": Operation(query_send_statistics),
+    "QuerySendTimeline": Operation(query_send_timeline),
 }

@@ -123,9 +123,20 @@ async def send_statistics(svc: Services, account_id: int, *, international: bool
     return len(out), out[(page - 1) * size : page * size]
 
 
-async def timeline(svc: Services, account_id: int, message_id: int) -> list[dict[str, Any]]:
+async def timelines(svc: Services, account_id: int, biz_id: str, phone: str) -> list[dict[str, Any]]:
+    """Every message of a send to one number (all channels), with its state and its events in order."""
     async with svc.engine.connect() as conn:
-        rows = (await conn.execute(select(message_events).where(
-            message_events.c.account_id == account_id, message_events.c.message_id == message_id,
-        ).order_by(message_events.c.id))).mappings().all()
-    return [{"kind": r["kind"], "at": china_time(r["at"]), "detail": r["detail"]} for r in rows]
+        rows = (await conn.execute(select(messages).where(
+            messages.c.account_id == account_id, messages.c.biz_id == biz_id, messages.c.phone == phone,
+        ).order_by(messages.c.id))).mappings().all()
+        events = (await conn.execute(select(message_events).where(
+            message_events.c.account_id == account_id,
+            message_events.c.message_id.in_([r["id"] for r in rows]),
+        ).order_by(message_events.c.id))).mappings().all() if rows else []
+    by_message: dict[int, list[dict[str, str]]] = {}
+    for e in events:
+        by_message.setdefault(e["message_id"], []).append(
+            {"Event": e["kind"], "Time": china_time(e["at"]), "Detail": e["detail"]})
+    return [{"Channel": r["channel"], "State": r["state"], "ErrCode": err_code(r), "Attempts": r["attempts"],
+             "PossibleDuplicate": bool(r["possible_duplicate"]), "Segments": r["segments"],
+             "Opens": r["opens"], "Events": by_message.get(r["id"], [])} for r in rows]
