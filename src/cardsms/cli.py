@@ -311,7 +311,10 @@ def simulator_smsc(
     log_file: Annotated[Path | None, typer.Option("--log", help="append every accepted submit_sm as JSON")] = None,
 ) -> None:
     """Run the simulated SMSC alone (any ESME may bind; receipts follow every accepted message)."""
+    from cardsms.logs import configure_logging
     from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
+
+    configure_logging(load_settings())
 
     async def _main() -> None:
         smsc = SimulatedSmsc(SmscOptions(host=host, port=port, latency_ms=latency_ms, fail_share=fail_share,
