@@ -67,7 +67,7 @@ def test_reports_reach_a_failing_receiver_signed_and_replies_opt_out(lively_serv
                                                                      receiver: Receiver) -> None:
     tenant = new_tenant(lively_server)
     secrets = {}
-    for kind in ("SmsReport", "SmsUp", "MnsCardVender"):
+    for kind in ("SmsReport", "SmsUp", "MnsCardVender", "MnsCardTemplate", "TemplateSmsReport", "SignSmsReport"):
         out = cli(lively_server.env, "webhook", "set", "--account", tenant.name, "--type", kind, "--url", receiver.url)
         secrets[kind] = json.loads(out.stdout)["secret"]
     c = tenant.client()
@@ -112,6 +112,15 @@ def test_reports_reach_a_failing_receiver_signed_and_replies_opt_out(lively_serv
     otp = c.send_sms(m.SendSmsRequest(phone_numbers=phones[0], sign_name=sign, template_code=code,
                                       template_param='{"code":"1234"}')).body
     assert otp.code == "OK" and otp.message == "OK"
+
+    # review changes were reported too
+    signs = eventually(lambda: [r for r in receiver.reports("SignSmsReport") if r["sign_name"] == sign])
+    assert signs[-1]["sign_status"] == 1
+    tpl = eventually(lambda: [r for r in receiver.reports("TemplateSmsReport") if r["template_code"] == promo])
+    assert tpl[-1]["template_status"] == 1 and tpl[-1]["template_type"] == 2
+    cards = eventually(lambda: [r for r in receiver.reports("MnsCardTemplate") if r["template_code"] == card])
+    assert cards[-1]["approval_status"] == 1
+    assert {op["vendorCode"] for op in cards[-1]["tmpOps"]} >= {"HuaWei", "XiaoMi"}
 
     listed = json.loads(cli(lively_server.env, "webhook", "list", "--account", tenant.name, "--json").stdout)
     by_type = {h["type"]: h for h in listed}

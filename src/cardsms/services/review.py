@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cardsms.db.schema import reviews, signs, templates
 from cardsms.domain.card import TYPE_RULES, CardTemplate
 from cardsms.domain.vendors import Vendor, parse_factorys, unsupported_reason
-from cardsms.services.core import Services
+from cardsms.services import webhooks
+from cardsms.services.core import Services, china_time
 from cardsms.vendors.gateway import ReviewRequest, ReviewState
 
 _SUBJECT_TABLES = {"sign": signs, "template": templates}
@@ -94,9 +95,38 @@ async def process_due(
         if result.rowcount:
             decided += 1
             touched.add((row["account_id"], row["subject_kind"], row["subject_id"]))
+    reports = []
     for account_id, kind, subject_id in touched:
         await refresh_status(conn, account_id, kind, subject_id)
+        report = await _review_report(conn, account_id, kind, subject_id)
+        if report is not None:
+            reports.append(report)
+    await webhooks.enqueue(conn, svc, reports)
     return decided
+
+
+async def _review_report(conn: AsyncConnection, account_id: int, kind: str, subject_id: int
+                         ) -> tuple[int, str, dict[str, Any]] | None:
+    """The review webhook report of a subject whose verdict changed (Alibaba's report types)."""
+    table = _SUBJECT_TABLES[kind]
+    row = (await conn.execute(select(table).where(table.c.account_id == account_id, table.c.id == subject_id))
+           ).mappings().first()
+    if row is None:
+        return None
+    if kind == "sign":
+        return account_id, "SignSmsReport", {"sign_name": row["name"], "sign_status": row["status"],
+                                             "reason": row["reason"], "audit_date": china_time(row["updated_at"])}
+    if row["kind"] != "card":
+        return account_id, "TemplateSmsReport", {"template_code": row["code"], "template_status": row["status"],
+                                                 "template_type": row["template_type"], "reason": row["reason"],
+                                                 "audit_date": china_time(row["updated_at"])}
+    vendors = await vendor_reviews(conn, account_id, "template", subject_id)
+    return account_id, "MnsCardTemplate", {
+        "template_code": row["code"], "approval_status": row["status"],
+        "tmpOps": [{"vendorCode": v["vendor"], "state": min(int(v["state"]), 2), "desc": v["reason"]}
+                   for v in vendors],
+        "extData": "", "desc": row["reason"],
+    }
 
 
 async def _review_request(conn: AsyncConnection, row: Any) -> ReviewRequest | None:

@@ -21,7 +21,7 @@ from cardsms.db.schema import webhook_outbox, webhooks
 from cardsms.domain.errors import CardsmsError
 from cardsms.services.core import Services, china_time
 
-KINDS = ("SmsReport", "SmsUp", "MnsCardVender")
+KINDS = ("SmsReport", "SmsUp", "MnsCardVender", "MnsCardTemplate", "TemplateSmsReport", "SignSmsReport")
 SIGNATURE_HEADER = "x-cardsms-signature"
 
 
