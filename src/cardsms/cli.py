@@ -120,7 +120,7 @@ def serve(
         welcome = await ensure_demo(svc)
         base = settings.base_url
         out.print(f"cardsms {__version__} listening on {base}", highlight=False)
-        out.print(f"  console:   {base}/", highlight=False)
+        out.print(f"  console:   {base}/console/", highlight=False)
         password = welcome.admin_password or "(set at first start; see `cardsms user create --help`)"
         out.print(f"  admin:     {welcome.admin_user} / {password}", highlight=False)
         if welcome.key_id:

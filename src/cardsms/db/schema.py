@@ -226,6 +226,7 @@ messages = Table(
     Index("ix_messages_phone", "account_id", "phone", "send_day"),
     Index("ix_messages_day", "account_id", "send_day"),
     Index("ix_messages_e164", "e164", "id"),  # replies (MO) find the latest message to a number
+    Index("ix_messages_task", "task_id", "state"),
 )
 
 # The timeline of a message: queued, submitted, retry, delivered, failed, expired, rendered,
@@ -367,4 +368,84 @@ webhook_outbox = Table(
     _ts("delivered_at", nullable=True),
     Index("ix_webhook_outbox_due", "state", "due_at"),
     Index("ix_webhook_outbox_account", "account_id", "kind", "state"),
+)
+
+# --- console and mass tasks (migration 0003) ------------------------------------------------
+
+# A validated, de-duplicated list of numbers: a saved audience (Audience Data Management) or the
+# recipients imported for one mass task (`saved` false). Imports stream into `audience_numbers`
+# in chunks; `lines_done` is the resume point after a restart.
+audiences = Table(
+    "audiences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("saved", Boolean, nullable=False),
+    Column("state", String(12), nullable=False),  # importing | ready | failed
+    Column("file_name", String(200), nullable=False, default=""),
+    Column("file_path", Text, nullable=False, default=""),
+    Column("columns", JSON, nullable=False),  # parameter column names from the header
+    Column("lines_done", Integer, nullable=False, default=0),
+    Column("total", Integer, nullable=False, default=0),  # number lines read
+    Column("valid", Integer, nullable=False, default=0),
+    Column("duplicates", Integer, nullable=False, default=0),
+    Column("invalid", Integer, nullable=False, default=0),
+    Column("suppressed", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=False, default=""),
+    _ts("created_at"),
+    Index("ix_audiences_account", "account_id", "saved"),
+)
+
+audience_numbers = Table(
+    "audience_numbers",
+    metadata,
+    Column("account_id", Id, nullable=False),
+    Column("audience_id", Id, nullable=False),
+    Column("seq", Integer, nullable=False),  # 1.. in file order; the task cursor walks it
+    Column("phone", String(20), nullable=False),
+    Column("params", Text, nullable=True),  # JSON object of the parameter columns, when present
+    UniqueConstraint("account_id", "audience_id", "phone"),
+    Index("ix_audience_numbers_seq", "account_id", "audience_id", "seq"),
+)
+
+import_problems = Table(
+    "import_problems",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("audience_id", Id, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("raw", String(200), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Index("ix_import_problems_audience", "account_id", "audience_id", "line"),
+)
+
+# A mass task. The runner feeds recipients into `messages` in chunks from `cursor` (the last
+# audience seq queued), advancing it in the same transaction: pause/resume/restart never resend.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("name", String(30), nullable=False),
+    Column("sign_name", String(64), nullable=False),
+    Column("card_template_code", String(32), nullable=False),
+    Column("fallback_type", String(12), nullable=False),  # NONE | SMS | DIGITALSMS
+    Column("sms_template_code", String(32), nullable=False, default=""),
+    Column("digital_template_code", String(32), nullable=False, default=""),
+    Column("template_code", String(32), nullable=False, default=""),  # custom send content
+    Column("audience_id", Id, nullable=False),
+    # importing | scheduled | sending | paused | completed | revoked | cancelled | failed
+    Column("state", String(12), nullable=False),
+    Column("cursor", Integer, nullable=False, default=0),
+    Column("total", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=False, default=""),
+    Column("created_by", String(64), nullable=False, default=""),
+    _ts("created_at"),
+    _ts("scheduled_at", nullable=True),
+    _ts("started_at", nullable=True),
+    _ts("finished_at", nullable=True),
+    Index("ix_tasks_account", "account_id", "id"),
+    Index("ix_tasks_state", "state", "scheduled_at"),
 )

@@ -51,6 +51,11 @@ _TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("TEMPLATE_NOT_EXIST", 200, "The card template does not exist in this account."),
     ErrorCode("TEMPLATE_NOT_APPROVED", 200, "The card template is not approved by any vendor yet."),
     ErrorCode("customurl.NotFound", 200, "A recipient needs a customUrl and the request has none for it."),
+    # console, mass tasks and imports (the console shows the message next to the field it names)
+    ErrorCode("InvalidField", 400, "A form field or CLI option breaks a rule; the message names it and the rule."),
+    ErrorCode("InvalidFile", 400, "An imported file is too large, has too many numbers or an unreadable format."),
+    ErrorCode("TaskStateConflict", 409, "The task is not in a state that allows this (e.g. revoking a started task)."),
+    ErrorCode("NotFound", 404, "The object does not exist in this account."),
 )
 
 ERRORS: dict[str, ErrorCode] = {e.code: e for e in _TABLE}
@@ -59,12 +64,13 @@ ERRORS: dict[str, ErrorCode] = {e.code: e for e in _TABLE}
 class CardsmsError(Exception):
     """A failure with a code from the table and a message that says what was wrong and what to do."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, field: str = "") -> None:
         if code not in ERRORS:
             raise KeyError(f"error code {code!r} is not in the error table")
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field  # the form field the error belongs to (console), when there is one
 
     @property
     def http_status(self) -> int:
@@ -73,6 +79,11 @@ class CardsmsError(Exception):
 
 def missing(name: str) -> CardsmsError:
     return CardsmsError("MissingParameter", f"{name} is mandatory for this action.")
+
+
+def field_error(name: str, message: str) -> CardsmsError:
+    """A console/CLI field error: `name` is the form field, the message says the rule."""
+    return CardsmsError("InvalidField", message, field=name)
 
 
 def invalid(name: str, rule: str) -> CardsmsError:

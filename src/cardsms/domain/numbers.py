@@ -79,3 +79,11 @@ def normalise_mainland_mobile(raw: str) -> PhoneNumber:
     if not number.mainland_mobile:
         raise InvalidNumber(f"{raw!r} is not a Chinese mainland mobile number (card messages are mainland-only)")
     return number
+
+
+def mainland_national(raw: str) -> str:
+    """The national form of a mainland mobile; a fast path for the plain 11-digit form (imports)."""
+    text = raw.strip()
+    if len(text) == 11 and _MAINLAND_MOBILE.fullmatch(text):
+        return text
+    return normalise_mainland_mobile(text).national

@@ -22,6 +22,7 @@ from cardsms.links.render import card_json, card_view, render_card_page, render_
 from cardsms.services import links
 from cardsms.services.core import Services
 from cardsms.services.media import resource_urls
+from cardsms.services.templates import PUBLIC_ACCOUNT
 from cardsms.vendors.gateway import ReviewState
 
 
@@ -38,12 +39,12 @@ def _notice(request: Request, status: int, zh: tuple[str, str], en: tuple[str, s
 async def _card(svc: Services, link: Any) -> tuple[Any, set[str]]:
     async with svc.engine.connect() as conn:
         row = (await conn.execute(select(templates).where(
-            templates.c.account_id == link["account_id"], templates.c.code == link["card_template_code"],
-            templates.c.kind == "card"))).mappings().first()
+            templates.c.account_id.in_((link["account_id"], PUBLIC_ACCOUNT)),
+            templates.c.code == link["card_template_code"], templates.c.kind == "card"))).mappings().first()
         if row is None:
             return None, set()
         vendors = {r.vendor for r in await conn.execute(select(reviews.c.vendor).where(
-            reviews.c.account_id == link["account_id"], reviews.c.subject_kind == "template",
+            reviews.c.account_id == row["account_id"], reviews.c.subject_kind == "template",
             reviews.c.subject_id == row["id"], reviews.c.state == int(ReviewState.APPROVED)))}
     return row, vendors
 

@@ -207,3 +207,35 @@ async def resource_urls(svc: Services, account_id: int, resource_ids: list[str])
         rows = (await conn.execute(select(media.c.resource_id, media.c.oss_key).where(
             media.c.account_id == account_id, media.c.resource_id.in_(resource_ids)))).all()
     return {rid: download_url(svc, key) for rid, key in rows}
+
+
+async def store_console_image(svc: Services, account_id: int, data: bytes, field_name: str) -> str:
+    """An image uploaded in the console's card designer: stored and registered in one step.
+
+    The ratio is read off the image (the nearest of the four card ratios within ±5%); returns the
+    resource id to use as the element's `src`.
+    """
+    if not data:
+        raise CardsmsError("InvalidField", f"{field_name}: the file is empty", field=field_name)
+    content_type = sniff(data)
+    if content_type not in IMAGE_TYPES:
+        raise CardsmsError("InvalidField", f"{field_name}: only JPG and PNG images can be used "
+                           f"(this file looks like {content_type or 'unknown data'})", field=field_name)
+    if len(data) > svc.settings.media_image_max_bytes:
+        raise CardsmsError("InvalidField", f"{field_name}: an image may be at most "
+                           f"{svc.settings.media_image_max_bytes} bytes, got {len(data)}", field=field_name)
+    size = image_size(data, content_type)
+    ratio = next((r for r in RATIOS if size and ratio_matches(size, r)), None)
+    if size is None or ratio is None:
+        raise CardsmsError("InvalidField", f"{field_name}: the image must be 1:1, 16:9, 3:1 or 48:65 (±5%), "
+                           f"got {size[0]}x{size[1]}" if size else f"{field_name}: the image header is unreadable",
+                           field=field_name)
+    key = f"console/{account_id}/{secrets.token_hex(12)}{'.png' if content_type == 'image/png' else '.jpg'}"
+    svc.media_store.put(key, data)
+    async with svc.engine.begin() as conn:
+        await conn.execute(insert(media_objects).values(
+            account_id=account_id, oss_key=key, size=len(data), content_type=content_type, width=size[0],
+            height=size[1], created_at=svc.now()))
+    resource_id, _ = await register_media(svc, account_id, 2, key, len(data), json.dumps({"img_rate": ratio}),
+                                          "console upload")
+    return resource_id

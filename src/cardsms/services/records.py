@@ -11,7 +11,7 @@ from cardsms.db.schema import message_events, messages
 from cardsms.domain.errors import CardsmsError
 from cardsms.services.core import CHINA, Services, china_time
 
-PENDING = ("queued", "submitting", "submitted")
+PENDING = ("queued", "paused", "submitting", "submitted")
 
 
 def parse_day(value: str, field_name: str, retention_days: int, now: datetime) -> str:

@@ -166,7 +166,7 @@ class Outbox:
     def add(self, *, biz_id: str, channel: str, number: PhoneNumber, content: str, priority: int,
             out_id: str = "", sign_name: str = "", template_code: str = "", card_template_code: str = "",
             template_type: int = 1, state: str = "queued", error_code: str = "", error_text: str = "",
-            link_code: str = "", custom_url: str = "", up_extend_code: str = "") -> int:
+            link_code: str = "", custom_url: str = "", up_extend_code: str = "", task_id: int | None = None) -> int:
         now = self.svc.now()
         validity = (self.svc.settings.verification_validity_seconds if priority == 0
                     else self.svc.settings.message_validity_seconds)
@@ -177,7 +177,7 @@ class Outbox:
             "segments": sms.count_segments(content) if content else 1, "priority": priority, "state": state,
             "error_code": error_code, "error_text": error_text, "attempts": 0, "possible_duplicate": False,
             "connector": "", "parts_done": 0, "link_code": link_code, "custom_url": custom_url,
-            "up_extend_code": up_extend_code, "render_status": 0, "opens": 0, "task_id": None,
+            "up_extend_code": up_extend_code, "render_status": 0, "opens": 0, "task_id": task_id,
             "send_day": now.astimezone(CHINA).strftime("%Y%m%d"), "created_at": now, "due_at": now,
             "expires_at": now + timedelta(seconds=validity), "done_at": now if state == "skipped" else None,
         })
@@ -406,92 +406,122 @@ def check_fallback(spec: CardSend) -> None:
         raise CardsmsError("MissingParameter", "DigitalTemplateCode is mandatory when FallbackType is DIGITALSMS.")
 
 
-async def send_card(svc: Services, account_id: int, spec: CardSend, recipients: list[CardRecipient],
-                    idem_key: str | None, action: str) -> dict[str, Any]:
+@dataclass
+class CardPlan:
+    """The approved objects a card send uses, resolved once per call (or per mass-task chunk)."""
+
+    card: Any
+    approved: set[str]
+    sms_tpl: Any | None
+    digital_tpl: Any | None
+    custom_tpl: Any | None
+
+
+async def plan_card(conn: AsyncConnection, account_id: int, spec: CardSend, sign_names: Sequence[str]) -> CardPlan:
+    """Check that every object of the send exists and is approved; raise before anything is queued."""
     check_fallback(spec)
-    async with svc.engine.connect() as conn:
-        card = await get_template(conn, account_id, spec.card_template_code, ("card",))
-        vendor_rows = await review.vendor_reviews(conn, account_id, "template", card["id"])
-        approved = {r["vendor"] for r in vendor_rows if r["state"] == ReviewState.APPROVED}
-        if not approved:
-            state = "still under review" if card["status"] == 0 else "rejected by every vendor"
-            raise CardsmsError("TEMPLATE_NOT_APPROVED", f"CardTemplateCode: card template "
-                               f"{spec.card_template_code!r} is {state}; nothing was sent")
-        signs_ok = {}
-        for i, name in enumerate(dict.fromkeys(r.sign_name for r in recipients), 1):
-            signs_ok[name] = await approved_sign(conn, account_id, name, "SignName" if i == 1 else f"SignName[{i}]")
-        sms_tpl = (await approved_text_template(conn, account_id, spec.sms_template_code, "SmsTemplateCode")
-                   if spec.fallback_type == "SMS" else None)
-        digital_tpl = (await approved_text_template(conn, account_id, spec.digital_template_code,
-                                                    "DigitalTemplateCode", ("digital",))
-                       if spec.fallback_type == "DIGITALSMS" else None)
-        custom_tpl = (await approved_text_template(conn, account_id, spec.template_code, "TemplateCode")
-                      if spec.template_code.strip() else None)
-        blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
-    body = card["body"] or {}
-    box = Outbox(svc, account_id)
-    biz = {"card": new_biz_id(), "sms": new_biz_id(), "digital": new_biz_id()}
-    used: set[str] = set()
-    media, not_media, skipped = [], [], []
+    card = await get_template(conn, account_id, spec.card_template_code, ("card",))
+    vendor_rows = await review.vendor_reviews(conn, card["account_id"], "template", card["id"])
+    approved = {r["vendor"] for r in vendor_rows if r["state"] == ReviewState.APPROVED}
+    if not approved:
+        state = "still under review" if card["status"] == 0 else "rejected by every vendor"
+        raise CardsmsError("TEMPLATE_NOT_APPROVED", f"CardTemplateCode: card template "
+                           f"{spec.card_template_code!r} is {state}; nothing was sent")
+    for i, name in enumerate(dict.fromkeys(sign_names), 1):
+        await approved_sign(conn, account_id, name, "SignName" if i == 1 else f"SignName[{i}]")
+    sms_tpl = (await approved_text_template(conn, account_id, spec.sms_template_code, "SmsTemplateCode")
+               if spec.fallback_type == "SMS" else None)
+    digital_tpl = (await approved_text_template(conn, account_id, spec.digital_template_code,
+                                                "DigitalTemplateCode", ("digital",))
+                   if spec.fallback_type == "DIGITALSMS" else None)
+    custom_tpl = (await approved_text_template(conn, account_id, spec.template_code, "TemplateCode")
+                  if spec.template_code.strip() else None)
+    return CardPlan(card, approved, sms_tpl, digital_tpl, custom_tpl)
+
+
+@dataclass
+class CardLegs:
+    """Which recipients got which leg of a card send."""
+
+    biz: dict[str, str] = field(default_factory=lambda: {k: new_biz_id() for k in ("card", "sms", "digital")})
+    used: set[str] = field(default_factory=set)
+    media: list[str] = field(default_factory=list)
+    not_media: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def queue_card(svc: Services, plan: CardPlan, spec: CardSend, recipients: Sequence[CardRecipient],
+               blocked: set[str], box: Outbox, legs: CardLegs, task_id: int | None = None) -> None:
+    """Decide card or fallback per recipient (SPEC.md sending rule 3) and add the rows to the box."""
+    card, body, biz = plan.card, plan.card["body"] or {}, legs.biz
+    common = {"out_id": spec.out_id, "card_template_code": card["code"], "task_id": task_id}
     link_base = svc.settings.link_base
     for i, r in enumerate(recipients, 1):
         handset = svc.handsets.lookup(r.number.sha1)
-        capable = handset.card_capable and handset.vendor is not None and handset.vendor.value in approved
+        capable = handset.card_capable and handset.vendor is not None and handset.vendor.value in plan.approved
         if r.number.national in blocked:
-            skipped.append(r.number.national)
-            not_media.append(r.number.national)
+            legs.skipped.append(r.number.national)
+            legs.not_media.append(r.number.national)
             box.add(biz_id=biz["card"], channel="card", number=r.number, content="", priority=CARD_PRIORITY,
-                    out_id=spec.out_id, sign_name=r.sign_name, template_code=card["code"],
-                    card_template_code=card["code"], state="skipped", error_code="SUPPRESSED",
-                    error_text="the number opted out (replied R); card sends skip it")
+                    sign_name=r.sign_name, template_code=card["code"], state="skipped", error_code="SUPPRESSED",
+                    error_text="the number opted out (replied R); card sends skip it", **common)
             continue
         if capable:
-            media.append(r.number.national)
+            legs.media.append(r.number.national)
             code = new_link_code()
             link = f"{link_base}/{code}"
-            if custom_tpl is not None:
-                text_body = render(custom_tpl["content"], r.custom_params, f"TemplateParam[{i}]")
+            if plan.custom_tpl is not None:
+                text_body = render(plan.custom_tpl["content"], r.custom_params, f"TemplateParam[{i}]")
             else:
-                title = card_title(body)
-                text_body = fill_card_text(title, r.card_params) or "您有一条新消息"
+                text_body = fill_card_text(card_title(body), r.card_params) or "您有一条新消息"
             content = sms.compose(r.sign_name, text_body, link=link, opt_out=True)
             idx = box.add(biz_id=biz["card"], channel="card", number=r.number, content=content,
-                          priority=CARD_PRIORITY, out_id=spec.out_id, sign_name=r.sign_name,
-                          template_code=custom_tpl["code"] if custom_tpl is not None else card["code"],
-                          card_template_code=card["code"], link_code=code, custom_url=r.custom_url,
-                          up_extend_code=spec.up_extend_code)
+                          priority=CARD_PRIORITY, sign_name=r.sign_name,
+                          template_code=plan.custom_tpl["code"] if plan.custom_tpl is not None else card["code"],
+                          link_code=code, custom_url=r.custom_url, up_extend_code=spec.up_extend_code, **common)
             box.link(idx, code=code, kind="personal", card_template_code=card["code"], phone=r.number.national,
                      params=r.card_params, source_url=r.custom_url)
-            used.add("card")
+            legs.used.add("card")
             continue
-        not_media.append(r.number.national)
-        if sms_tpl is not None:
-            text = sms.compose(r.sign_name, render(sms_tpl["content"], r.sms_params, f"SmsTemplateParam[{i}]"),
-                               opt_out=sms_tpl["template_type"] == 2)
+        legs.not_media.append(r.number.national)
+        if plan.sms_tpl is not None:
+            tpl = plan.sms_tpl
+            text = sms.compose(r.sign_name, render(tpl["content"], r.sms_params, f"SmsTemplateParam[{i}]"),
+                               opt_out=tpl["template_type"] == 2)
             box.add(biz_id=biz["sms"], channel="sms", number=r.number, content=text,
-                    priority=PRIORITY_BY_TYPE.get(sms_tpl["template_type"], 1), out_id=spec.out_id,
-                    sign_name=r.sign_name, template_code=sms_tpl["code"], card_template_code=card["code"],
-                    template_type=sms_tpl["template_type"], up_extend_code=spec.up_extend_code)
-            used.add("sms")
-        elif digital_tpl is not None:
-            text = render(digital_tpl["content"], r.digital_params, f"DigitalTemplateParam[{i}]")
+                    priority=PRIORITY_BY_TYPE.get(tpl["template_type"], 1), sign_name=r.sign_name,
+                    template_code=tpl["code"], template_type=tpl["template_type"],
+                    up_extend_code=spec.up_extend_code, **common)
+            legs.used.add("sms")
+        elif plan.digital_tpl is not None:
+            text = render(plan.digital_tpl["content"], r.digital_params, f"DigitalTemplateParam[{i}]")
             box.add(biz_id=biz["digital"], channel="digital", number=r.number, content=text,
-                    priority=DIGITAL_PRIORITY, out_id=spec.out_id, sign_name=r.sign_name,
-                    template_code=digital_tpl["code"], card_template_code=card["code"], template_type=7)
-            used.add("digital")
+                    priority=DIGITAL_PRIORITY, sign_name=r.sign_name, template_code=plan.digital_tpl["code"],
+                    template_type=7, **common)
+            legs.used.add("digital")
         else:
             box.add(biz_id=biz["card"], channel="card", number=r.number, content="", priority=CARD_PRIORITY,
-                    out_id=spec.out_id, sign_name=r.sign_name, template_code=card["code"],
-                    card_template_code=card["code"], state="skipped", error_code="NO_CARD_SUPPORT",
-                    error_text="the phone cannot show this card and FallbackType is NONE")
-            used.add("card")
+                    sign_name=r.sign_name, template_code=card["code"], state="skipped", error_code="NO_CARD_SUPPORT",
+                    error_text="the phone cannot show this card and FallbackType is NONE", **common)
+            legs.used.add("card")
+
+
+async def send_card(svc: Services, account_id: int, spec: CardSend, recipients: list[CardRecipient],
+                    idem_key: str | None, action: str) -> dict[str, Any]:
+    async with svc.engine.connect() as conn:
+        plan = await plan_card(conn, account_id, spec, [r.sign_name for r in recipients])
+        blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
+    box = Outbox(svc, account_id)
+    legs = CardLegs()
+    queue_card(svc, plan, spec, recipients, blocked, box, legs)
+    biz, used, skipped = legs.biz, legs.used, legs.skipped
     data: dict[str, Any] = {
         "BizCardId": biz["card"] if "card" in used or skipped else "",
         "BizSmsId": biz["sms"] if "sms" in used else "",
         "BizDigitalId": biz["digital"] if "digital" in used else "",
         "CardTmpState": int(ReviewState.APPROVED),
-        "MediaMobiles": ",".join(media),
-        "NotMediaMobiles": ",".join(not_media),
+        "MediaMobiles": ",".join(legs.media),
+        "NotMediaMobiles": ",".join(legs.not_media),
     }
     if skipped:
         data["SuppressedMobiles"] = ",".join(skipped)

@@ -22,6 +22,7 @@ from cardsms.vendors.gateway import ReviewState
 
 DIGITAL_MAX_BYTES = 2 * 1024 * 1024
 DIGITAL_MAX_PARTS = 10
+PUBLIC_ACCOUNT = 0  # owner of the public templates (services/public.py)
 CODE_PREFIX = {"text": "SMS_", "digital": "SMS_", "card": "CARD_SMS_"}
 
 
@@ -62,9 +63,11 @@ async def add_text_template(
 
 
 async def get_template(conn: AsyncConnection, account_id: int, code: str, kinds: tuple[str, ...]) -> Any:
+    """The account's template by code; card lookups also find the public templates (`PUB_` codes)."""
+    owners = [account_id, PUBLIC_ACCOUNT] if kinds == ("card",) and code.strip().startswith("PUB_") else [account_id]
     row = (
         await conn.execute(
-            select(templates).where(templates.c.account_id == account_id, templates.c.code == code.strip())
+            select(templates).where(templates.c.account_id.in_(owners), templates.c.code == code.strip())
         )
     ).mappings().first()
     if row is None:

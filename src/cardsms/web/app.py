@@ -13,15 +13,16 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cardsms import __version__
+from cardsms.console.app import Console
 from cardsms.delivery.runtime import Delivery
 from cardsms.links.resolver import resolver
 from cardsms.media.sniff import sniff
 from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
-from cardsms.services import media
+from cardsms.services import media, public, tasks
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
 
@@ -45,7 +46,7 @@ def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = Tr
     async def root(request: Request) -> Response:
         if request.headers.get("x-acs-action") or "Action" in request.query_params or request.method == "POST":
             return await api(request)
-        return HTMLResponse(_start_page(svc))
+        return RedirectResponse("/console/", 303)
 
     async def healthz(request: Request) -> Response:
         if not state["ready"]:
@@ -95,22 +96,34 @@ def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = Tr
                 log.exception("reviewer.pass_failed")
             await asyncio.sleep(svc.settings.review_poll_seconds)
 
+    async def task_runner() -> None:
+        while True:
+            try:
+                worked = await tasks.run_once(svc)
+            except Exception:
+                log.exception("tasks.pass_failed")
+                worked = False
+            if not worked:
+                await asyncio.sleep(0.5)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(reviewer()) if run_reviewer else None
+        await public.ensure_public_templates(svc)
+        background = [asyncio.create_task(reviewer())] if run_reviewer else []
         if delivery is not None:
             await delivery.start()
+            background.append(asyncio.create_task(task_runner()))
         state["ready"] = True
         try:
             yield
         finally:
             state["ready"] = False
-            if delivery is not None:
-                await delivery.stop()
-            if task:
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if delivery is not None:
+                await delivery.stop()
             await svc.engine.dispose()
 
     return Starlette(
@@ -121,19 +134,8 @@ def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = Tr
             Route(f"/oss/{media.BUCKET}", upload, methods=["POST"]),
             Route("/media/{key:path}", download),
             Route("/s/{code}", resolver(svc)),
+            *Console(svc, delivery).routes(),
         ],
         lifespan=lifespan,
     )
 
-
-def _start_page(svc: Services) -> str:
-    base = escape(svc.settings.base_url)
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1"><title>cardsms</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1f2937}}
-code{{background:#f3f4f6;padding:.1rem .3rem;border-radius:4px}}</style></head><body>
-<h1>cardsms {__version__}</h1>
-<p>The API endpoint is <code>{base}</code> (Alibaba Cloud SMS API, version 2017-05-25).
-Point the official SDK at it with <code>protocol="http"</code>.</p>
-<p>卡片短信平台 API 已就绪。运营控制台将在后续版本提供 (the operations console arrives with a later release).</p>
-<p><a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p></body></html>"""

@@ -1,0 +1,657 @@
+"""The operations console: server-rendered pages (Jinja2 + htmx) over the same services as the API.
+
+Every handler is thin: read the form, call a service, render. Business rules live in services/ and
+domain/; a `CardsmsError` with a `field` is shown next to that field.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import case, func, select
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from cardsms import __version__
+from cardsms.console.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginLimiter, Session, SessionCodec, authenticate
+from cardsms.console.designer import DESIGNER_ACTIONS, Design, type_choices
+from cardsms.console.i18n import language, translator
+from cardsms.db.schema import messages
+from cardsms.domain.errors import CardsmsError
+from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
+from cardsms.domain.schedule import parse_local_start
+from cardsms.domain.vendors import Vendor
+from cardsms.links.render import card_view
+from cardsms.services import (
+    accounts,
+    cards,
+    imports,
+    media,
+    public,
+    review,
+    signs,
+    suppression,
+    tasks,
+    templates,
+    webhooks,
+)
+from cardsms.services.core import CHINA, Services, as_utc, china_time
+from cardsms.services.sending import CardRecipient, CardSend, send_card
+
+HERE = Path(__file__).parent
+Handler = Callable[[Request, Session], Awaitable[Response]]
+MAX_FORM_BYTES = 4 * 1024 * 1024
+NAV = [("overview", "/console/", "Overview"), ("signs", "/console/signs", "Signatures"),
+       ("templates", "/console/templates", "Text templates"), ("cards", "/console/cards", "Card templates"),
+       ("public", "/console/public", "Public templates"), ("tasks", "/console/tasks", "Mass tasks"),
+       ("audiences", "/console/audiences", "Audiences"), ("records", "/console/records", "Send records"),
+       ("settings", "/console/settings", "Settings")]
+REVIEW_NAMES = {0: "Reviewing", 1: "Approved", 2: "Rejected", 3: "Not submitted"}
+
+
+class Console:
+    def __init__(self, svc: Services, delivery: Any = None) -> None:
+        self.svc, self.delivery = svc, delivery
+        self.codec = SessionCodec(svc.settings.resolved_secret_key())
+        self.limiter = LoginLimiter()
+        self.secure_cookies = svc.settings.base_url.startswith("https://")
+        self.env = Environment(
+            loader=ChoiceLoader([FileSystemLoader(HERE / "templates"),
+                                 FileSystemLoader(HERE.parent / "links" / "templates")]),
+            autoescape=select_autoescape(default=True, default_for_string=True))
+        self.env.filters["cn_time"] = lambda v: china_time(v) if v else ""
+        self.env.filters["fromjson"] = json.loads
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def render(self, request: Request, name: str, session: Session | None = None, status: int = 200,
+               **context: Any) -> HTMLResponse:
+        lang = language(request)
+        html = self.env.get_template(name).render(
+            _=translator(lang), lang=lang, session=session, nav=NAV, path=request.url.path, version=__version__,
+            review_names=REVIEW_NAMES, **context)
+        return HTMLResponse(html, status)
+
+    def view(self, handler: Handler, role: str = "viewer") -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            session = self.codec.decode(request.cookies.get(SESSION_COOKIE))
+            if session is None:
+                target = "/console/login?next=" + quote(request.url.path)
+                if request.headers.get("hx-request"):
+                    return Response(status_code=204, headers={"HX-Redirect": target})
+                return RedirectResponse(target, 303)
+            need = role if request.method == "GET" else max(role, "operator", key=_rank)
+            if not session.may(need):
+                return self.render(request, "notice.html", session, 403, title="Not allowed",
+                                   message="Your role may not do this; ask an administrator.")
+            if request.method == "POST":
+                form = await request.form(max_files=20, max_fields=500, max_part_size=MAX_FORM_BYTES)
+                token = str(form.get("csrf") or request.headers.get("x-csrf-token") or "")
+                if not secrets.compare_digest(token, session.csrf):
+                    return self.render(request, "notice.html", session, 403, title="Form expired",
+                                       message="The form's security token is missing or old; reload the page.")
+            return await handler(request, session)
+        return endpoint
+
+    def routes(self) -> list[BaseRoute]:
+        v, op, admin = self.view, (lambda h: self.view(h, "operator")), (lambda h: self.view(h, "admin"))
+        return [
+            Route("/console/login", self.login, methods=["GET", "POST"]),
+            Route("/console/logout", self.logout, methods=["POST"]),
+            Route("/console/lang", self.switch_language),
+            Route("/console/", v(self.overview)),
+            Route("/console/signs", v(self.signs), methods=["GET", "POST"]),
+            Route("/console/templates", v(self.text_templates), methods=["GET", "POST"]),
+            Route("/console/cards", v(self.cards)),
+            Route("/console/cards/new", op(self.designer), methods=["GET", "POST"]),
+            Route("/console/cards/preview", op(self.preview), methods=["POST"]),
+            Route("/console/cards/{code}", v(self.card_detail)),
+            Route("/console/cards/{code}/reviews", v(self.card_reviews)),
+            Route("/console/public", v(self.public_list)),
+            Route("/console/public/{code}", v(self.public_test), methods=["GET", "POST"]),
+            Route("/console/tasks", v(self.task_list)),
+            Route("/console/tasks/rows", v(self.task_rows)),
+            Route("/console/tasks/new", op(self.task_new), methods=["GET", "POST"]),
+            Route("/console/tasks/example.{ext}", v(self.example_file)),
+            Route("/console/tasks/{id:int}", v(self.task_detail)),
+            Route("/console/tasks/{id:int}/live", v(self.task_live)),
+            Route("/console/tasks/{id:int}/export.csv", v(self.task_export)),
+            Route("/console/tasks/{id:int}/{action}", op(self.task_action), methods=["POST"]),
+            Route("/console/audiences", v(self.audiences), methods=["GET", "POST"]),
+            Route("/console/audiences/{id:int}", v(self.audience_detail)),
+            Route("/console/audiences/{id:int}/invalid.csv", v(self.audience_problems)),
+            Route("/console/audiences/{id:int}/delete", op(self.audience_delete), methods=["POST"]),
+            Route("/console/records", v(self.records)),
+            Route("/console/settings", v(self.settings_page)),
+            Route("/console/settings/{section}", admin(self.settings_post), methods=["POST"]),
+            Route("/console/static/public/{code}.png", self.public_image),
+            Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static"),
+        ]
+
+    # --- login and language ---------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        if request.method == "GET":
+            token = secrets.token_urlsafe(16)
+            page = self.render(request, "login.html", csrf=token, next=request.query_params.get("next", ""))
+            page.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console",
+                                secure=self.secure_cookies)
+            return page
+        form = await request.form()
+        username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+        account, token = str(form.get("account", "")).strip(), str(form.get("csrf", ""))
+        client = request.client.host if request.client else "?"
+        keys = (f"ip:{client}", f"user:{username.lower()}")
+        error = None
+        if not token or not secrets.compare_digest(token, request.cookies.get(LOGIN_CSRF_COOKIE, "")):
+            error = "The form's security token is missing or old; reload the page."
+        elif self.limiter.blocked(*keys):
+            error = "Too many failed logins; wait five minutes and try again."
+        if error is None:
+            result = await authenticate(self.svc, username, password, account)
+            if isinstance(result, Session):
+                self.limiter.succeeded(*keys)
+                nxt = str(form.get("next", ""))
+                response = RedirectResponse(nxt if nxt.startswith("/console/") else "/console/", 303)
+                response.set_cookie(SESSION_COOKIE, self.codec.encode(result), max_age=12 * 3600, httponly=True,
+                                    samesite="lax", path="/", secure=self.secure_cookies)
+                return response
+            self.limiter.failed(*keys)
+            error = "Wrong user name or password." if "wrong" in result else \
+                "Several accounts have this user name: enter the account too."
+        return self.render(request, "login.html", status=400, csrf=token, error=error, username=username,
+                           account=account, next=str(form.get("next", "")))
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse("/console/login", 303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    async def switch_language(self, request: Request) -> Response:
+        to = request.query_params.get("to", "zh-CN")
+        back = request.query_params.get("back", "/console/")
+        response = RedirectResponse(back if back.startswith("/console") else "/console/", 303)
+        response.set_cookie("cardsms_lang", "en" if to == "en" else "zh-CN", max_age=365 * 86400, path="/",
+                            samesite="lax")
+        return response
+
+    # --- overview -------------------------------------------------------------------------------
+
+    async def overview(self, request: Request, session: Session) -> Response:
+        now = self.svc.now().astimezone(CHINA)
+        days = [(now - timedelta(days=i)).strftime("%Y%m%d") for i in range(6, -1, -1)]
+        async with self.svc.engine.connect() as conn:
+            rows = (await conn.execute(select(
+                messages.c.send_day, func.count(),
+                func.sum(case((messages.c.state == "delivered", 1), else_=0)),
+                func.sum(case((messages.c.render_status == 1, 1), else_=0)),
+                func.sum(case((messages.c.channel == "card", 1), else_=0)),
+            ).where(messages.c.account_id == session.account_id, messages.c.send_day.in_(days),
+                    messages.c.state != "skipped").group_by(messages.c.send_day))).all()
+        by_day = {r[0]: [int(x or 0) for x in r[1:]] for r in rows}
+        series: list[tuple[str, int, int, int, int]] = [(d, *by_day.get(d, [0, 0, 0, 0])) for d in days]  # type: ignore[misc]
+        today = series[-1]
+        peak = max([s[1] for s in series] + [1])
+        return self.render(request, "overview.html", session, series=series, peak=peak, today=today,
+                           delivery_rate=_rate(today[2], today[1]), render_rate=_rate(today[3], today[4]))
+
+    # --- signatures and text templates -----------------------------------------------------------
+
+    async def signs(self, request: Request, session: Session) -> Response:
+        errors: dict[str, str] = {}
+        form: dict[str, str] = {}
+        if request.method == "POST":
+            form = await _text_form(request)
+            try:
+                await signs.add_sign(self.svc, session.account_id, form.get("name", ""),
+                                     _int(form.get("source"), 0), _int(form.get("type"), 0), form.get("remark", ""), [])
+                return RedirectResponse("/console/signs", 303)
+            except CardsmsError as exc:
+                errors[_field(exc, "name")] = exc.message
+        _, rows = await signs.list_signs(self.svc, session.account_id, 1, 200)
+        from cardsms.domain.text import SIGN_SOURCES, SIGN_TYPES
+
+        return self.render(request, "signs.html", session, 400 if errors else 200, rows=rows, errors=errors,
+                           form=form, sources=SIGN_SOURCES, types=SIGN_TYPES)
+
+    async def text_templates(self, request: Request, session: Session) -> Response:
+        errors: dict[str, str] = {}
+        form: dict[str, str] = {}
+        if request.method == "POST":
+            form = await _text_form(request)
+            try:
+                await templates.add_text_template(self.svc, session.account_id, _int(form.get("type"), 1),
+                                                  form.get("name", ""), form.get("content", ""),
+                                                  form.get("remark", ""))
+                return RedirectResponse("/console/templates", 303)
+            except CardsmsError as exc:
+                errors[_field(exc, "content")] = exc.message
+        _, text_rows = await templates.list_templates(self.svc, session.account_id, ("text",), 1, 200)
+        _, digital_rows = await templates.list_templates(self.svc, session.account_id, ("digital",), 1, 200)
+        return self.render(request, "templates.html", session, 400 if errors else 200, text_rows=text_rows,
+                           digital_rows=digital_rows, errors=errors, form=form)
+
+    # --- card templates, designer, preview -----------------------------------------------------
+
+    async def cards(self, request: Request, session: Session) -> Response:
+        _, rows = await templates.list_templates(self.svc, session.account_id, ("card",), 1, 200)
+        return self.render(request, "cards.html", session, rows=rows)
+
+    async def _design_from_request(self, request: Request, session: Session) -> tuple[Design, dict[str, str]]:
+        """The posted design, with any image files uploaded and put in place of their elements."""
+        form = await request.form(max_files=20, max_fields=500, max_part_size=MAX_FORM_BYTES)
+        text = {k: v for k, v in form.items() if isinstance(v, str)}
+        errors: dict[str, str] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile) and key.endswith("_file") and value.filename:
+                data = await value.read()
+                try:
+                    text[key[: -len("_file")] + "_src"] = await media.store_console_image(
+                        self.svc, session.account_id, data, key)
+                except CardsmsError as exc:
+                    errors[key] = exc.message
+        return Design.from_form(text), errors
+
+    async def _preview_view(self, session: Session, design: Design) -> dict[str, Any]:
+        body = design.to_template()
+        ids = [el.src for page in design.pages for el in page if el.src.isdigit()]
+        urls = await media.resource_urls(self.svc, session.account_id, ids)
+        return card_view(body, {p: "${" + p + "}" for p in design.params()}, urls)
+
+    async def designer(self, request: Request, session: Session) -> Response:
+        if request.method == "GET":
+            design = Design.starter()
+            return self.render(request, "designer.html", session, design=design, errors={},
+                               view=await self._preview_view(session, design), types=type_choices(),
+                               actions=DESIGNER_ACTIONS, vendors=list(Vendor))
+        design, errors = await self._design_from_request(request, session)
+        form = await request.form()
+        op = str(form.get("op", ""))
+        if op and op != "save":
+            design.apply(op)
+        elif op == "save" and not errors:
+            try:
+                code, _ = await cards.create_card_template(self.svc, session.account_id, design.name,
+                                                           design.to_template(), design.factorys, "")
+                target = f"/console/cards/{code}"
+                if request.headers.get("hx-request"):
+                    return Response(status_code=204, headers={"HX-Redirect": target})
+                return RedirectResponse(target, 303)
+            except CardsmsError as exc:
+                errors["template"] = exc.message
+        partial = "designer_form.html" if request.headers.get("hx-request") else "designer.html"
+        return self.render(request, partial, session, 200, design=design, errors=errors,
+                           view=await self._preview_view(session, design), types=type_choices(),
+                           actions=DESIGNER_ACTIONS, vendors=list(Vendor))
+
+    async def preview(self, request: Request, session: Session) -> Response:
+        form = await request.form()
+        design = Design.from_form({k: v for k, v in form.items() if isinstance(v, str)})
+        return self.render(request, "phone.html", session, view=await self._preview_view(session, design))
+
+    async def _card_context(self, session: Session, code: str) -> dict[str, Any]:
+        async with self.svc.engine.connect() as conn:
+            row = await templates.get_template(conn, session.account_id, code, ("card",))
+            vendor_rows = await review.vendor_reviews(conn, row["account_id"], "template", row["id"])
+        body = row["body"] or {}
+        ids = [str(el.get("src")) for p in body.get("templateContent", {}).get("pages", [])
+               for el in p.get("tmpCards", []) if el.get("srcType") == 1]
+        urls = await media.resource_urls(self.svc, row["account_id"], ids)
+        params = {p["name"][2:-1]: p.get("example", "") for p in body.get("extendInfo", {}).get("params", [])}
+        return {"row": row, "vendor_rows": vendor_rows, "view": card_view(body, params, urls),
+                "settled": all(r["state"] != 0 for r in vendor_rows)}
+
+    async def card_detail(self, request: Request, session: Session) -> Response:
+        try:
+            ctx = await self._card_context(session, request.path_params["code"])
+        except CardsmsError as exc:
+            return self.render(request, "notice.html", session, 404, title="Not found", message=exc.message)
+        return self.render(request, "card_detail.html", session, **ctx)
+
+    async def card_reviews(self, request: Request, session: Session) -> Response:
+        ctx = await self._card_context(session, request.path_params["code"])
+        return self.render(request, "vendor_progress.html", session, **ctx)
+
+    # --- public templates and test send -------------------------------------------------------
+
+    async def public_list(self, request: Request, session: Session) -> Response:
+        rows = await public.list_public(self.svc)
+        return self.render(request, "public.html", session, rows=rows, purposes=public.PURPOSES)
+
+    async def public_test(self, request: Request, session: Session) -> Response:
+        code = request.path_params["code"]
+        if not code.startswith(public.PREFIX):
+            return self.render(request, "notice.html", session, 404, title="Not found",
+                               message=f"{code} is not a public template")
+        ctx = await self._card_context(session, code)
+        _, sign_rows = await signs.list_signs(self.svc, session.account_id, 1, 200)
+        approved_signs = [s["name"] for s in sign_rows if s["status"] == 1]
+        results: list[tuple[str, str, str]] = []
+        errors: dict[str, str] = {}
+        form: dict[str, str] = {}
+        if request.method == "POST":
+            if not session.may("operator"):
+                return self.render(request, "notice.html", session, 403, title="Not allowed",
+                                   message="Your role may not do this; ask an administrator.")
+            form = await _text_form(request)
+            results, errors = await self._test_send(session, code, form)
+            if request.headers.get("hx-request"):
+                return self.render(request, "test_results.html", session, results=results, errors=errors)
+        return self.render(request, "public_test.html", session, 400 if errors else 200, purpose=public.PURPOSES.get(
+            code, ""), signs=approved_signs, results=results, errors=errors, form=form, **ctx)
+
+    async def _test_send(self, session: Session, code: str, form: dict[str, str]
+                         ) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
+        sign = form.get("sign", "").strip()
+        raw = [n.strip() for n in form.get("numbers", "").replace(",", "\n").splitlines() if n.strip()]
+        if not sign:
+            return [], {"sign": "Choose an approved signature."}
+        if not raw:
+            return [], {"numbers": "Enter 1 to 10 mobile numbers."}
+        if len(raw) > 10:
+            return [], {"numbers": f"At most 10 numbers per test send, got {len(raw)}."}
+        results: list[tuple[str, str, str]] = []
+        recipients: dict[str, CardRecipient] = {}
+        for n in raw:
+            try:
+                number = normalise_mainland_mobile(n)
+            except InvalidNumber as exc:
+                results.append((n, "invalid", str(exc)))
+                continue
+            recipients.setdefault(number.national, CardRecipient(number, sign, {}))
+        if recipients:
+            try:
+                answer = await send_card(self.svc, session.account_id, CardSend(code, "NONE"),
+                                         list(recipients.values()), None, "ConsoleTestSend")
+            except CardsmsError as exc:
+                return results, {_field(exc, "sign"): exc.message}
+            data = answer["Data"]
+            media_set = set(filter(None, data["MediaMobiles"].split(",")))
+            blocked = set(filter(None, data.get("SuppressedMobiles", "").split(",")))
+            for phone in recipients:
+                if phone in media_set:
+                    results.append((phone, "card", data["BizCardId"]))
+                elif phone in blocked:
+                    results.append((phone, "suppressed", "opted out"))
+                else:
+                    results.append((phone, "no_card", data["BizCardId"]))
+        return results, {}
+
+    async def public_image(self, request: Request) -> Response:
+        png = public.cover_png(request.path_params["code"])
+        if png is None:
+            return PlainTextResponse("not found", 404)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
+    # --- mass tasks -----------------------------------------------------------------------------
+
+    async def _task_rows(self, session: Session) -> list[dict[str, Any]]:
+        out = []
+        for t in await tasks.list_tasks(self.svc, session.account_id):
+            stats = await tasks.task_stats(self.svc, t["id"]) if t["state"] not in ("importing", "revoked") else {}
+            done = stats.get("submitted", 0) + stats.get("skipped", 0)
+            out.append({"t": t, "stats": stats, "pct": _pct(done, t["total"]),
+                        "revocable": t["state"] in ("scheduled", "importing") and t["scheduled_at"] is not None
+                        and as_utc(t["scheduled_at"]) - timedelta(minutes=5) >= self.svc.now()})
+        return out
+
+    async def task_list(self, request: Request, session: Session) -> Response:
+        return self.render(request, "tasks.html", session, rows=await self._task_rows(session))
+
+    async def task_rows(self, request: Request, session: Session) -> Response:
+        return self.render(request, "task_rows.html", session, rows=await self._task_rows(session))
+
+    async def _task_choices(self, session: Session) -> dict[str, Any]:
+        _, sign_rows = await signs.list_signs(self.svc, session.account_id, 1, 500)
+        _, card_rows = await templates.list_templates(self.svc, session.account_id, ("card",), 1, 500)
+        _, text_rows = await templates.list_templates(self.svc, session.account_id, ("text",), 1, 500)
+        _, digital_rows = await templates.list_templates(self.svc, session.account_id, ("digital",), 1, 500)
+        return {"signs": [s["name"] for s in sign_rows if s["status"] == 1],
+                "cards": [(c["code"], c["name"]) for c in card_rows if c["status"] == 1]
+                + [(p["code"], p["name"]) for p in await public.list_public(self.svc)],
+                "texts": [(c["code"], c["name"]) for c in text_rows if c["status"] == 1],
+                "digitals": [(c["code"], c["name"]) for c in digital_rows if c["status"] == 1],
+                "audiences": [a for a in await imports.list_audiences(self.svc, session.account_id)
+                              if a["state"] == "ready"]}
+
+    async def task_new(self, request: Request, session: Session) -> Response:
+        errors: dict[str, str] = {}
+        form: dict[str, str] = {}
+        if request.method == "POST":
+            raw = await request.form(max_files=1, max_fields=50, max_part_size=MAX_FORM_BYTES)
+            form = {k: v for k, v in raw.items() if isinstance(v, str)}
+            upload = raw.get("file")
+            data = await upload.read() if isinstance(upload, UploadFile) and upload.filename else None
+            try:
+                task_form = _task_form(form)
+                if form.get("source") == "audience":
+                    data = None
+                else:
+                    task_form.audience_id = None
+                task_id = await tasks.create_task(
+                    self.svc, session.account_id, task_form, data=data,
+                    file_name=upload.filename or "" if isinstance(upload, UploadFile) else "",
+                    created_by=session.username)
+                return RedirectResponse(f"/console/tasks/{task_id}", 303)
+            except CardsmsError as exc:
+                errors[_field(exc, "form")] = exc.message
+        return self.render(request, "task_new.html", session, 400 if errors else 200, errors=errors, form=form,
+                           **await self._task_choices(session))
+
+    async def example_file(self, request: Request, session: Session) -> Response:
+        ext = request.path_params["ext"]
+        if ext not in ("csv", "txt"):
+            return PlainTextResponse("Download example: csv or txt", 404)
+        body = imports.EXAMPLE_CSV if ext == "csv" else imports.EXAMPLE_TXT
+        return Response(body, media_type="text/csv" if ext == "csv" else "text/plain",
+                        headers={"Content-Disposition": f'attachment; filename="numbers-example.{ext}"'})
+
+    async def _task_context(self, session: Session, task_id: int) -> dict[str, Any]:
+        t = await tasks.get_task(self.svc, session.account_id, task_id)
+        aud = await imports.get_audience(self.svc, session.account_id, t["audience_id"])
+        stats = await tasks.task_stats(self.svc, task_id)
+        done = stats["submitted"] + stats["skipped"]
+        funnel = [("Recipients", t["total"]), ("Submitted", stats["submitted"]), ("Delivered", stats["delivered"]),
+                  ("Rendered", stats["rendered"]), ("Link opens", stats["opened"]), ("Replies", stats["replies"])]
+        return {"t": t, "aud": aud, "stats": stats, "pct": _pct(done, t["total"]), "funnel": funnel,
+                "funnel_peak": max([n for _, n in funnel] + [1]),
+                "import_pct": _pct(aud["lines_done"], aud["total"])}
+
+    async def task_detail(self, request: Request, session: Session) -> Response:
+        try:
+            ctx = await self._task_context(session, request.path_params["id"])
+        except CardsmsError as exc:
+            return self.render(request, "notice.html", session, 404, title="Not found", message=exc.message)
+        return self.render(request, "task_detail.html", session, error=request.query_params.get("error", ""), **ctx)
+
+    async def task_live(self, request: Request, session: Session) -> Response:
+        ctx = await self._task_context(session, request.path_params["id"])
+        return self.render(request, "task_live.html", session, **ctx)
+
+    async def task_export(self, request: Request, session: Session) -> Response:
+        task_id = request.path_params["id"]
+        await tasks.get_task(self.svc, session.account_id, task_id)
+        return StreamingResponse(tasks.export_rows(self.svc, session.account_id, task_id), media_type="text/csv",
+                                 headers={"Content-Disposition": f'attachment; filename="task-{task_id}.csv"'})
+
+    async def task_action(self, request: Request, session: Session) -> Response:
+        task_id, action = request.path_params["id"], request.path_params["action"]
+        actions = {"revoke": tasks.revoke_task, "pause": tasks.pause_task, "resume": tasks.resume_task,
+                   "cancel": tasks.cancel_task}
+        if action not in actions:
+            return PlainTextResponse(f"unknown action {action!r}", 404)
+        target = str((await request.form()).get("back") or f"/console/tasks/{task_id}")
+        target = target if target.startswith("/console/") else "/console/tasks"
+        try:
+            await actions[action](self.svc, session.account_id, task_id)
+        except CardsmsError as exc:
+            return RedirectResponse(f"/console/tasks/{task_id}?error=" + quote(exc.message), 303)
+        return RedirectResponse(target, 303)
+
+    # --- audiences ------------------------------------------------------------------------------
+
+    async def audiences(self, request: Request, session: Session) -> Response:
+        errors: dict[str, str] = {}
+        if request.method == "POST":
+            raw = await request.form(max_files=1, max_fields=10, max_part_size=MAX_FORM_BYTES)
+            upload = raw.get("file")
+            name = str(raw.get("name", "")).strip()
+            try:
+                if not name:
+                    raise CardsmsError("InvalidField", "name: give the audience a name", field="name")
+                if not isinstance(upload, UploadFile) or not upload.filename:
+                    raise CardsmsError("InvalidFile", "file: choose a file of numbers", field="file")
+                audience_id = await imports.start_import(self.svc, session.account_id, name=name, saved=True,
+                                                         file_name=upload.filename, data=await upload.read())
+                return RedirectResponse(f"/console/audiences/{audience_id}", 303)
+            except CardsmsError as exc:
+                errors[_field(exc, "file")] = exc.message
+        rows = await imports.list_audiences(self.svc, session.account_id)
+        return self.render(request, "audiences.html", session, 400 if errors else 200, rows=rows, errors=errors)
+
+    async def audience_detail(self, request: Request, session: Session) -> Response:
+        try:
+            aud = await imports.get_audience(self.svc, session.account_id, request.path_params["id"])
+        except CardsmsError as exc:
+            return self.render(request, "notice.html", session, 404, title="Not found", message=exc.message)
+        sample = await imports.sample_numbers(self.svc, session.account_id, aud["id"])
+        template = "audience_live.html" if request.headers.get("hx-request") else "audience_detail.html"
+        return self.render(request, template, session, aud=aud, sample=sample,
+                           import_pct=_pct(aud["lines_done"], aud["total"]))
+
+    async def audience_problems(self, request: Request, session: Session) -> Response:
+        aud = await imports.get_audience(self.svc, session.account_id, request.path_params["id"])
+        rows = await imports.problems(self.svc, session.account_id, aud["id"])
+        lines = ["line,value,reason"] + [",".join(_csv_cell(v) for v in r) for r in rows]
+        return Response("\n".join(lines) + "\n", media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="invalid-lines-{aud["id"]}.csv"'})
+
+    async def audience_delete(self, request: Request, session: Session) -> Response:
+        try:
+            await imports.delete_audience(self.svc, session.account_id, request.path_params["id"])
+        except CardsmsError as exc:
+            return self.render(request, "notice.html", session, 409, title="Cannot delete", message=exc.message)
+        return RedirectResponse("/console/audiences", 303)
+
+    # --- records and settings -------------------------------------------------------------------
+
+    async def records(self, request: Request, session: Session) -> Response:
+        q = {k: request.query_params.get(k, "").strip() for k in ("phone", "day", "task", "biz")}
+        where = [messages.c.account_id == session.account_id]
+        if q["phone"]:
+            where.append(messages.c.phone.contains(q["phone"]))
+        if q["day"]:
+            where.append(messages.c.send_day == q["day"].replace("-", ""))
+        if q["task"].isdigit():
+            where.append(messages.c.task_id == int(q["task"]))
+        if q["biz"]:
+            where.append(messages.c.biz_id == q["biz"])
+        async with self.svc.engine.connect() as conn:
+            rows = (await conn.execute(select(messages).where(*where).order_by(messages.c.id.desc()).limit(100))
+                    ).mappings().all()
+        return self.render(request, "records.html", session, rows=rows, q=q)
+
+    async def _settings_context(self, session: Session) -> dict[str, Any]:
+        keys = await accounts.list_access_keys(self.svc, session.account)
+        hooks = await webhooks.list_webhooks(self.svc, session.account_id)
+        total, suppressed = await suppression.list_suppressed(self.svc, session.account_id)
+        connectors = self.delivery.status()["connectors"] if self.delivery is not None else []
+        return {"keys": keys, "hooks": hooks, "kinds": webhooks.KINDS, "suppressed": suppressed,
+                "suppressed_total": total, "connectors": connectors}
+
+    async def settings_page(self, request: Request, session: Session) -> Response:
+        return self.render(request, "settings.html", session, errors={}, created=None,
+                           **await self._settings_context(session))
+
+    async def settings_post(self, request: Request, session: Session) -> Response:
+        form = await _text_form(request)
+        section = request.path_params["section"]
+        errors: dict[str, str] = {}
+        created = None
+        try:
+            if section == "keys":
+                key_id, secret = await accounts.create_access_key(self.svc, session.account,
+                                                                  form.get("description", "")[:200])
+                created = (key_id, secret)
+            elif section == "keys-toggle":
+                await accounts.set_access_key_enabled(self.svc, form.get("key_id", ""), form.get("enable") == "1")
+            elif section == "webhook":
+                await webhooks.set_webhook(self.svc, session.account_id, form.get("kind", ""), form.get("url", ""))
+            elif section == "webhook-remove":
+                await webhooks.remove_webhook(self.svc, session.account_id, form.get("kind", ""))
+            elif section == "suppress":
+                await suppression.add_suppressed(self.svc, session.account_id, form.get("phone", ""),
+                                                 form.get("detail", ""))
+            elif section == "unsuppress":
+                await suppression.remove_suppressed(self.svc, session.account_id, form.get("phone", ""))
+            else:
+                return PlainTextResponse(f"unknown settings section {section!r}", 404)
+        except CardsmsError as exc:
+            errors[section] = exc.message
+        except accounts.AccountError as exc:
+            errors[section] = str(exc)
+        if not errors and created is None:
+            return RedirectResponse("/console/settings", 303)
+        return self.render(request, "settings.html", session, 400 if errors else 200, errors=errors,
+                           created=created, **await self._settings_context(session))
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def _rank(role: str) -> int:
+    return {"viewer": 0, "operator": 1, "admin": 2}[role]
+
+
+def _rate(part: int, whole: int) -> str:
+    return f"{part * 100 / whole:.1f}%" if whole else "—"
+
+
+def _pct(part: int, whole: int) -> int:
+    return min(100, int(part * 100 / whole)) if whole else 0
+
+
+def _int(value: str | None, default: int) -> int:
+    return int(value) if value and value.strip().lstrip("-").isdigit() else default
+
+
+def _field(exc: CardsmsError, default: str) -> str:
+    return exc.field or default
+
+
+def _csv_cell(value: Any) -> str:
+    text = tasks.safe_cell(value)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+
+
+async def _text_form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _task_form(form: dict[str, str]) -> tasks.TaskForm:
+    scheduled = None
+    if form.get("schedule") == "later":
+        try:
+            scheduled = parse_local_start(form.get("scheduled_at", ""))
+        except ValueError:
+            raise CardsmsError("InvalidField", "scheduled_at: enter a start date and time",
+                               field="scheduled_at") from None
+    audience = form.get("audience_id", "")
+    return tasks.TaskForm(
+        name=form.get("name", ""), sign_name=form.get("sign_name", ""),
+        card_template_code=form.get("card_template_code", ""), fallback_type=form.get("fallback_type", "NONE"),
+        sms_template_code=form.get("sms_template_code", "") if form.get("fallback_type") == "SMS" else "",
+        digital_template_code=form.get("digital_template_code", "") if form.get("fallback_type") == "DIGITALSMS"
+        else "",
+        template_code=form.get("template_code", "") if form.get("custom") == "1" else "",
+        audience_id=int(audience) if audience.isdigit() else None, scheduled_at=scheduled)

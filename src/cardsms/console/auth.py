@@ -1,0 +1,106 @@
+"""Console sessions: a signed cookie (HMAC-SHA256), a CSRF token per session, roles, and a login
+rate limit. Passwords are scrypt hashes (cardsms.crypto)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from cardsms.crypto import verify_password
+from cardsms.db.schema import accounts, users
+from cardsms.services.core import Services
+
+SESSION_COOKIE = "cardsms_session"
+LOGIN_CSRF_COOKIE = "cardsms_login_csrf"
+SESSION_SECONDS = 12 * 3600
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Session:
+    user_id: int
+    account_id: int
+    account: str
+    username: str
+    role: str
+    csrf: str
+    expires: int
+
+    def may(self, role: str) -> bool:
+        return ROLE_RANK.get(self.role, -1) >= ROLE_RANK[role]
+
+
+class SessionCodec:
+    def __init__(self, secret_key: str) -> None:
+        self._key = hashlib.sha256(("cardsms-console-session:" + secret_key).encode()).digest()
+
+    def _mac(self, payload: bytes) -> str:
+        return base64.urlsafe_b64encode(hmac.new(self._key, payload, hashlib.sha256).digest()).decode().rstrip("=")
+
+    def encode(self, session: Session) -> str:
+        payload = base64.urlsafe_b64encode(json.dumps(asdict(session), separators=(",", ":")).encode())
+        return payload.decode().rstrip("=") + "." + self._mac(payload.rstrip(b"="))
+
+    def decode(self, cookie: str | None) -> Session | None:
+        if not cookie or "." not in cookie:
+            return None
+        payload, mac = cookie.rsplit(".", 1)
+        if not hmac.compare_digest(self._mac(payload.encode()), mac):
+            return None
+        try:
+            data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            session = Session(**data)
+        except (ValueError, TypeError):
+            return None
+        return session if session.expires > time.time() else None
+
+
+class LoginLimiter:
+    """At most `limit` failed logins per client address and per username in `window` seconds."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str) -> deque[float]:
+        q = self._failures[key]
+        while q and q[0] < time.monotonic() - self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, *keys: str) -> bool:
+        return any(len(self._recent(k)) >= self.limit for k in keys)
+
+    def failed(self, *keys: str) -> None:
+        for k in keys:
+            self._recent(k).append(time.monotonic())
+
+    def succeeded(self, *keys: str) -> None:
+        for k in keys:
+            self._failures.pop(k, None)
+
+
+async def authenticate(svc: Services, username: str, password: str, account: str) -> Session | str:
+    """A new session, or the reason the login failed (never which of name and password was wrong)."""
+    query = select(users, accounts.c.name.label("account_name")).join(accounts, accounts.c.id == users.c.account_id
+                                                                       ).where(users.c.username == username)
+    if account:
+        query = query.where(accounts.c.name == account)
+    async with svc.engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    if len(rows) > 1:
+        return "several accounts have this user name: enter the account too"
+    if not rows or rows[0]["disabled"] or not verify_password(password, rows[0]["password_hash"]):
+        return "wrong user name or password"
+    row = rows[0]
+    return Session(int(row["id"]), int(row["account_id"]), row["account_name"], row["username"], row["role"],
+                   secrets.token_urlsafe(24), int(time.time()) + SESSION_SECONDS)
