@@ -22,13 +22,15 @@ run: venv
 	$(VENV)/bin/cardsms serve
 
 # System packages the tests need: PostgreSQL's server binaries (the harness starts a real server),
-# Debian's Net::SMPP (the interop test's SMSC) and CJK fonts. Installed via apt when missing.
+# Debian's Net::SMPP (the interop test's SMSC), Debian's chromium (Playwright drives it; no browser
+# downloads) and CJK fonts. Installed via apt when missing.
 system-deps:
 	@missing=""; \
 	if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		missing="$$missing postgresql"; fi; \
 	if ! perl -MNet::SMPP -e 1 >/dev/null 2>&1; then missing="$$missing libnet-smpp-perl"; fi; \
 	if ! ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1; then missing="$$missing fonts-noto-cjk"; fi; \
+	if ! command -v chromium >/dev/null 2>&1; then missing="$$missing chromium"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "installing via apt:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

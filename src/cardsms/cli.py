@@ -36,6 +36,8 @@ webhook_app = typer.Typer(help="Per-account webhooks (delivery reports, replies,
 sim_app = typer.Typer(help="The simulator's parts, standalone.", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(sim_app, name="simulator")
+task_app = typer.Typer(help="Mass tasks (the Mass Operations Assistant from the terminal).", no_args_is_help=True)
+app.add_typer(task_app, name="task")
 
 out = Console()
 err = Console(stderr=True)
@@ -296,6 +298,144 @@ def webhook_remove(account: Annotated[str, typer.Option("--account")],
     if not run(load_settings(data_dir=data_dir), work):
         raise fail(f"account {account} has no {kind} webhook", 1)
     out.print(f"removed the {kind} webhook of {account}", highlight=False)
+
+
+ACTIVE_TASK_STATES = ("importing", "scheduled", "sending", "paused")
+
+
+@task_app.command("create")
+def task_create(
+    account: Annotated[str, typer.Option("--account", help="account name")],
+    name: Annotated[str, typer.Option(help="task name (at most 30 characters)")],
+    sign: Annotated[str, typer.Option("--sign", help="approved signature")],
+    template: Annotated[str, typer.Option("--template", help="approved card template or public template code")],
+    file: Annotated[Path | None, typer.Option("--file", help="numbers: TXT/CSV/XLSX, optionally zip/gzip")] = None,
+    audience: Annotated[int | None, typer.Option("--audience", help="saved audience id instead of a file")] = None,
+    fallback: Annotated[str, typer.Option(help="NONE, SMS or DIGITALSMS")] = "NONE",
+    fallback_template: Annotated[str, typer.Option(help="text or digital template of the fallback")] = "",
+    custom_template: Annotated[str, typer.Option(help="text template for custom send content")] = "",
+    at: Annotated[str | None, typer.Option("--at", help="scheduled start, 'YYYY-MM-DD HH:MM' Asia/Shanghai")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="show progress until the task ends")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a mass task; a running `cardsms serve` (or worker) imports and sends it."""
+    from cardsms.domain.schedule import parse_local_start
+    from cardsms.services import tasks
+
+    if (file is None) == (audience is None):
+        raise fail("give --file or --audience (one of the two)")
+    data = None
+    if file is not None:
+        if not file.is_file():
+            raise fail(f"--file {file}: no such file")
+        data = file.read_bytes()
+    try:
+        scheduled = parse_local_start(at) if at else None
+    except ValueError:
+        raise fail(f"--at {at!r}: use 'YYYY-MM-DD HH:MM' (Asia/Shanghai)") from None
+    form = tasks.TaskForm(name=name, sign_name=sign, card_template_code=template, fallback_type=fallback.upper(),
+                          sms_template_code=fallback_template if fallback.upper() == "SMS" else "",
+                          digital_template_code=fallback_template if fallback.upper() == "DIGITALSMS" else "",
+                          template_code=custom_template, audience_id=audience, scheduled_at=scheduled)
+    settings = load_settings(data_dir=data_dir)
+
+    async def work(svc: Services) -> int:
+        try:
+            return await tasks.create_task(svc, await accounts.account_id(svc, account), form, data=data,
+                                           file_name=file.name if file else "", created_by="cli")
+        except CardsmsError as exc:
+            option = {"name": "--name", "sign_name": "--sign", "card_template_code": "--template",
+                      "sms_template_code": "--fallback-template", "digital_template_code": "--fallback-template",
+                      "template_code": "--custom-template", "scheduled_at": "--at", "file": "--file",
+                      "audience_id": "--audience", "fallback_type": "--fallback"}.get(exc.field, "")
+            raise fail(f"{option}: {exc.message}" if option else exc.message) from None
+
+    task_id = run(settings, work)
+    out.print(f"created task {task_id}", highlight=False)
+    if wait:
+        _wait_for_task(settings, account, task_id)
+
+
+def _wait_for_task(settings: Settings, account: str, task_id: int) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cardsms.services import imports, tasks
+
+    async def _main() -> str:
+        svc = await open_services(settings)
+        try:
+            account_id = await accounts.account_id(svc, account)
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=out) as bar:
+                shown = bar.add_task("importing", total=None)
+                while True:
+                    t = await tasks.get_task(svc, account_id, task_id)
+                    if t["state"] == "importing":
+                        aud = await imports.get_audience(svc, account_id, t["audience_id"])
+                        bar.update(shown, description="importing", completed=aud["lines_done"], total=aud["total"])
+                    else:
+                        stats = await tasks.task_stats(svc, task_id)
+                        bar.update(shown, description=t["state"], total=t["total"],
+                                   completed=stats["submitted"] + stats["skipped"])
+                    if t["state"] not in ACTIVE_TASK_STATES:
+                        return str(t["state"])
+                    await asyncio.sleep(0.5)
+        finally:
+            await svc.engine.dispose()
+
+    state = asyncio.run(_main())
+    out.print(f"task {task_id}: {state}", highlight=False)
+    if state in ("failed", "cancelled"):
+        raise typer.Exit(1)
+
+
+@task_app.command("list")
+def task_list(account: Annotated[str, typer.Option("--account")], data_dir: DataDir = None) -> None:
+    """List an account's mass tasks, newest first."""
+    from cardsms.services import tasks
+
+    async def work(svc: Services) -> list[Any]:
+        return await tasks.list_tasks(svc, await accounts.account_id(svc, account))
+
+    table = Table("id", "name", "state", "recipients", "template", "scheduled")
+    for t in run(load_settings(data_dir=data_dir), work):
+        table.add_row(str(t["id"]), t["name"], t["state"], str(t["total"]), t["card_template_code"],
+                      str(t["scheduled_at"] or ""))
+    out.print(table)
+
+
+@task_app.command("show")
+def task_show(task_id: int, account: Annotated[str, typer.Option("--account")], data_dir: DataDir = None) -> None:
+    """A task's settings, import report and statistics."""
+    from cardsms.services import imports, tasks
+
+    async def work(svc: Services) -> tuple[Any, Any, dict[str, int]]:
+        account_id = await accounts.account_id(svc, account)
+        t = await tasks.get_task(svc, account_id, task_id)
+        return t, await imports.get_audience(svc, account_id, t["audience_id"]), await tasks.task_stats(svc, task_id)
+
+    t, aud, stats = run(load_settings(data_dir=data_dir), work)
+    table = Table("field", "value", show_header=False)
+    for key in ("id", "name", "state", "sign_name", "card_template_code", "fallback_type", "total", "scheduled_at",
+                "started_at", "finished_at", "error"):
+        table.add_row(key, str(t[key] if t[key] is not None else ""))
+    for key in ("total", "invalid", "duplicates", "suppressed"):
+        table.add_row(f"import.{key}", str(aud[key]))
+    for key, value in stats.items():
+        table.add_row(f"stats.{key}", str(value))
+    out.print(table)
+
+
+@task_app.command("revoke")
+def task_revoke(task_id: int, account: Annotated[str, typer.Option("--account")], data_dir: DataDir = None) -> None:
+    """Revoke a scheduled task (until 5 minutes before its start)."""
+    from cardsms.services import tasks
+
+    async def work(svc: Services) -> None:
+        await tasks.revoke_task(svc, await accounts.account_id(svc, account), task_id)
+
+    run(load_settings(data_dir=data_dir), work)
+    out.print(f"revoked task {task_id}", highlight=False)
 
 
 @sim_app.command("smsc")

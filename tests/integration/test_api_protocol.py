@@ -140,4 +140,5 @@ def test_health_metrics_and_start_page(server: Server) -> None:
     assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
     metrics = httpx.get(server.url + "/metrics").text
     assert "cardsms_api_requests_total" in metrics
-    assert "cardsms" in httpx.get(server.url + "/").text
+    start = httpx.get(server.url + "/", follow_redirects=True)  # a browser lands on the console's login
+    assert start.status_code == 200 and start.url.path == "/console/login" and 'name="password"' in start.text

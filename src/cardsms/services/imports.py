@@ -147,8 +147,9 @@ def _header(first: list[str]) -> list[str] | None:
     return names
 
 
-def prescan(path: Path) -> tuple[list[str], int]:
-    """Check the whole file before anything is written: (parameter columns, number lines)."""
+def prescan(path: Path) -> tuple[list[str] | None, int]:
+    """Check the whole file before anything is written: (parameter columns or None without a header,
+    number lines)."""
     rows = iter_rows(path)
     first = next(rows, None)
     if first is None:
@@ -162,7 +163,7 @@ def prescan(path: Path) -> tuple[list[str], int]:
                 raise _file_error(f"more than {MAX_NUMBERS:,} numbers; split the file")
     if count == 0:
         raise _file_error("no numbers found")
-    return columns or [], count
+    return columns, count
 
 
 def _parse_chunk(rows: Iterator[list[str]], start_line: int, columns: list[str], n: int
@@ -212,8 +213,9 @@ async def start_import(svc: Services, account_id: int, *, name: str, saved: bool
     async with svc.engine.begin() as conn:
         result = await conn.execute(audiences.insert().values(
             account_id=account_id, name=name[:64], saved=saved, state="importing", file_name=file_name[:200],
-            file_path=str(path), columns=columns, lines_done=0, total=count, valid=0, duplicates=0, invalid=0,
-            suppressed=0, error="", created_at=svc.now()))
+            file_path=str(path), columns=columns or [],
+            lines_done=0 if columns is None else 1,  # a header line counts as done: imports skip it
+            total=count, valid=0, duplicates=0, invalid=0, suppressed=0, error="", created_at=svc.now()))
     svc.wakeup.set()
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 

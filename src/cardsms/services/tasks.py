@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -64,8 +64,14 @@ _FIELD_OF = {"SignName": "sign_name", "CardTemplateCode": "card_template_code", 
              "FallbackType": "fallback_type"}
 
 
+_FIELD_OF_CODE = {"isv.SMS_SIGNATURE_ILLEGAL": "sign_name", "TEMPLATE_NOT_EXIST": "card_template_code",
+                  "TEMPLATE_NOT_APPROVED": "card_template_code"}
+
+
 def _as_field_error(exc: CardsmsError) -> CardsmsError:
-    """Name the form field an API-style error is about (its message starts with the API name)."""
+    """Name the form field an API-style error is about (by its code, else the API name in its message)."""
+    if exc.code in _FIELD_OF_CODE:
+        return CardsmsError(exc.code, exc.message, field=_FIELD_OF_CODE[exc.code])
     for api_name, form_name in _FIELD_OF.items():
         if api_name in exc.message:
             return CardsmsError(exc.code, exc.message, field=form_name)
@@ -144,7 +150,8 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
             sms_template_code=form.sms_template_code.strip(), digital_template_code=form.digital_template_code.strip(),
             template_code=form.template_code.strip(), audience_id=audience_id, state=state, cursor=0,
             total=int(aud["valid"]) - int(aud["duplicates"]) if state != "importing" else int(aud["total"]),
-            error="", created_by=created_by, created_at=svc.now(), scheduled_at=form.scheduled_at))
+            error="", created_by=created_by, created_at=svc.now(),
+            scheduled_at=form.scheduled_at.astimezone(UTC) if form.scheduled_at else None))  # SQLite keeps no zone
     svc.wakeup.set()
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
