@@ -419,7 +419,7 @@ def task_show(task_id: int, account: Annotated[str, typer.Option("--account")], 
     for key in ("id", "name", "state", "sign_name", "card_template_code", "fallback_type", "total", "scheduled_at",
                 "started_at", "finished_at", "error"):
         table.add_row(key, str(t[key] if t[key] is not None else ""))
-    for key in ("total", "invalid", "duplicates", "suppressed"):
+    for key in ("state", "lines_done", "total", "invalid", "duplicates", "suppressed"):
         table.add_row(f"import.{key}", str(aud[key]))
     for key, value in stats.items():
         table.add_row(f"stats.{key}", str(value))

@@ -230,6 +230,7 @@ ZH: dict[str, str] = {
     'What phones that cannot show the card receive': '不支持卡片的手机收到的内容',
     'every vendor reviews the card; variables like ${name} become parameters.': '每个厂商分别审核；${name} 这样的变量会成为参数。',
     'scheduled': '定时',
+    'processed': '已处理',
     'submitted': '已提交',
     'importing': '导入中',
     'sending': '发送中',
