@@ -192,7 +192,7 @@ def test_revoke_until_five_minutes_before_start(backend: str, tmp_path: Path, re
         await tasks.run_once(svc)
         assert (await tasks.get_task(svc, acc, task_id))["state"] == "scheduled"
         svc.clock = lambda: (start - timedelta(minutes=4)).astimezone(UTC)
-        field, message = await field_of(tasks.revoke_task(svc, acc, task_id))
+        _, message = await field_of(tasks.revoke_task(svc, acc, task_id))
         assert "5 minutes" in message
         svc.clock = lambda: (start - timedelta(minutes=6)).astimezone(UTC)
         await tasks.revoke_task(svc, acc, task_id)
