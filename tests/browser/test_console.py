@@ -26,6 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "console-pass-1"
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
+XSS_TITLE = "Sale<script>__xss=2</script>"  # a title may hold 30 characters
 MAIN_PAGES = ["", "signs", "templates", "cards", "cards/new", "public", "public/PUB_ORDER_SHIPPED", "tasks",
               "tasks/new", "audiences", "records", "settings"]
 
@@ -117,7 +118,7 @@ def test_design_a_card_with_an_uploaded_image(ops: Page, tmp_path: Path) -> None
     ops.fill("#f-scene", "sale")
     ops.set_input_files("input[name=p0_e0_file]", png_16x9(tmp_path / "cover.png"))
     expect(ops.locator("[data-src]")).to_be_visible()  # uploaded and registered as a media resource
-    ops.fill("textarea[name=p0_e1_content]", "Autumn sale ${name}")
+    ops.fill("textarea[name=p0_e1_content]", XSS_TITLE)
     ops.fill("textarea[name=p0_e2_content]", "Everything 20% off " + XSS)
     ops.fill("input[name=p0_e3_content]", "Shop now")
     ops.fill("input[name=p0_e3_target]", "https://shop.example/sale")
@@ -131,6 +132,7 @@ def test_design_a_card_with_an_uploaded_image(ops: Page, tmp_path: Path) -> None
     expect(vendors).to_have_count(6)
     expect(ops.locator("#vendor-progress [data-state='1']")).to_have_count(6)  # every vendor approved
     expect(ops.locator("#phone-preview")).to_contain_text(XSS)
+    expect(ops.locator("#phone-preview")).to_contain_text(XSS_TITLE)
     assert ops.evaluate("window.__xss") is None
 
 
@@ -227,7 +229,9 @@ def test_mass_task_import_report_schedule_and_revoke(ops: Page, tmp_path: Path) 
 def test_task_runs_to_completion_with_live_progress_and_export(ops: Page, tmp_path: Path) -> None:
     numbers = tmp_path / "numbers.csv"
     numbers.write_text("\n".join(str(13700000000 + i) for i in range(40)) + "\n13700000000\n")
-    fill_task(ops, "Small batch", "PUB_ORDER_SHIPPED")
+    ops.goto("/console/cards")
+    designed = str(ops.locator("td.mono a").first.text_content())  # the card with markup in its texts
+    fill_task(ops, "Small batch", designed)
     ops.set_input_files("#f-file", numbers)
     ops.click("button[data-action=submit]")
     ops.wait_for_url("**/console/tasks/*")
@@ -246,8 +250,26 @@ def test_task_runs_to_completion_with_live_progress_and_export(ops: Page, tmp_pa
     rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
     assert len(rows) == 40 and len({r["phone"] for r in rows}) == 40
     assert all(r["state"] in ("submitted", "delivered", "skipped") for r in rows)
+    sent = [r for r in rows if r["channel"] == "card" and r["state"] != "skipped"]
+    assert sent and all(XSS_TITLE in r["content"] for r in sent)  # the export holds the text as text
+    link = next(w for w in sent[0]["content"].split() if "/s/" in w)
+    ops.goto(link)  # the card's web page, as a browser opening the short link sees it
+    expect(ops.locator("main.card")).to_contain_text(XSS_TITLE)
+    expect(ops.locator("main.card")).to_contain_text(XSS)
+    assert ops.evaluate("window.__xss") is None
     ops.goto("/console/tasks")
     expect(ops.locator("tr[data-task][data-state=completed]")).to_have_count(1)
+
+
+def test_forms_need_the_csrf_token_and_example_downloads(ops: Page) -> None:
+    forged = ops.request.post("/console/settings/suppress", form={"phone": "13800000009"})
+    assert forged.status == 403  # the session cookie alone is not enough
+    ops.goto("/console/settings")
+    expect(ops.locator("tr[data-suppressed='13800000009']")).to_have_count(0)
+    ops.goto("/console/tasks/new")
+    with ops.expect_download() as dl:
+        ops.click("a[href$='example.csv']")
+    assert Path(dl.value.path()).read_text().splitlines()[0] == "phone,name,code"
 
 
 def test_switch_language(ops: Page) -> None:
