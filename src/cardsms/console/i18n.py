@@ -231,6 +231,7 @@ ZH: dict[str, str] = {
     'every vendor reviews the card; variables like ${name} become parameters.': '每个厂商分别审核；${name} 这样的变量会成为参数。',
     'scheduled': '定时',
     'processed': '已处理',
+    'The latest 100 matching messages.': '最近 100 条符合条件的记录。',
     'submitted': '已提交',
     'importing': '导入中',
     'sending': '发送中',
