@@ -358,6 +358,7 @@ def task_create(
 
 def _wait_for_task(settings: Settings, account: str, task_id: int) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from sqlalchemy.exc import OperationalError
 
     from cardsms.services import imports, tasks
 
@@ -369,14 +370,19 @@ def _wait_for_task(settings: Settings, account: str, task_id: int) -> None:
                           console=out) as bar:
                 shown = bar.add_task("importing", total=None)
                 while True:
-                    t = await tasks.get_task(svc, account_id, task_id)
-                    if t["state"] == "importing":
-                        aud = await imports.get_audience(svc, account_id, t["audience_id"])
-                        bar.update(shown, description="importing", completed=aud["lines_done"], total=aud["total"])
-                    else:
-                        stats = await tasks.task_stats(svc, task_id)
-                        bar.update(shown, description=t["state"], total=t["total"],
-                                   completed=stats["submitted"] + stats["skipped"])
+                    try:
+                        t = await tasks.get_task(svc, account_id, task_id)
+                        if t["state"] == "importing":
+                            aud = await imports.get_audience(svc, account_id, t["audience_id"])
+                            bar.update(shown, description="importing", completed=aud["lines_done"],
+                                       total=aud["total"])
+                        else:
+                            stats = await tasks.task_stats(svc, task_id)
+                            bar.update(shown, description=t["state"], total=t["total"],
+                                       completed=stats["submitted"] + stats["skipped"])
+                    except OperationalError:  # SQLite busy under a heavy send: look again shortly
+                        await asyncio.sleep(1)
+                        continue
                     if t["state"] not in ACTIVE_TASK_STATES:
                         return str(t["state"])
                     await asyncio.sleep(0.5)

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +25,7 @@ log = structlog.get_logger("cardsms.simulator.phones")
 BROWSER_UA = "Mozilla/5.0 (Linux; Android 14; cardsms-sim) AppleWebKit/537.36 Mobile Safari/537.36"
 
 Reply = Callable[[str, str, str], Awaitable[bool]]  # (from phone, to address, text)
+WORKERS = 8  # phones act through a small pool, so a 500,000-message task does not storm the server
 
 
 class SimulatedPhones:
@@ -37,11 +40,33 @@ class SimulatedPhones:
         self.rendered = 0
         self.opened = 0
         self.replied = 0
+        self.queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self.workers: list[asyncio.Task[None]] = []
 
     async def close(self) -> None:
+        for w in self.workers:
+            w.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
         await self.client.aclose()
 
     async def on_delivered(self, dest: str, source: str, text: str) -> None:
+        """A message reached a phone: queue what the handset does with it."""
+        if not self.workers:
+            self.workers = [asyncio.create_task(self._work(), name=f"sim-phone-{i}") for i in range(WORKERS)]
+        self.queue.put_nowait((dest, source, text))
+
+    async def _work(self) -> None:
+        while True:
+            dest, source, text = await self.queue.get()
+            try:
+                await self.handle(dest, source, text)
+            except httpx.HTTPError as exc:
+                log.warning("simphone.fetch_failed", dest=dest, error=repr(exc))
+            finally:
+                self.queue.task_done()
+
+    async def handle(self, dest: str, source: str, text: str) -> None:
         try:
             number = normalise_number("+" + dest if not dest.startswith("+") else dest)
         except InvalidNumber:
