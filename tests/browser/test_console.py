@@ -33,7 +33,8 @@ MAIN_PAGES = ["", "signs", "templates", "cards", "cards/new", "public", "public/
 
 @pytest.fixture(scope="module")
 def console_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    env = env_for("sqlite", request, CARDSMS_SIM_REVIEW_SECONDS="0")
+    # reviews take 2 s, so the tests see the vendors turning from reviewing to approved
+    env = env_for("sqlite", request, CARDSMS_SIM_REVIEW_SECONDS="2", CARDSMS_REVIEW_POLL_SECONDS="0.2")
     cli(env, "account", "create", "shop")
     cli(env, "user", "create", "ops", "--account", "shop", "--role", "admin", "--password", PASSWORD)
     cli(env, "user", "create", "watcher", "--account", "shop", "--role", "viewer", "--password", PASSWORD)
@@ -94,6 +95,12 @@ def add_signature(page: Page, name: str) -> None:
     page.fill("#f-remark", "our shop's signature")
     page.click("form.stack button")
     expect(page.locator("tbody")).to_contain_text(f"【{name}】")
+    for _ in range(50):  # the carrier's (simulated) review approves it after 2 s
+        if page.locator("tbody .badge.s1").count():
+            return
+        page.wait_for_timeout(200)
+        page.reload()
+    raise AssertionError(f"signature {name} was not approved")
 
 
 def test_login_rejects_a_wrong_password_and_limits_attempts(browser: Browser, console_server: Server) -> None:
@@ -130,10 +137,30 @@ def test_design_a_card_with_an_uploaded_image(ops: Page, tmp_path: Path) -> None
     ops.wait_for_url("**/console/cards/CARD_SMS_*")
     vendors = ops.locator("#vendor-progress .vendor")
     expect(vendors).to_have_count(6)
-    expect(ops.locator("#vendor-progress [data-state='1']")).to_have_count(6)  # every vendor approved
+    assert ops.locator("#vendor-progress [data-state='0']").count() > 0  # still reviewing right after submit
+    expect(ops.locator("#vendor-progress [data-state='1']")).to_have_count(6)  # htmx polls: every vendor approves
     expect(ops.locator("#phone-preview")).to_contain_text(XSS)
     expect(ops.locator("#phone-preview")).to_contain_text(XSS_TITLE)
     assert ops.evaluate("window.__xss") is None
+
+
+def test_text_and_digital_templates(ops: Page, tmp_path: Path) -> None:
+    ops.goto("/console/templates")
+    ops.fill("#f-name", "pickup")
+    ops.fill("#f-content", "Your parcel ${code} is ready")
+    ops.fill("#f-remark", "parcel lockers")
+    ops.click("form.stack:not(#digital-form) button")
+    expect(ops.locator("tbody").first).to_contain_text("Your parcel ${code} is ready")
+    ops.fill("#f-d_name", "brochure")
+    ops.fill("#f-d_remark", "autumn brochure")
+    ops.click("#digital-form button")
+    expect(ops.locator("[data-field=d_media] .err")).to_contain_text("TemplateContents")  # next to its field
+    ops.fill("#f-d_name", "brochure")
+    ops.fill("#f-d_content", "Our autumn brochure")
+    ops.fill("#f-d_remark", "autumn brochure")
+    ops.set_input_files("#f-d_media", png_16x9(tmp_path / "page1.png"))
+    ops.click("#digital-form button")
+    expect(ops.locator("tbody").nth(1)).to_contain_text("brochure")
 
 
 def test_designer_names_the_broken_rule(ops: Page) -> None:

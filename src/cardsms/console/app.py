@@ -6,6 +6,7 @@ domain/; a `CardsmsError` with a `field` is shown next to that field.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -217,7 +218,7 @@ class Console:
                                      _int(form.get("source"), 0), _int(form.get("type"), 0), form.get("remark", ""), [])
                 return RedirectResponse("/console/signs", 303)
             except CardsmsError as exc:
-                errors[_field(exc, "name")] = exc.message
+                errors[_api_field(exc, "name")] = exc.message
         _, rows = await signs.list_signs(self.svc, session.account_id, 1, 200)
         from cardsms.domain.text import SIGN_SOURCES, SIGN_TYPES
 
@@ -228,18 +229,38 @@ class Console:
         errors: dict[str, str] = {}
         form: dict[str, str] = {}
         if request.method == "POST":
-            form = await _text_form(request)
+            raw = await request.form(max_files=5, max_fields=20, max_part_size=MAX_FORM_BYTES)
+            form = {k: v for k, v in raw.items() if isinstance(v, str)}
             try:
-                await templates.add_text_template(self.svc, session.account_id, _int(form.get("type"), 1),
-                                                  form.get("name", ""), form.get("content", ""),
-                                                  form.get("remark", ""))
+                if form.get("kind") == "digital":
+                    await self._add_digital(session, form, [f for k, f in raw.multi_items()
+                                                            if k == "media" and isinstance(f, UploadFile)])
+                else:
+                    await templates.add_text_template(self.svc, session.account_id, _int(form.get("type"), 1),
+                                                      form.get("name", ""), form.get("content", ""),
+                                                      form.get("remark", ""))
                 return RedirectResponse("/console/templates", 303)
             except CardsmsError as exc:
-                errors[_field(exc, "content")] = exc.message
+                prefix = "d_" if form.get("kind") == "digital" else ""
+                errors[prefix + _api_field(exc, "content")] = exc.message
         _, text_rows = await templates.list_templates(self.svc, session.account_id, ("text",), 1, 200)
         _, digital_rows = await templates.list_templates(self.svc, session.account_id, ("digital",), 1, 200)
         return self.render(request, "templates.html", session, 400 if errors else 200, text_rows=text_rows,
                            digital_rows=digital_rows, errors=errors, form=form)
+
+    async def _add_digital(self, session: Session, form: dict[str, str], files: list[UploadFile]) -> None:
+        """A digital template from the form: its text and up to 9 media files, as CreateSmsTemplate takes them."""
+        contents = []
+        if form.get("content", "").strip():
+            contents.append({"FileContents": base64.b64encode(form["content"].encode()).decode(), "FileSuffix": "txt",
+                             "FileName": "text.txt"})
+        for f in files:
+            if f.filename:
+                contents.append({"FileContents": base64.b64encode(await f.read()).decode(),
+                                 "FileSuffix": (f.filename.rsplit(".", 1)[-1] if "." in f.filename else ""),
+                                 "FileName": f.filename})
+        await templates.create_digital_template(self.svc, session.account_id, form.get("name", ""), "",
+                                                form.get("remark", ""), contents)
 
     # --- card templates, designer, preview -----------------------------------------------------
 
@@ -626,6 +647,16 @@ def _int(value: str | None, default: int) -> int:
 
 def _field(exc: CardsmsError, default: str) -> str:
     return exc.field or default
+
+
+_API_FIELDS = {"TemplateName": "name", "Remark": "remark", "TemplateContents": "media", "TemplateContent": "content",
+               "SignName": "name", "SignSource": "source", "SignType": "type"}
+
+
+def _api_field(exc: CardsmsError, default: str) -> str:
+    """The form field an API-style message is about: the parameter it names first."""
+    found = [(exc.message.find(api), -len(api), form) for api, form in _API_FIELDS.items() if api in exc.message]
+    return min(found)[2] if found else _field(exc, default)
 
 
 def _csv_cell(value: Any) -> str:
