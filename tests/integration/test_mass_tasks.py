@@ -230,3 +230,31 @@ def test_csv_cells_cannot_become_formulas() -> None:
     assert tasks.safe_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
     assert tasks.safe_cell("+1") == "'+1" and tasks.safe_cell("@a") == "'@a" and tasks.safe_cell("-2") == "'-2"
     assert tasks.safe_cell("13800138000") == "13800138000"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_task_from_a_saved_audience(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    async def work(svc: Services, acc: int) -> None:
+        aud_id = await imports.start_import(svc, acc, name="VIP", saved=True, file_name="vip.txt",
+                                            data="\n".join(numbers(300)).encode())
+        field, message = await field_of(tasks.create_task(svc, acc, form(audience_id=aud_id)))
+        assert field == "audience_id" and "importing" in message  # not ready yet
+        await tasks.run_once(svc)
+        task_id = await tasks.create_task(svc, acc, form(audience_id=aud_id, scheduled_at=NOON + timedelta(hours=1)))
+        assert (await tasks.get_task(svc, acc, task_id))["state"] == "scheduled"
+        with pytest.raises(CardsmsError, match="unfinished task"):
+            await imports.delete_audience(svc, acc, aud_id)
+        svc.clock = lambda: (NOON + timedelta(hours=1, seconds=1)).astimezone(UTC)
+        for _ in range(3):
+            await tasks.run_once(svc)
+        async with svc.engine.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(messages).where(
+                messages.c.task_id == task_id)) == 300
+        other = await accounts.create_account(svc, "other")
+        await signs.add_sign(svc, other, "Shop", 0, 0, "their shop", [])
+        field, message = await field_of(tasks.create_task(svc, other, form(audience_id=aud_id)))
+        assert field == "audience" and "does not exist" in message
+        with pytest.raises(CardsmsError, match="does not exist"):
+            await imports.get_audience(svc, other, aud_id)  # audiences are scoped to their account
+
+    run_on(backend, tmp_path, request, work)
