@@ -47,6 +47,10 @@ typecheck: test-deps
 test: lint typecheck
 	$(VENV)/bin/pytest -p no:cacheprovider
 
+# Benchmarks (loopback only; about 10 minutes on 2 cores): prints a table, writes bench/results.json.
+bench: test-deps
+	$(PY) bench/run.py
+
 docs-errors: venv
 	$(PY) -m cardsms.domain.errors > docs/errors.md
 

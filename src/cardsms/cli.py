@@ -136,6 +136,76 @@ def serve(
 
 
 @app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port", min=1, max=65535)] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Scale-out: serve the API, the console and the short links only (workers send); PostgreSQL."""
+    import uvicorn
+
+    from cardsms.logs import configure_logging
+    from cardsms.web.app import create_app
+
+    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    if settings.is_sqlite:
+        raise fail("cardsms api needs PostgreSQL (CARDSMS_DATABASE_URL); on SQLite run `cardsms serve`")
+    configure_logging(settings)
+
+    async def _main() -> None:
+        svc = await open_services(settings)
+        out.print(f"cardsms {__version__} api listening on {settings.base_url}", highlight=False)
+        config = uvicorn.Config(create_app(svc, run_delivery=False), host=settings.host, port=settings.port,
+                                log_config=None, access_log=False, server_header=False)
+        await uvicorn.Server(config).serve()
+
+    asyncio.run(_main())
+
+
+@app.command()
+def worker(
+    data_dir: DataDir = None,
+    smsc: Annotated[list[str] | None, typer.Option(
+        "--smsc", help="an SMSC as smpp://SYSTEM_ID:PASSWORD@HOST:PORT[?binds=N] (repeatable)")] = None,
+) -> None:
+    """Scale-out: dispatch messages, hold SMPP binds, run mass tasks; PostgreSQL. Start several."""
+    import signal
+
+    from cardsms.delivery.runtime import Delivery
+    from cardsms.logs import configure_logging
+    from cardsms.services import tasks
+
+    settings = load_settings(data_dir=data_dir, smsc=smsc or None)
+    if settings.is_sqlite:
+        raise fail("cardsms worker needs PostgreSQL (CARDSMS_DATABASE_URL); on SQLite run `cardsms serve`")
+    if not settings.smsc:
+        raise fail("--smsc: a worker needs at least one SMSC (the simulated one runs only inside `serve`)")
+    configure_logging(settings)
+
+    async def _main() -> None:
+        svc = await open_services(settings)
+        delivery = Delivery(svc)
+        await delivery.start()
+        assert delivery.lease is not None
+        out.print(f"cardsms {__version__} worker {delivery.lease.worker_id} running", highlight=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runner = asyncio.create_task(tasks.run_forever(svc))
+        try:
+            await stop.wait()
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            await delivery.stop()
+            await svc.engine.dispose()
+
+    asyncio.run(_main())
+
+
+@app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Apply pending database migrations."""
     settings = load_settings(data_dir=data_dir)

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     verification_validity_seconds: int = Field(900, ge=1, description="validity of verification-code messages")
     dispatch_batch: int = Field(500, ge=1, le=20_000, description="messages claimed per dispatcher pass")
     dispatch_poll_seconds: float = Field(0.05, gt=0, le=10, description="dispatcher idle poll interval")
+    worker_lease_seconds: float = Field(10, ge=1, le=600, description="scale-out: a worker's lease on its "
+                                        "bind slots and in-flight messages; a killed worker's work is taken "
+                                        "over this long after its last renewal")
     retry_max_attempts: int = Field(8, ge=1, le=100, description="submit attempts before a transient error fails")
     retry_base_seconds: float = Field(1.0, gt=0, le=3600, description="first retry delay; doubles per attempt")
     receipt_timeout_hours: float = Field(72.0, gt=0, le=720, description="a submitted message without a "

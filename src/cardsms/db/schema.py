@@ -214,6 +214,7 @@ messages = Table(
     Column("render_status", Integer, nullable=False, default=0),
     Column("opens", Integer, nullable=False, default=0),
     Column("task_id", Id, nullable=True),
+    Column("claimed_by", String(40), nullable=False, default="", server_default=""),  # worker holding it `submitting`
     Column("send_day", String(8), nullable=False),  # yyyyMMdd, China time
     _ts("created_at"),
     _ts("due_at"),
@@ -448,4 +449,29 @@ tasks = Table(
     _ts("finished_at", nullable=True),
     Index("ix_tasks_account", "account_id", "id"),
     Index("ix_tasks_state", "state", "scheduled_at"),
+)
+
+
+# --- scale-out (migration 0004) -------------------------------------------------------------
+
+# Live processes that dispatch. A worker renews `expires_at` every few seconds; the `submitting`
+# messages of a worker whose lease ran out are queued again (flagged) by any other worker.
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", String(40), primary_key=True),
+    Column("host", String(255), nullable=False, default=""),
+    Column("pid", Integer, nullable=False, default=0),
+    _ts("started_at"),
+    _ts("expires_at"),
+)
+
+# One row per SMPP bind slot ("connector#n"): a slot has one owner at a time, so a bind to an
+# SMSC is held by exactly one worker; a slot whose lease ran out may be taken by another worker.
+bind_leases = Table(
+    "bind_leases",
+    metadata,
+    Column("slot", String(80), primary_key=True),
+    Column("owner", String(40), nullable=False),
+    _ts("expires_at"),
 )

@@ -1,6 +1,6 @@
 """Connector configuration: `smpp://SYSTEM_ID:PASSWORD@HOST:PORT` URLs or TOML tables.
 
-A TOML table may carry `url`, `name`, `window`, `tps`, `system_type` and `prefixes` (E.164
+A TOML table may carry `url`, `name`, `window`, `tps`, `system_type`, `binds` and `prefixes` (E.164
 prefixes such as "+86" this connector serves; empty = every number). Connectors are tried in
 order: the first bound connector whose prefixes match takes the message, the next is the
 failover.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,7 @@ class ConnectorConfig:
     tps: int = 0
     system_type: str = ""
     prefixes: tuple[str, ...] = field(default_factory=tuple)
+    binds: int = 1  # scale-out: bind slots, one per worker (see delivery/leases.py)
 
     def serves(self, e164: str) -> bool:
         return not self.prefixes or any(e164.startswith(p) for p in self.prefixes)
@@ -48,6 +49,18 @@ def parse_url(url: str) -> tuple[str, int, str, str]:
     return parts.hostname, port, system_id, password
 
 
+def _url_binds(url: str, where: str) -> int:
+    """`?binds=N` on a connector URL: how many workers may bind it at once."""
+    query = parse_qs(urlsplit(url).query)
+    unknown = set(query) - {"binds"}
+    if unknown:
+        raise ValueError(f"{where}: unknown URL parameters {sorted(unknown)} (only binds=N)")
+    raw = query.get("binds", ["1"])[0]
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise ValueError(f"{where}: binds must be an integer 1-64")
+    return int(raw)
+
+
 def _int(entry: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
     value = entry.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -61,7 +74,7 @@ def parse_connectors(entries: list[str | dict[str, Any]], window: int, tps: int,
     for i, entry in enumerate(entries, 1):
         where = f"smsc[{i}]"
         item: dict[str, Any] = {"url": entry} if isinstance(entry, str) else dict(entry)
-        unknown = set(item) - {"url", "name", "window", "tps", "system_type", "prefixes"}
+        unknown = set(item) - {"url", "name", "window", "tps", "system_type", "prefixes", "binds"}
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
         if not isinstance(item.get("url"), str):
@@ -79,6 +92,7 @@ def parse_connectors(entries: list[str | dict[str, Any]], window: int, tps: int,
         out.append(ConnectorConfig(
             name=name, host=host, port=port, system_id=system_id, password=password,
             window=_int(item, "window", window, 1, 1000, where), tps=_int(item, "tps", tps, 0, 100_000, where),
-            system_type=st, prefixes=tuple(prefixes),
+            system_type=st, prefixes=tuple(prefixes), binds=_int(item, "binds", _url_binds(item["url"], where), 1, 64,
+                                                                 where),
         ))
     return out

@@ -58,6 +58,8 @@ class Dispatcher:
         self._stopping = False
         self._last_expiry = 0.0
         self.loop = asyncio.get_event_loop_policy().get_event_loop()
+        self.worker_id = ""  # set under the scale-out: claims are marked with it (delivery/leases.py)
+        self.recover_at_start = True  # one process (SQLite): everything `submitting` is ours from before
 
     def bind_loop(self) -> None:
         """Remember the event loop that owns the inbound queue (call from it before connectors start)."""
@@ -84,15 +86,20 @@ class Dispatcher:
 
     # --- recovery and housekeeping ------------------------------------------------------------
 
-    async def recover(self) -> int:
-        """Queue again what was in flight when the process died, flagged as possible duplicates."""
+    async def recover(self, live_workers: Sequence[str] | None = None) -> int:
+        """Queue again what was in flight when its process died, flagged as possible duplicates: every
+        `submitting` row, or (scale-out) those claimed by workers not in `live_workers`."""
         now = self.svc.now()
+        where = [messages.c.state == "submitting"]
+        if live_workers is not None:
+            where.append(messages.c.claimed_by.not_in(list(live_workers)))
         async with self.svc.engine.begin() as conn:
-            rows = (await conn.execute(select(messages.c.id, messages.c.account_id)
-                                       .where(messages.c.state == "submitting"))).all()
+            query = select(messages.c.id, messages.c.account_id).where(*where).limit(20_000)
+            rows = (await conn.execute(query.with_for_update(skip_locked=True) if self.is_pg else query)).all()
             if rows:
-                await conn.execute(update(messages).where(messages.c.state == "submitting").values(
-                    state="queued", possible_duplicate=True, due_at=now))
+                await conn.execute(update(messages).where(messages.c.id.in_([r.id for r in rows]),
+                                                          messages.c.state == "submitting").values(
+                    state="queued", possible_duplicate=True, due_at=now, claimed_by=""))
                 await conn.execute(insert(message_events), [
                     {"account_id": r.account_id, "message_id": r.id, "kind": "recovered", "at": now,
                      "detail": "in flight when the server stopped; sent again and flagged as a possible duplicate"}
@@ -175,7 +182,8 @@ class Dispatcher:
             if rows:
                 await conn.execute(update(messages).where(messages.c.id.in_([r["id"] for r in rows]),
                                                           messages.c.state == "queued")
-                                   .values(state="submitting", attempts=messages.c.attempts + 1))
+                                   .values(state="submitting", attempts=messages.c.attempts + 1,
+                                           claimed_by=self.worker_id))
         return rows
 
     def _route(self, e164: str) -> tuple[SmppConnector | None, bool]:
@@ -232,7 +240,8 @@ class Dispatcher:
         return len(rows)
 
     async def run(self) -> None:
-        await self.recover()
+        if self.recover_at_start:
+            await self.recover()
         last_purge = 0.0
         while not self._stopping:
             try:

@@ -12,6 +12,7 @@ import structlog
 from cardsms.delivery.config import ConnectorConfig, parse_connectors
 from cardsms.delivery.dispatcher import Dispatcher, NoDigitalChannel
 from cardsms.delivery.journal import Journal
+from cardsms.delivery.leases import WorkerLease, listen
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
 from cardsms.services.core import Services
@@ -27,6 +28,9 @@ class Delivery:
         self.simulator: Any = None
         self.phones: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        # PostgreSQL may have several dispatching processes: they coordinate through leases
+        self.lease = WorkerLease(svc) if not svc.settings.is_sqlite else None
+        self._listener: Any = None
 
     async def start(self) -> None:
         s = self.svc.settings
@@ -35,13 +39,44 @@ class Delivery:
         await self.dispatcher.replay_journal()
         if not configs:
             configs = [await self._start_simulator()]
-        self.dispatcher.connectors = [SmppConnector(c, s.smsc_source_addr, self.dispatcher.on_inbound)
-                                      for c in configs]
-        for c in self.dispatcher.connectors:
-            self._tasks.append(asyncio.create_task(c.run(), name=f"smpp-{c.name}"))
+        if self.lease is None:
+            for cfg in configs:
+                self._start_connector(cfg)
+        else:
+            await self.lease.register()
+            self.dispatcher.worker_id = self.lease.worker_id
+            self.dispatcher.recover_at_start = False
+            await self._lease_pass(configs)
+            self._tasks.append(asyncio.create_task(self._keep_leases(configs), name="leases"))
+            self._listener = await listen(self.svc, self.svc.wakeup.set)
         self._tasks.append(asyncio.create_task(self.dispatcher.run_receipts(), name="receipts"))
         self._tasks.append(asyncio.create_task(self.sender.run(), name="webhooks"))
         self._dispatch = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+
+    def _start_connector(self, cfg: ConnectorConfig) -> None:
+        connector = SmppConnector(cfg, self.svc.settings.smsc_source_addr, self.dispatcher.on_inbound)
+        self.dispatcher.connectors.append(connector)
+        self._tasks.append(asyncio.create_task(connector.run(), name=f"smpp-{cfg.name}"))
+
+    async def _lease_pass(self, configs: list[ConnectorConfig]) -> None:
+        """Renew this worker's lease, bind the slots it can lease, and take over dead workers' messages."""
+        assert self.lease is not None
+        await self.lease.renew()
+        running = {c.name for c in self.dispatcher.connectors}
+        for cfg in configs:
+            if cfg.name not in running and await self.lease.try_slot(cfg.name, cfg.binds):
+                self._start_connector(cfg)
+        await self.dispatcher.recover(await self.lease.live_workers())
+
+    async def _keep_leases(self, configs: list[ConnectorConfig]) -> None:
+        assert self.lease is not None
+        while True:
+            await asyncio.sleep(self.lease.seconds / 4)
+            try:
+                await self._lease_pass(configs)
+                await self.lease.forget_dead()
+            except Exception:
+                log.exception("leases.pass_failed")
 
     async def _start_simulator(self) -> ConnectorConfig:
         from cardsms.simulator.digital import SimulatedDigitalChannel
@@ -81,6 +116,11 @@ class Delivery:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.sender.close()
+        if self._listener is not None:
+            await self._listener.close()
+        if self.lease is not None:
+            with contextlib.suppress(Exception):
+                await self.lease.release()
         if self.dispatcher.journal is not None:
             self.dispatcher.journal.close()
         if self.phones is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -207,6 +207,8 @@ class Outbox:
                  "deleted": False, "page_views": 0, "unique_visitors": 0, "name": "", **values}
                 for i, values in self.links
             ])
+        if conn.dialect.name == "postgresql":  # wakes idle workers of other processes at commit
+            await conn.execute(text("SELECT pg_notify('cardsms_work', '')"))
         self.svc.wakeup.set()
 
 

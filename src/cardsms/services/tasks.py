@@ -8,6 +8,7 @@ a restart or a second worker never queues a recipient twice (listmonk's campaign
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select, text, update
 
 from cardsms.db.schema import audience_numbers, audiences, messages, replies, tasks
 from cardsms.domain.errors import CardsmsError, field_error
@@ -227,6 +228,35 @@ async def _hold(svc: Services, task_id: int, from_state: str, to_state: str) -> 
 
 
 # --- the runner ---------------------------------------------------------------------------------
+
+RUNNER_LOCK = 0x7461736B73  # "tasks": one task runner at a time across processes on PostgreSQL
+
+
+async def run_forever(svc: Services) -> None:
+    """The task runner loop. On PostgreSQL only the process holding an advisory lock runs it, so
+    imports and feeds are never done twice; another process takes over when that one dies."""
+    while True:
+        if svc.settings.is_sqlite:  # one process
+            return await _run_loop(svc)
+        async with svc.engine.connect() as conn:
+            if await conn.scalar(text(f"SELECT pg_try_advisory_lock({RUNNER_LOCK})")):
+                try:
+                    await _run_loop(svc)
+                finally:
+                    await conn.execute(text(f"SELECT pg_advisory_unlock({RUNNER_LOCK})"))
+        await asyncio.sleep(2)
+
+
+async def _run_loop(svc: Services) -> None:  # runs until cancelled
+    while True:
+        try:
+            worked = await run_once(svc)
+        except Exception:
+            log.exception("tasks.pass_failed")
+            worked = False
+        if not worked:
+            await asyncio.sleep(0.5)
+
 
 async def run_once(svc: Services) -> bool:
     """One pass: imports, state changes, one chunk per sending task. True when work was done."""

@@ -96,23 +96,13 @@ def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = Tr
                 log.exception("reviewer.pass_failed")
             await asyncio.sleep(svc.settings.review_poll_seconds)
 
-    async def task_runner() -> None:
-        while True:
-            try:
-                worked = await tasks.run_once(svc)
-            except Exception:
-                log.exception("tasks.pass_failed")
-                worked = False
-            if not worked:
-                await asyncio.sleep(0.5)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await public.ensure_public_templates(svc)
         background = [asyncio.create_task(reviewer())] if run_reviewer else []
         if delivery is not None:
             await delivery.start()
-            background.append(asyncio.create_task(task_runner()))
+            background.append(asyncio.create_task(tasks.run_forever(svc)))
         state["ready"] = True
         try:
             yield

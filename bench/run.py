@@ -1,0 +1,311 @@
+"""cardsms benchmarks (`make bench`): every figure with the baseline it is compared to in the same
+run. Prints a table and writes bench/results.json. Loopback only; bounded in count and time.
+
+Sections (select with BENCH_ONLY=import,task,links,workers):
+- import   parse + validate + de-duplicate 500,000 numbers (CSV, zipped CSV, XLSX) vs csv.reader alone
+- task     a card mass task end to end on the embedded default (SQLite, simulated SMSC and phones):
+           time to first submit, msg/s to all submitted and to all receipts, peak RSS of the server
+- links    short-link opens per second (card page, vendor JSON) vs /healthz on the same server
+- workers  PostgreSQL: 1 worker vs 2 workers on the same 20,000 messages (scaling ratio)
+Not measured yet (see the issue note): SendCardSms over HTTP at fixed rates, the Kannel peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+import io
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import new_tenant  # noqa: E402
+from tests.harness import PostgresServer, Server, cardsms_env, cli, free_port, running_server  # noqa: E402
+from tests.integration.helpers import approved_sign, text_template  # noqa: E402
+
+RESULTS: dict[str, Any] = {}
+ROWS: list[tuple[str, str, str, str]] = []  # (figure, value, baseline, ratio)
+
+
+def record(section: str, name: str, value: float, unit: str, baseline: float | None = None,
+           baseline_name: str = "", higher_is_better: bool = True) -> None:
+    entry: dict[str, Any] = {"value": round(value, 3), "unit": unit}
+    ratio = ""
+    if baseline:
+        entry.update(baseline=round(baseline, 3), baseline_name=baseline_name)
+        r = value / baseline if higher_is_better else baseline / value
+        entry["ratio"] = round(r, 3)
+        ratio = f"{r:.2f}x"
+    RESULTS.setdefault(section, {})[name] = entry
+    ROWS.append((f"{section}.{name}", f"{value:,.2f} {unit}",
+                 f"{baseline:,.2f} ({baseline_name})" if baseline else "", ratio))
+    print(f"  {section}.{name}: {value:,.2f} {unit}" + (f"  vs {baseline_name} {baseline:,.2f} -> {ratio}"
+                                                        if baseline else ""), flush=True)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+# --- import ---------------------------------------------------------------------------------------
+
+def numbers_csv(n: int) -> bytes:
+    out = io.StringIO()
+    out.write("phone,name\n")
+    for i in range(n):
+        if i % 100 == 50:
+            out.write(f"12{i},bad\n")  # 1% invalid
+        elif i % 100 == 75:
+            out.write("13500000000,dup\n")  # 1% duplicates
+        else:
+            out.write(f"{13600000000 + i},n{i % 97}\n")
+    return out.getvalue().encode()
+
+
+def bench_import(tmp: Path) -> None:
+    from cardsms.services import imports
+
+    data = numbers_csv(500_000)
+    files = {"csv": tmp / "n.csv", "zip": tmp / "n.zip", "gzip": tmp / "n.csv.gz"}
+    files["csv"].write_bytes(data)
+    with zipfile.ZipFile(files["zip"], "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("n.csv", data)
+    files["gzip"].write_bytes(gzip.compress(data))
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet()
+    for line in data.decode().splitlines():
+        ws.append(line.split(","))
+    files["xlsx"] = tmp / "n.xlsx"
+    wb.save(files["xlsx"])
+
+    def baseline() -> int:
+        with files["csv"].open(newline="") as fh:
+            return sum(1 for _ in csv.reader(fh))
+
+    base_s, _ = timed(baseline)
+    for kind, path in files.items():
+        def parse(path: Path = path) -> tuple[int, int]:
+            columns, count = imports.prescan(path)
+            rows = imports.iter_rows(path)
+            next(rows)  # header
+            good = bad = 0
+            seen: set[str] = set()  # the import de-duplicates in the database; here a set stands in
+            while True:
+                g, b, used = imports._parse_chunk(rows, 1, columns or [], imports.CHUNK)
+                if not used:
+                    break
+                good += len(g)
+                bad += len(b)
+                seen.update(p for _, p, _ in g)
+            return len(seen), bad
+
+        seconds, (kept, bad) = timed(parse)
+        assert kept == 490_001 and bad == 5000, (kind, kept, bad)
+        record("import", f"{kind}_500k_seconds", seconds, "s", base_s, "csv.reader pass over the CSV",
+               higher_is_better=False)
+
+
+# --- embedded server helpers ----------------------------------------------------------------------
+
+def rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def sqlite_scalar(db: Path, sql: str) -> Any:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.25)
+
+
+@contextmanager
+def embedded(tmp: Path, **extra: str) -> Iterator[Server]:
+    env = cardsms_env(tmp / "serve", "", CARDSMS_SIM_REVIEW_SECONDS="0", **extra)
+    with running_server(env, "sqlite") as server:
+        yield server
+
+
+# --- task -----------------------------------------------------------------------------------------
+
+def bench_task(tmp: Path) -> None:
+    n = int(os.environ.get("BENCH_TASK_NUMBERS", "100000"))
+    numbers = tmp / "task.txt"
+    numbers.write_text("\n".join(str(13700000000 + i) for i in range(n)) + "\n")
+    with embedded(tmp) as server:
+        tenant = new_tenant(server)
+        sign = approved_sign(tenant.client(), "压测")
+        db = Path(server.env["CARDSMS_DATA_DIR"]) / "cardsms.db"
+        t0 = time.monotonic()
+        cli(server.env, "task", "create", "--account", tenant.name, "--name", "bench", "--sign", sign,
+            "--template", "PUB_SERVICE_NOTICE", "--file", str(numbers))
+        wait(lambda: (sqlite_scalar(db, "SELECT count(*) FROM messages WHERE submitted_at IS NOT NULL") or 0) > 0,
+             300, "first submit")
+        first = time.monotonic() - t0
+        wait(lambda: sqlite_scalar(db, "SELECT state FROM tasks") == "completed", 3600, "all submitted")
+        submitted_s = time.monotonic() - t0
+        done = f"SELECT count(*) FROM messages WHERE task_id IS NOT NULL AND state IN ('delivered','failed','expired','skipped')"
+        wait(lambda: sqlite_scalar(db, done) >= n, 3600, "all receipts")
+        receipts_s = time.monotonic() - t0
+        rss = rss_peak_mb(server.proc.pid)
+    record("task", f"time_to_first_submit_{n}", first, "s")
+    record("task", f"submitted_msg_per_s_{n}", n / submitted_s, "msg/s")
+    record("task", f"end_to_end_msg_per_s_{n}", n / receipts_s, "msg/s")
+    record("task", f"end_to_end_seconds_{n}", receipts_s, "s")
+    record("task", "server_peak_rss", rss, "MB")
+
+
+# --- links ----------------------------------------------------------------------------------------
+
+def load(urls: list[str], *headers: str, seconds: float = 8, concurrency: int = 64) -> dict[str, Any]:
+    args = [sys.executable, str(ROOT / "bench" / "load.py"), "--seconds", str(seconds), "--concurrency",
+            str(concurrency)]
+    for h in headers:
+        args += ["--header", h]
+    out = subprocess.run(args + urls, capture_output=True, text=True, check=True, timeout=seconds + 60)
+    return dict(json.loads(out.stdout))
+
+
+def bench_links(tmp: Path) -> None:
+    numbers = tmp / "links.txt"
+    numbers.write_text("\n".join(str(13800000000 + i) for i in range(2000)) + "\n")
+    with embedded(tmp, CARDSMS_SIM_OPEN_SHARE="0") as server:
+        tenant = new_tenant(server)
+        sign = approved_sign(tenant.client(), "链接")
+        cli(server.env, "task", "create", "--account", tenant.name, "--name", "links", "--sign", sign,
+            "--template", "PUB_ORDER_SHIPPED", "--file", str(numbers), "--wait")
+        db = Path(server.env["CARDSMS_DATA_DIR"]) / "cardsms.db"
+        conn = sqlite3.connect(db)
+        codes = [r[0] for r in conn.execute("SELECT code FROM short_links LIMIT 500")]
+        conn.close()
+        urls = [f"{server.url}/s/{c}" for c in codes]
+        base = load([f"{server.url}/healthz"])
+        page = load(urls, "User-Agent: Mozilla/5.0 (Linux; Android 14) Mobile")
+        vendor = load(urls, "X-Card-Parser: HuaWei", "Accept: application/json")
+    for name, r in (("card_page", page), ("vendor_json", vendor)):
+        record("links", f"{name}_opens_per_s", r["rps"], "req/s", base["rps"], "/healthz on the same server")
+        record("links", f"{name}_p99", r["p99_ms"], "ms")
+
+
+# --- workers (PostgreSQL) -------------------------------------------------------------------------
+
+def _pg_count(url: str, sql: str) -> int:
+    async def go() -> int:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return int(await conn.scalar(text(sql)) or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
+    from cardsms.settings import Settings
+    from alibabacloud_dysmsapi20170525 import models as m
+
+    url = pg.create_database(f"bench_workers_{k}_{os.getpid()}")
+    env = cardsms_env(tmp / f"api{k}", url, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_WORKER_LEASE_SECONDS="5")
+    cli(env, "migrate")
+    sa_url = Settings(_env_file=None, data_dir=tmp, database_url=url).sqlalchemy_url
+    smsc_port, api_port = free_port(), free_port()
+    smsc = f"smpp://bench:pw@127.0.0.1:{smsc_port}?binds={k}"
+    with ExitStack() as stack:
+        def start(args: list[str], e: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+            log = stack.enter_context((tmp / f"{name}.log").open("ab"))
+            proc = subprocess.Popen([sys.executable, "-m", "cardsms", *args], env=e, stdout=log,
+                                    stderr=subprocess.STDOUT)
+            stack.callback(lambda: (proc.terminate(), proc.wait(20)))
+            return proc
+
+        start(["simulator", "smsc", "--port", str(smsc_port), "--latency-ms", "10"], env, f"smsc{k}")
+        api = start(["api", "--port", str(api_port)], env, f"api{k}")
+        for i in range(k):
+            wenv = {**env, "CARDSMS_DATA_DIR": str(tmp / f"w{k}-{i}")}
+            start(["worker", "--smsc", smsc], wenv, f"worker{k}-{i}")
+        wait(lambda: _pg_count(sa_url, "SELECT count(*) FROM bind_leases") == k, 60, "binds")
+        server = Server(api_port, env, api, "postgresql")
+        wait(lambda: subprocess.run(["curl", "-sf", f"{server.url}/healthz"], capture_output=True).returncode == 0,
+             60, "api")
+        tenant = new_tenant(server)
+        client = tenant.client()
+        sign = approved_sign(client, "扩展")
+        code = text_template(client, "Your parcel has shipped")
+        t0 = time.monotonic()
+        for start_at in range(0, n, 1000):
+            phones = ",".join(str(13900000000 + i) for i in range(start_at, start_at + 1000))
+            client.send_sms(m.SendSmsRequest(phone_numbers=phones, sign_name=sign, template_code=code))
+        wait(lambda: _pg_count(sa_url, "SELECT count(*) FROM messages WHERE state IN ('queued','submitting')") == 0,
+             600, "all submitted")
+        return n / (time.monotonic() - t0)
+
+
+def bench_workers(tmp: Path) -> None:
+    n = int(os.environ.get("BENCH_WORKER_MESSAGES", "20000"))
+    pg = PostgresServer()
+    pg.start()
+    try:
+        one = run_workers(pg, tmp, 1, n)
+        two = run_workers(pg, tmp, 2, n)
+    finally:
+        pg.stop()
+    record("workers", f"one_worker_msg_per_s_{n}", one, "msg/s")
+    record("workers", f"two_workers_msg_per_s_{n}", two, "msg/s", one, "one worker")
+
+
+SECTIONS = {"import": bench_import, "task": bench_task, "links": bench_links, "workers": bench_workers}
+
+
+def main() -> None:
+    only = [s for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s]
+    RESULTS["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "platform": platform.platform(), "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    with tempfile.TemporaryDirectory(prefix="cardsms-bench-") as tmp:
+        for name in only:
+            print(f"[{name}]", flush=True)
+            (Path(tmp) / name).mkdir()
+            SECTIONS[name](Path(tmp) / name)
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(RESULTS, indent=2, ensure_ascii=False) + "\n")
+    width = max(len(r[0]) for r in ROWS)
+    print(f"\n{'figure':<{width}}  {'value':>18}  {'baseline':<40}  ratio")
+    for figure, value, base, ratio in ROWS:
+        print(f"{figure:<{width}}  {value:>18}  {base:<40}  {ratio}")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
