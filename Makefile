@@ -39,7 +39,7 @@ system-deps:
 test-deps: $(VENV)/.test-installed system-deps
 
 lint: test-deps
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 
 typecheck: test-deps
 	$(VENV)/bin/mypy

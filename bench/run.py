@@ -103,7 +103,7 @@ def bench_import(tmp: Path) -> None:
     base_s, _ = timed(baseline)
     for kind, path in files.items():
         def parse(path: Path = path) -> tuple[int, int]:
-            columns, count = imports.prescan(path)
+            columns, _count = imports.prescan(path)
             rows = imports.iter_rows(path)
             next(rows)  # header
             good = bad = 0
@@ -173,7 +173,8 @@ def bench_task(tmp: Path) -> None:
         first = time.monotonic() - t0
         wait(lambda: sqlite_scalar(db, "SELECT state FROM tasks") == "completed", 3600, "all submitted")
         submitted_s = time.monotonic() - t0
-        done = f"SELECT count(*) FROM messages WHERE task_id IS NOT NULL AND state IN ('delivered','failed','expired','skipped')"
+        done = ("SELECT count(*) FROM messages WHERE task_id IS NOT NULL "
+                "AND state IN ('delivered', 'failed', 'expired', 'skipped')")
         wait(lambda: sqlite_scalar(db, done) >= n, 3600, "all receipts")
         receipts_s = time.monotonic() - t0
         rss = rss_peak_mb(server.proc.pid)
@@ -234,8 +235,9 @@ def _pg_count(url: str, sql: str) -> int:
 
 
 def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
-    from cardsms.settings import Settings
     from alibabacloud_dysmsapi20170525 import models as m
+
+    from cardsms.settings import Settings
 
     url = pg.create_database(f"bench_workers_{k}_{os.getpid()}")
     env = cardsms_env(tmp / f"api{k}", url, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_WORKER_LEASE_SECONDS="5")

@@ -83,7 +83,6 @@ def normalise_mainland_mobile(raw: str) -> PhoneNumber:
 
 def mainland_national(raw: str) -> str:
     """The national form of a mainland mobile; a fast path for the plain 11-digit form (imports)."""
-    text = raw.strip()
-    if len(text) == 11 and _MAINLAND_MOBILE.fullmatch(text):
-        return text
-    return normalise_mainland_mobile(text).national
+    if len(raw) == 11 and raw.isascii() and raw.isdigit() and raw[0] == "1" and raw[1] in "3456789":
+        return raw
+    return normalise_mainland_mobile(raw.strip()).national

@@ -99,8 +99,7 @@ def _text_rows(raw: Any) -> Iterator[list[str]]:
         encoding = "gb18030"  # Excel on Chinese Windows saves CSV as GBK
     text = io.TextIOWrapper(buffered, encoding=encoding, errors="replace", newline="")
     dialect = "excel-tab" if "\t" in head.split(b"\n", 1)[0].decode("latin-1") else "excel"
-    for row in csv.reader(text, dialect):
-        yield [c.strip() for c in row]
+    yield from csv.reader(text, dialect)  # cells are stripped where they are used
 
 
 def iter_rows(path: Path) -> Iterator[list[str]]:
@@ -138,6 +137,7 @@ def _header(first: list[str]) -> list[str] | None:
     if not first or any(ch.isdigit() for ch in first[0]):
         return None
     names = first[1:]
+    names = [n.strip() for n in names]
     for i, name in enumerate(names, 2):
         if not _PARAM_NAME.fullmatch(name):
             raise _file_error(f"header column {i} {name[:30]!r}: parameter names are 1-20 letters, digits "
@@ -166,6 +166,9 @@ def prescan(path: Path) -> tuple[list[str] | None, int]:
     return columns, count
 
 
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder for every row
+
+
 def _parse_chunk(rows: Iterator[list[str]], start_line: int, columns: list[str], n: int
                  ) -> tuple[list[tuple[int, str, str | None]], list[tuple[int, str, str]], int]:
     """Up to n lines: (valid (line, phone, params)), (problems (line, raw, reason)), lines consumed."""
@@ -180,7 +183,7 @@ def _parse_chunk(rows: Iterator[list[str]], start_line: int, columns: list[str],
             except InvalidNumber as exc:
                 bad.append((line, row[0][:200], str(exc)[:200]))
             else:
-                params = json.dumps(dict(zip(columns, row[1:], strict=False)), ensure_ascii=False) if columns else None
+                params = _to_json(dict(zip(columns, (c.strip() for c in row[1:]), strict=False))) if columns else None
                 good.append((line, phone, params))
         if line - start_line >= n:
             break
