@@ -49,6 +49,7 @@ test: lint typecheck
 
 # Benchmarks (loopback only; about 10 minutes on 2 cores): prints a table, writes bench/results.json.
 bench: test-deps
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) bench/run.py
 
 docs-errors: venv

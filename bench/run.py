@@ -150,6 +150,7 @@ def wait(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 @contextmanager
 def embedded(tmp: Path, **extra: str) -> Iterator[Server]:
+    (tmp / "serve").mkdir(parents=True, exist_ok=True)
     env = cardsms_env(tmp / "serve", "", CARDSMS_SIM_REVIEW_SECONDS="0", **extra)
     with running_server(env, "sqlite") as server:
         yield server
@@ -187,13 +188,30 @@ def bench_task(tmp: Path) -> None:
 
 # --- links ----------------------------------------------------------------------------------------
 
-def load(urls: list[str], *headers: str, seconds: float = 8, concurrency: int = 64) -> dict[str, Any]:
-    args = [sys.executable, str(ROOT / "bench" / "load.py"), "--seconds", str(seconds), "--concurrency",
-            str(concurrency)]
-    for h in headers:
-        args += ["--header", h]
-    out = subprocess.run(args + urls, capture_output=True, text=True, check=True, timeout=seconds + 60)
-    return dict(json.loads(out.stdout))
+def load(urls: list[str], *headers: str, seconds: int = 8, connections: int = 64) -> dict[str, Any]:
+    """Drive the URLs round-robin with wrk (a separate process, Debian's package) and read its figures."""
+    assert all(u.startswith("http://127.0.0.1:") for u in urls), "load only on loopback"
+    base = urls[0].split("/", 3)
+    paths = ["/" + u.split("/", 3)[3] for u in urls]
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    hdrs = "".join(f'wrk.headers["{h.split(": ", 1)[0]}"] = "{h.split(": ", 1)[1]}"\n' for h in headers)
+    script.write_text(hdrs + "paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
+                      "i = 0\nrequest = function()\n  i = i % #paths + 1\n"
+                      "  return wrk.format(nil, paths[i])\nend\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+                          f"{base[0]}//{base[2]}"], capture_output=True, text=True, check=True,
+                         timeout=seconds + 60).stdout
+    script.unlink()
+
+    def ms(label: str) -> float:
+        value = next(line.split()[1] for line in out.splitlines() if line.strip().startswith(label))
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+        unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
+        return float(value[: -len(unit)]) * scale[unit]
+
+    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+    errors = sum(int(x) for line in out.splitlines() if "Non-2xx" in line for x in line.split()[-1:])
+    return {"rps": rps, "p50_ms": ms("50%"), "p99_ms": ms("99%"), "non_2xx": errors}
 
 
 def bench_links(tmp: Path) -> None:
