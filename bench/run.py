@@ -252,6 +252,15 @@ def _pg_count(url: str, sql: str) -> int:
     return asyncio.run(go())
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
     from alibabacloud_dysmsapi20170525 import models as m
 
@@ -268,7 +277,7 @@ def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
             log = stack.enter_context((tmp / f"{name}.log").open("ab"))
             proc = subprocess.Popen([sys.executable, "-m", "cardsms", *args], env=e, stdout=log,
                                     stderr=subprocess.STDOUT)
-            stack.callback(lambda: (proc.terminate(), proc.wait(20)))
+            stack.callback(stop, proc)
             return proc
 
         start(["simulator", "smsc", "--port", str(smsc_port), "--latency-ms", "10"], env, f"smsc{k}")
