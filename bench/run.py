@@ -34,7 +34,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import new_tenant  # noqa: E402
-from tests.harness import PostgresServer, Server, cardsms_env, cli, free_port, running_server  # noqa: E402
+from tests.harness import (  # noqa: E402
+    PostgresServer,
+    Server,
+    cardsms_env,
+    cli,
+    free_port,
+    running_server,
+    stop_process,
+)
 from tests.integration.helpers import approved_sign, text_template  # noqa: E402
 
 RESULTS: dict[str, Any] = {}
@@ -252,15 +260,6 @@ def _pg_count(url: str, sql: str) -> int:
     return asyncio.run(go())
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
     from alibabacloud_dysmsapi20170525 import models as m
 
@@ -277,7 +276,7 @@ def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
             log = stack.enter_context((tmp / f"{name}.log").open("ab"))
             proc = subprocess.Popen([sys.executable, "-m", "cardsms", *args], env=e, stdout=log,
                                     stderr=subprocess.STDOUT)
-            stack.callback(stop, proc)
+            stack.callback(stop_process, proc)
             return proc
 
         start(["simulator", "smsc", "--port", str(smsc_port), "--latency-ms", "10"], env, f"smsc{k}")

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from cardsms.db.schema import bind_leases, messages
 from cardsms.settings import Settings
 from tests.conftest import env_for, new_tenant
-from tests.harness import Server, free_port
+from tests.harness import Server, free_port, stop_process
 from tests.integration.helpers import approved_sign, text_template
 
 TOTAL = 20_000
@@ -39,12 +39,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
 
 
 def wait_for(check: object, timeout: float, what: str) -> None:
