@@ -24,13 +24,21 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cardsms import __version__
-from cardsms.console.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginLimiter, Session, SessionCodec, authenticate
+from cardsms.console.auth import (
+    LOGIN_CSRF_COOKIE,
+    ROLE_RANK,
+    SESSION_COOKIE,
+    LoginLimiter,
+    Session,
+    SessionCodec,
+    authenticate,
+)
 from cardsms.console.designer import DESIGNER_ACTIONS, Design, type_choices
 from cardsms.console.i18n import language, translator
 from cardsms.db.schema import messages
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
-from cardsms.domain.schedule import parse_local_start
+from cardsms.domain.schedule import can_revoke, parse_local_start
 from cardsms.domain.vendors import Vendor
 from cardsms.links.render import card_view
 from cardsms.services import (
@@ -91,7 +99,7 @@ class Console:
                 if request.headers.get("hx-request"):
                     return Response(status_code=204, headers={"HX-Redirect": target})
                 return RedirectResponse(target, 303)
-            need = role if request.method == "GET" else max(role, "operator", key=_rank)
+            need = role if request.method == "GET" else max(role, "operator", key=ROLE_RANK.__getitem__)
             if not session.may(need):
                 return self.render(request, "notice.html", session, 403, title="Not allowed",
                                    message="Your role may not do this; ask an administrator.")
@@ -168,8 +176,7 @@ class Console:
                                     samesite="lax", path="/", secure=self.secure_cookies)
                 return response
             self.limiter.failed(*keys)
-            error = "Wrong user name or password." if "wrong" in result else \
-                "Several accounts have this user name: enter the account too."
+            error = result
         return self.render(request, "login.html", status=400, csrf=token, error=error, username=username,
                            account=account, next=str(form.get("next", "")))
 
@@ -355,8 +362,7 @@ class Console:
             return self.render(request, "notice.html", session, 404, title="Not found",
                                message=f"{code} is not a public template")
         ctx = await self._card_context(session, code)
-        _, sign_rows = await signs.list_signs(self.svc, session.account_id, 1, 200)
-        approved_signs = [s["name"] for s in sign_rows if s["status"] == 1]
+        approved_signs = await self._approved_signs(session)
         results: list[tuple[str, str, str]] = []
         errors: dict[str, str] = {}
         form: dict[str, str] = {}
@@ -417,13 +423,14 @@ class Console:
     # --- mass tasks -----------------------------------------------------------------------------
 
     async def _task_rows(self, session: Session) -> list[dict[str, Any]]:
+        rows = await tasks.list_tasks(self.svc, session.account_id)
+        stats = await tasks.tasks_stats(self.svc, [t["id"] for t in rows])
         out = []
-        for t in await tasks.list_tasks(self.svc, session.account_id):
-            stats = await tasks.task_stats(self.svc, t["id"]) if t["state"] not in ("importing", "revoked") else {}
-            done = stats.get("submitted", 0) + stats.get("skipped", 0)
-            out.append({"t": t, "stats": stats, "pct": _pct(done, t["total"]),
-                        "revocable": t["state"] in ("scheduled", "importing") and t["scheduled_at"] is not None
-                        and as_utc(t["scheduled_at"]) - timedelta(minutes=5) >= self.svc.now()})
+        for t in rows:
+            done = stats[t["id"]]["submitted"] + stats[t["id"]]["skipped"]
+            start = as_utc(t["scheduled_at"]) if t["scheduled_at"] is not None else None
+            out.append({"t": t, "stats": stats[t["id"]], "pct": _pct(done, t["total"]),
+                        "revocable": t["state"] in ("scheduled", "importing") and can_revoke(start, self.svc.now())})
         return out
 
     async def task_list(self, request: Request, session: Session) -> Response:
@@ -432,12 +439,15 @@ class Console:
     async def task_rows(self, request: Request, session: Session) -> Response:
         return self.render(request, "task_rows.html", session, rows=await self._task_rows(session))
 
+    async def _approved_signs(self, session: Session) -> list[str]:
+        _, rows = await signs.list_signs(self.svc, session.account_id, 1, 500)
+        return [s["name"] for s in rows if s["status"] == 1]
+
     async def _task_choices(self, session: Session) -> dict[str, Any]:
-        _, sign_rows = await signs.list_signs(self.svc, session.account_id, 1, 500)
         _, card_rows = await templates.list_templates(self.svc, session.account_id, ("card",), 1, 500)
         _, text_rows = await templates.list_templates(self.svc, session.account_id, ("text",), 1, 500)
         _, digital_rows = await templates.list_templates(self.svc, session.account_id, ("digital",), 1, 500)
-        return {"signs": [s["name"] for s in sign_rows if s["status"] == 1],
+        return {"signs": await self._approved_signs(session),
                 "cards": [(c["code"], c["name"]) for c in card_rows if c["status"] == 1]
                 + [(p["code"], p["name"]) for p in await public.list_public(self.svc)],
                 "texts": [(c["code"], c["name"]) for c in text_rows if c["status"] == 1],
@@ -553,8 +563,7 @@ class Console:
     async def audience_problems(self, request: Request, session: Session) -> Response:
         aud = await imports.get_audience(self.svc, session.account_id, request.path_params["id"])
         rows = await imports.problems(self.svc, session.account_id, aud["id"])
-        lines = ["line,value,reason"] + [",".join(_csv_cell(v) for v in r) for r in rows]
-        return Response("\n".join(lines) + "\n", media_type="text/csv",
+        return Response(tasks.csv_text([("line", "value", "reason"), *rows]), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="invalid-lines-{aud["id"]}.csv"'})
 
     async def audience_delete(self, request: Request, session: Session) -> Response:
@@ -629,10 +638,6 @@ class Console:
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-def _rank(role: str) -> int:
-    return {"viewer": 0, "operator": 1, "admin": 2}[role]
-
-
 def _rate(part: int, whole: int) -> str:
     return f"{part * 100 / whole:.1f}%" if whole else "—"
 
@@ -657,11 +662,6 @@ def _api_field(exc: CardsmsError, default: str) -> str:
     """The form field an API-style message is about: the parameter it names first."""
     found = [(exc.message.find(api), -len(api), form) for api, form in _API_FIELDS.items() if api in exc.message]
     return min(found)[2] if found else _field(exc, default)
-
-
-def _csv_cell(value: Any) -> str:
-    text = tasks.safe_cell(value)
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
 async def _text_form(request: Request) -> dict[str, str]:

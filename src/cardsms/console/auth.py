@@ -90,7 +90,7 @@ class LoginLimiter:
 
 
 async def authenticate(svc: Services, username: str, password: str, account: str) -> Session | str:
-    """A new session, or the reason the login failed (never which of name and password was wrong)."""
+    """A new session, or the message to show (never which of name and password was wrong)."""
     query = select(users, accounts.c.name.label("account_name")).join(accounts, accounts.c.id == users.c.account_id
                                                                        ).where(users.c.username == username)
     if account:
@@ -98,9 +98,9 @@ async def authenticate(svc: Services, username: str, password: str, account: str
     async with svc.engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     if len(rows) > 1:
-        return "several accounts have this user name: enter the account too"
+        return "Several accounts have this user name: enter the account too."
     if not rows or rows[0]["disabled"] or not verify_password(password, rows[0]["password_hash"]):
-        return "wrong user name or password"
+        return "Wrong user name or password."
     row = rows[0]
     return Session(int(row["id"]), int(row["account_id"]), row["account_name"], row["username"], row["role"],
                    secrets.token_urlsafe(24), int(time.time()) + SESSION_SECONDS)

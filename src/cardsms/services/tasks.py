@@ -177,8 +177,8 @@ async def list_tasks(svc: Services, account_id: int, limit: int = 100) -> list[A
 
 
 async def _transition(svc: Services, account_id: int, task_id: int, allowed: tuple[str, ...], to: str,
-                      verb: str, **values: Any) -> None:
-    task = await get_task(svc, account_id, task_id)
+                      verb: str, task: Any = None, **values: Any) -> None:
+    task = task if task is not None else await get_task(svc, account_id, task_id)
     async with svc.engine.begin() as conn:
         done = (await conn.execute(update(tasks).where(
             tasks.c.id == task_id, tasks.c.account_id == account_id, tasks.c.state.in_(allowed)
@@ -195,7 +195,7 @@ async def revoke_task(svc: Services, account_id: int, task_id: int) -> None:
         why = (f"it starts at {start:%Y-%m-%d %H:%M} UTC and a task can be revoked only until 5 minutes "
                "before its start" if start else "it has no scheduled start; pause or cancel it instead")
         raise CardsmsError("TaskStateConflict", f"task {task_id} cannot be revoked: {why}", field="task")
-    await _transition(svc, account_id, task_id, ("scheduled", "importing"), "revoked", "revoked",
+    await _transition(svc, account_id, task_id, ("scheduled", "importing"), "revoked", "revoked", task,
                       finished_at=svc.now())
 
 
@@ -356,32 +356,41 @@ async def _maybe_complete(conn: Any, svc: Services, task_id: int) -> bool:
 
 async def task_stats(svc: Services, task_id: int) -> dict[str, int]:
     """submitted, card, fallback, delivered, failed, rendered, opened, replies, skipped, queued."""
+    return (await tasks_stats(svc, [task_id]))[task_id]
+
+
+async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """`task_stats` of several tasks in two grouped queries (the task list refreshes them all)."""
+    keys = ("queued", "submitted", "card", "fallback", "delivered", "failed", "rendered", "opened", "skipped",
+            "replies")
+    out = {t: dict.fromkeys(keys, 0) for t in task_ids}
+    if not task_ids:
+        return out
     async with svc.engine.connect() as conn:
         rows = (await conn.execute(select(
-            messages.c.channel, messages.c.state, func.count(),
+            messages.c.task_id, messages.c.channel, messages.c.state, func.count(),
             func.sum(case((messages.c.render_status == 1, 1), else_=0)),
             func.sum(case((messages.c.opens > 0, 1), else_=0)),
-        ).where(messages.c.task_id == task_id).group_by(messages.c.channel, messages.c.state))).all()
-        replied = await conn.scalar(select(func.count()).select_from(replies).join(
-            messages, messages.c.id == replies.c.message_id).where(messages.c.task_id == task_id))
-    out = dict.fromkeys(("queued", "submitted", "card", "fallback", "delivered", "failed", "rendered", "opened",
-                         "skipped"), 0)
-    for channel, state, n, rendered, opened in rows:
+        ).where(messages.c.task_id.in_(task_ids)).group_by(messages.c.task_id, messages.c.channel,
+                                                            messages.c.state))).all()
+        replied = (await conn.execute(select(messages.c.task_id, func.count()).select_from(replies).join(
+            messages, messages.c.id == replies.c.message_id).where(messages.c.task_id.in_(task_ids))
+            .group_by(messages.c.task_id))).all()
+    for task_id, channel, state, n, rendered, opened in rows:
+        stats = out[task_id]
         if state == "skipped":
-            out["skipped"] += n
+            stats["skipped"] += n
             continue
-        out["card" if channel == "card" else "fallback"] += n
-        if state in ("queued", "paused", "submitting"):
-            out["queued"] += n
-        else:
-            out["submitted"] += n
+        stats["card" if channel == "card" else "fallback"] += n
+        stats["queued" if state in ("queued", "paused", "submitting") else "submitted"] += n
         if state == "delivered":
-            out["delivered"] += n
+            stats["delivered"] += n
         elif state in ("failed", "expired"):
-            out["failed"] += n
-        out["rendered"] += int(rendered or 0)
-        out["opened"] += int(opened or 0)
-    out["replies"] = int(replied or 0)
+            stats["failed"] += n
+        stats["rendered"] += int(rendered or 0)
+        stats["opened"] += int(opened or 0)
+    for task_id, n in replied:
+        out[task_id]["replies"] = int(n)
     return out
 
 
@@ -392,6 +401,13 @@ def safe_cell(value: Any) -> str:
     """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_text(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as CSV text with every cell made formula-safe."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([safe_cell(v) for v in row] for row in rows)
+    return buffer.getvalue()
 
 
 async def export_rows(svc: Services, account_id: int, task_id: int) -> AsyncIterator[str]:
