@@ -5,9 +5,13 @@ Sections (select with BENCH_ONLY=import,task,links,workers):
 - import   parse + validate + de-duplicate 500,000 numbers (CSV, zipped CSV, XLSX) vs csv.reader alone
 - task     a card mass task end to end on the embedded default (SQLite, simulated SMSC and phones):
            time to first submit, msg/s to all submitted and to all receipts, peak RSS of the server
+- api      SendCardSms over HTTP with signatures (bench/httpload.py, a separate process): the highest
+           request rate, and p50/p99 latency at fixed rates, vs /healthz driven the same way
 - links    short-link opens per second (card page, vendor JSON) vs /healthz on the same server
 - workers  PostgreSQL: 1 worker vs 2 workers on the same 20,000 messages (scaling ratio)
-Not measured yet (see the issue note): SendCardSms over HTTP at fixed rates, the Kannel peer.
+- peer     the task's numbers and SMS text through Kannel (Debian's bearerbox + smsbox; HTTP sendsms with
+           100 recipients per request, SMPP to the same simulated SMSC, window 100, receipts on):
+           cardsms's end-to-end msg/s divided by Kannel's
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from tests.harness import (  # noqa: E402
 from tests.integration.helpers import approved_sign, text_template  # noqa: E402
 
 RESULTS: dict[str, Any] = {}
+TASK: dict[str, Any] = {}  # the task section's figures, which the peer section compares against
+WINDOW = "100"  # the SMPP window of both cardsms and Kannel
 ROWS: list[tuple[str, str, str, str]] = []  # (figure, value, baseline, ratio)
 
 
@@ -170,7 +176,7 @@ def bench_task(tmp: Path) -> None:
     n = int(os.environ.get("BENCH_TASK_NUMBERS", "100000"))
     numbers = tmp / "task.txt"
     numbers.write_text("\n".join(str(13700000000 + i) for i in range(n)) + "\n")
-    with embedded(tmp) as server:
+    with embedded(tmp, CARDSMS_SMSC_WINDOW=WINDOW, CARDSMS_SIM_SMSC_LATENCY_MS="10") as server:
         tenant = new_tenant(server)
         sign = approved_sign(tenant.client(), "压测")
         db = Path(server.env["CARDSMS_DATA_DIR"]) / "cardsms.db"
@@ -187,6 +193,8 @@ def bench_task(tmp: Path) -> None:
         wait(lambda: sqlite_scalar(db, done) >= n, 3600, "all receipts")
         receipts_s = time.monotonic() - t0
         rss = rss_peak_mb(server.proc.pid)
+        TASK["text"] = sqlite_scalar(db, "SELECT content FROM messages WHERE task_id IS NOT NULL LIMIT 1")
+        TASK["numbers"], TASK["msg_per_s"] = n, n / receipts_s
     record("task", f"time_to_first_submit_{n}", first, "s")
     record("task", f"submitted_msg_per_s_{n}", n / submitted_s, "msg/s")
     record("task", f"end_to_end_msg_per_s_{n}", n / receipts_s, "msg/s")
@@ -241,6 +249,44 @@ def bench_links(tmp: Path) -> None:
     for name, r in (("card_page", page), ("vendor_json", vendor)):
         record("links", f"{name}_opens_per_s", r["rps"], "req/s", base["rps"], "/healthz on the same server")
         record("links", f"{name}_p99", r["p99_ms"], "ms")
+
+
+# --- api: SendCardSms over HTTP --------------------------------------------------------------------
+
+def httpload(server: Server, tenant: Any, params: dict[str, str], mode: str, first_mobile: int = 0,
+             rate: int = 0, seconds: int = 8, path: str = "") -> dict[str, Any]:
+    args = [sys.executable, str(ROOT / "bench" / "httpload.py"), "--port", str(server.port), "--mode", mode,
+            "--seconds", str(seconds), "--count", str(max(rate, 5000) * seconds)]
+    if path:
+        args += ["--path", path]
+    else:
+        args += ["--key", tenant.key_id, "--secret", tenant.secret, "--params", json.dumps(params),
+                 "--first-mobile", str(first_mobile)]
+    if rate:
+        args += ["--rate", str(rate)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    assert result["errors"] == 0, result
+    return result
+
+
+def bench_api(tmp: Path) -> None:
+    rates = [int(r) for r in os.environ.get("BENCH_API_RATES", "500,1000").split(",")]
+    with embedded(tmp, CARDSMS_API_QPS="1000000", CARDSMS_SMSC_WINDOW=WINDOW,
+                  CARDSMS_SIM_SMSC_LATENCY_MS="10", CARDSMS_SIM_OPEN_SHARE="0") as server:
+        tenant = new_tenant(server)
+        sign = approved_sign(tenant.client(), "接口")
+        params = {"Action": "SendCardSms", "SignName": sign, "CardTemplateCode": "PUB_SERVICE_NOTICE"}
+        health = httpload(server, tenant, {}, "max", path="/healthz")
+        top = httpload(server, tenant, params, "max", 13100000000)
+        fixed = {r: httpload(server, tenant, params, "rate", 13200000000 + r * 100_000, rate=r) for r in rates}
+    record("api", "send_card_sms_max_req_per_s", top["rps"], "req/s", health["rps"], "/healthz, same load process")
+    record("api", "send_card_sms_max_p99", top["p99_ms"], "ms")
+    for r, res in fixed.items():
+        record("api", f"send_card_sms_at_{r}_per_s_p50", res["p50_ms"], "ms")
+        record("api", f"send_card_sms_at_{r}_per_s_p99", res["p99_ms"], "ms")
+        record("api", f"send_card_sms_at_{r}_per_s_achieved", res["rps"], "req/s", r, "offered rate")
 
 
 # --- workers (PostgreSQL) -------------------------------------------------------------------------
@@ -314,7 +360,120 @@ def bench_workers(tmp: Path) -> None:
     record("workers", f"two_workers_msg_per_s_{n}", two, "msg/s", one, "one worker")
 
 
-SECTIONS = {"import": bench_import, "task": bench_task, "links": bench_links, "workers": bench_workers}
+# --- peer: Kannel ---------------------------------------------------------------------------------
+
+KANNEL_CONF = """
+group = core
+admin-port = {admin}
+admin-password = bench
+status-password = bench
+admin-allow-ip = "127.0.0.1"
+smsbox-port = {box}
+box-allow-ip = "127.0.0.1"
+log-file = "{tmp}/bearerbox.log"
+log-level = 2
+dlr-storage = internal
+
+group = smsc
+smsc = smpp
+smsc-id = sim
+host = 127.0.0.1
+port = {smsc}
+transceiver-mode = true
+smsc-username = kannel
+smsc-password = pw
+system-type = "VMA"
+max-pending-submits = {window}
+log-level = 2
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {box}
+sendsms-port = {sendsms}
+log-file = "{tmp}/smsbox.log"
+log-level = 2
+
+group = sendsms-user
+username = bench
+password = bench
+max-messages = 10
+concatenation = true
+"""
+
+
+def kannel_status(admin: int) -> tuple[int, int]:
+    """(SMS sent to the SMSC, receipts received from it) off bearerbox's status page."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status.xml?password=bench", timeout=10) as r:
+        xml = r.read().decode()
+    sent = re.search(r"<sms>.*?<sent><total>(\d+)", xml, re.S)
+    dlr = re.search(r"<dlr>\s*<received><total>(\d+)", xml)
+    assert sent and dlr, xml[:500]
+    return int(sent.group(1)), int(dlr.group(1))
+
+
+async def kannel_send(port: int, numbers: list[str], text: str, concurrency: int = 8) -> None:
+    import aiohttp
+
+    batches = [numbers[i:i + 100] for i in range(0, len(numbers), 100)]  # sendsms: up to 100 recipients
+    url = f"http://127.0.0.1:{port}/cgi-bin/sendsms"
+    async with aiohttp.ClientSession() as session:
+        async def sender(mine: list[list[str]]) -> None:
+            for batch in mine:
+                params = {"username": "bench", "password": "bench", "from": "10690000", "to": " ".join(batch),
+                          "text": text, "charset": "UTF-8", "coding": "2", "dlr-mask": "3"}
+                async with session.get(url, params=params) as resp:
+                    body = await resp.text()
+                    assert resp.status in (200, 202), (resp.status, body)
+
+        await asyncio.gather(*(sender(batches[i::concurrency]) for i in range(concurrency)))
+
+
+def bench_peer(tmp: Path) -> None:
+    n = int(TASK.get("numbers") or os.environ.get("BENCH_TASK_NUMBERS", "100000"))
+    text = TASK.get("text") or "【压测】您有一条服务通知，点击查看 http://127.0.0.1:8080/s/Ab3dE6gH 拒收请回复R"
+    ports = {"admin": free_port(), "box": free_port(), "sendsms": free_port(), "smsc": free_port()}
+    (tmp / "kannel.conf").write_text(KANNEL_CONF.format(tmp=tmp, window=WINDOW, **ports))
+    env = cardsms_env(tmp, "")
+    with ExitStack() as stack:
+        def start(args: list[str], name: str) -> subprocess.Popen[bytes]:
+            log = stack.enter_context((tmp / f"{name}.out").open("ab"))
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+            stack.callback(stop_process, proc)
+            return proc
+
+        start([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(ports["smsc"]),
+               "--latency-ms", "10"], "smsc")
+        wait(lambda: port_open(ports["smsc"]), 30, "simulated SMSC")
+        start(["bearerbox", str(tmp / "kannel.conf")], "bearerbox")
+        wait(lambda: port_open(ports["admin"]), 30, "bearerbox")
+        start(["smsbox", str(tmp / "kannel.conf")], "smsbox")
+        wait(lambda: port_open(ports["sendsms"]), 30, "smsbox")
+        numbers = [str(13700000000 + i) for i in range(n)]
+        t0 = time.monotonic()
+        asyncio.run(kannel_send(ports["sendsms"], numbers, text))
+        accepted_s = time.monotonic() - t0
+        wait(lambda: kannel_status(ports["admin"])[1] >= n, 3600, "Kannel receipts")
+        kannel_s = time.monotonic() - t0
+    record("peer", f"kannel_accepted_msg_per_s_{n}", n / accepted_s, "msg/s")
+    record("peer", f"kannel_end_to_end_msg_per_s_{n}", n / kannel_s, "msg/s")
+    if TASK.get("msg_per_s"):
+        record("peer", f"cardsms_end_to_end_msg_per_s_{n}", TASK["msg_per_s"], "msg/s", n / kannel_s,
+               "Kannel end to end, same numbers and text")
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "api": bench_api, "links": bench_links,
+            "workers": bench_workers}
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def china_time(value: datetime) -> str:
 
 
 def random_digits(n: int) -> str:
-    return str(secrets.randbelow(9) + 1) + "".join(str(secrets.randbelow(10)) for _ in range(n - 1))
+    return str(10 ** (n - 1) + secrets.randbelow(9 * 10 ** (n - 1)))
 
 
 @dataclass
