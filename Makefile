@@ -47,9 +47,12 @@ typecheck: test-deps
 test: lint typecheck
 	$(VENV)/bin/pytest -p no:cacheprovider
 
-# Benchmarks (loopback only; about 10 minutes on 2 cores): prints a table, writes bench/results.json.
+# Benchmarks (loopback only; about 12 minutes on 2 cores): prints a table, writes bench/results.json.
+# Debian's wrk drives the link opens; Debian's kannel (bearerbox + smsbox) is the peer gateway.
 bench: test-deps
-	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	@missing=""; command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v bearerbox >/dev/null 2>&1 || missing="$$missing kannel"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	$(PY) bench/run.py
 
 docs-errors: venv
