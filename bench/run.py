@@ -194,7 +194,7 @@ def bench_task(tmp: Path) -> None:
         receipts_s = time.monotonic() - t0
         rss = rss_peak_mb(server.proc.pid)
         TASK["text"] = sqlite_scalar(db, "SELECT content FROM messages WHERE task_id IS NOT NULL LIMIT 1")
-        TASK["numbers"], TASK["msg_per_s"] = n, n / receipts_s
+        TASK["numbers"], TASK["msg_per_s"], TASK["rss"] = n, n / receipts_s, rss
     record("task", f"time_to_first_submit_{n}", first, "s")
     record("task", f"submitted_msg_per_s_{n}", n / submitted_s, "msg/s")
     record("task", f"end_to_end_msg_per_s_{n}", n / receipts_s, "msg/s")
@@ -450,9 +450,9 @@ def bench_peer(tmp: Path) -> None:
         start([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(ports["smsc"]),
                "--latency-ms", "10"], "smsc")
         wait(lambda: port_open(ports["smsc"]), 30, "simulated SMSC")
-        start(["bearerbox", str(tmp / "kannel.conf")], "bearerbox")
+        bearerbox = start(["bearerbox", str(tmp / "kannel.conf")], "bearerbox")
         wait(lambda: port_open(ports["admin"]), 30, "bearerbox")
-        start(["smsbox", str(tmp / "kannel.conf")], "smsbox")
+        smsbox = start(["smsbox", str(tmp / "kannel.conf")], "smsbox")
         wait(lambda: port_open(ports["sendsms"]), 30, "smsbox")
         numbers = [str(13700000000 + i) for i in range(n)]
         t0 = time.monotonic()
@@ -460,11 +460,14 @@ def bench_peer(tmp: Path) -> None:
         accepted_s = time.monotonic() - t0
         wait(lambda: kannel_status(ports["admin"])[1] >= n, 3600, "Kannel receipts")
         kannel_s = time.monotonic() - t0
+        kannel_rss = rss_peak_mb(bearerbox.pid) + rss_peak_mb(smsbox.pid)
     record("peer", f"kannel_accepted_msg_per_s_{n}", n / accepted_s, "msg/s")
     record("peer", f"kannel_end_to_end_msg_per_s_{n}", n / kannel_s, "msg/s")
     if TASK.get("msg_per_s"):
         record("peer", f"cardsms_end_to_end_msg_per_s_{n}", TASK["msg_per_s"], "msg/s", n / kannel_s,
                "Kannel end to end, same numbers and text")
+        record("peer", "cardsms_peak_rss", TASK["rss"], "MB", kannel_rss, "Kannel bearerbox + smsbox peak RSS",
+               higher_is_better=False)
 
 
 def port_open(port: int) -> bool:

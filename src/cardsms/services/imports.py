@@ -167,6 +167,26 @@ def prescan(path: Path) -> tuple[list[str] | None, int]:
 
 
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder for every row
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what that encoder escapes; everything else it copies
+
+
+def params_encoder(columns: list[str]) -> Any:
+    """The function turning a row's parameter cells into the JSON object stored with the number.
+
+    Column names are plain (`_PARAM_NAME`), so when a row has one cell per column and no cell holds a
+    character JSON escapes, string formatting gives the same text as the JSON encoder at a fraction of
+    the cost (the common case of a 500,000-line import); other rows go through the encoder."""
+    width = len(columns)
+    template = "{" + ",".join(f'"{name}":"%s"' for name in columns) + "}"
+
+    def encode(cells: list[str]) -> str:
+        if len(cells) == width:
+            stripped = tuple(c.strip() for c in cells)
+            if not _JSON_ESCAPED.search("".join(stripped)):
+                return template % stripped
+        return _to_json(dict(zip(columns, (c.strip() for c in cells), strict=False)))
+
+    return encode
 
 
 def _parse_chunk(rows: Iterator[list[str]], start_line: int, columns: list[str], n: int
@@ -174,18 +194,24 @@ def _parse_chunk(rows: Iterator[list[str]], start_line: int, columns: list[str],
     """Up to n lines: (valid (line, phone, params)), (problems (line, raw, reason)), lines consumed."""
     good: list[tuple[int, str, str | None]] = []
     bad: list[tuple[int, str, str]] = []
-    line = start_line
+    encode = params_encoder(columns) if columns else None
+    line, end = start_line, start_line + n
     for row in rows:
         line += 1
         if row and any(row):
-            try:
-                phone = mainland_national(row[0])
-            except InvalidNumber as exc:
-                bad.append((line, row[0][:200], str(exc)[:200]))
-            else:
-                params = _to_json(dict(zip(columns, (c.strip() for c in row[1:]), strict=False))) if columns else None
-                good.append((line, phone, params))
-        if line - start_line >= n:
+            phone = row[0]
+            # the plain 11-digit form inline (the function call costs as much as the check)
+            if not (len(phone) == 11 and phone.isdigit() and phone.isascii() and phone[0] == "1"
+                    and phone[1] in "3456789"):
+                try:
+                    phone = mainland_national(phone)
+                except InvalidNumber as exc:
+                    bad.append((line, row[0][:200], str(exc)[:200]))
+                    if line >= end:
+                        break
+                    continue
+            good.append((line, phone, encode(row[1:]) if encode is not None else None))
+        if line >= end:
             break
     return good, bad, line - start_line
 
