@@ -1,4 +1,4 @@
-"""cardsms benchmarks (`make bench`): every figure with the baseline it is compared to in the same
+"""cardsms benchmarks (docs/performance.md) (`make bench`): every figure with the baseline it is compared to in the same
 run. Prints a table and writes bench/results.json. Loopback only; bounded in count and time.
 
 Sections (select with BENCH_ONLY=import,task,links,workers):
