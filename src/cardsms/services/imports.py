@@ -18,7 +18,7 @@ import json
 import re
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -170,7 +170,7 @@ _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  #
 _JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what that encoder escapes; everything else it copies
 
 
-def params_encoder(columns: list[str]) -> Any:
+def params_encoder(columns: list[str]) -> Callable[[list[str]], str]:
     """The function turning a row's parameter cells into the JSON object stored with the number.
 
     Column names are plain (`_PARAM_NAME`), so when a row has one cell per column and no cell holds a
@@ -199,18 +199,12 @@ def _parse_chunk(rows: Iterator[list[str]], start_line: int, columns: list[str],
     for row in rows:
         line += 1
         if row and any(row):
-            phone = row[0]
-            # the plain 11-digit form inline (the function call costs as much as the check)
-            if not (len(phone) == 11 and phone.isdigit() and phone.isascii() and phone[0] == "1"
-                    and phone[1] in "3456789"):
-                try:
-                    phone = mainland_national(phone)
-                except InvalidNumber as exc:
-                    bad.append((line, row[0][:200], str(exc)[:200]))
-                    if line >= end:
-                        break
-                    continue
-            good.append((line, phone, encode(row[1:]) if encode is not None else None))
+            try:
+                phone = mainland_national(row[0])
+            except InvalidNumber as exc:
+                bad.append((line, row[0][:200], str(exc)[:200]))
+            else:
+                good.append((line, phone, encode(row[1:]) if encode is not None else None))
         if line >= end:
             break
     return good, bad, line - start_line
