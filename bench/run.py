@@ -23,11 +23,14 @@ import io
 import json
 import os
 import platform
+import re
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -406,9 +409,6 @@ concatenation = true
 
 def kannel_status(admin: int) -> tuple[int, int]:
     """(SMS sent to the SMSC, receipts received from it) off bearerbox's status page."""
-    import re
-    import urllib.request
-
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status.xml?password=bench", timeout=10) as r:
         xml = r.read().decode()
     sent = re.search(r"<sms>.*?<sent><total>(\d+)", xml, re.S)
@@ -471,8 +471,6 @@ def bench_peer(tmp: Path) -> None:
 
 
 def port_open(port: int) -> bool:
-    import socket
-
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0

@@ -12,7 +12,6 @@ SQLite runs one process, so none of this applies there: `serve` recovers everyth
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
@@ -59,10 +58,7 @@ class WorkerLease:
                                    .values(expires_at=self._until()))
 
     async def try_slot(self, connector: str, binds: int) -> str | None:
-        """Lease a free bind slot of the connector (or keep the one held); None when all are taken."""
-        held = next((s for s in self.slots if s.rsplit("#", 1)[0] == connector), None)
-        if held:
-            return held
+        """Lease a free bind slot of a connector this worker does not run yet; None when all are taken."""
         now = self.svc.now()
         for n in range(binds):
             slot = f"{connector}#{n}"
@@ -105,12 +101,3 @@ async def listen(svc: Services, on_notify: Callable[[], None]) -> Any:
     conn = await asyncpg.connect(url.render_as_string(hide_password=False))
     await conn.add_listener(CHANNEL, lambda *_: on_notify())
     return conn
-
-
-async def sleep_or_stop(seconds: float, stopping: asyncio.Event) -> bool:
-    """Wait; True when asked to stop meanwhile."""
-    try:
-        await asyncio.wait_for(stopping.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
