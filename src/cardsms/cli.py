@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -98,6 +99,32 @@ def _root(version: Annotated[bool, typer.Option("--version", help="print the ver
         raise typer.Exit(0)
 
 
+def profiled(run: Callable[[], None]) -> None:
+    """Run `run`, under cProfile when CARDSMS_PROFILE names a file (the event loop's thread only; the
+    statistics are written when the process stops). A development aid: docs/performance.md."""
+    target = os.environ.get("CARDSMS_PROFILE", "")
+    if not target:
+        run()
+        return
+    import cProfile
+    import signal
+
+    profile = cProfile.Profile()
+
+    def dump(*_: Any) -> None:
+        profile.disable()
+        profile.dump_stats(target)
+        if _:  # uvicorn re-raises the SIGTERM it handled once it has shut down
+            os._exit(0)
+
+    signal.signal(signal.SIGTERM, dump)
+    profile.enable()
+    try:
+        run()
+    finally:
+        dump()
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
@@ -132,7 +159,7 @@ def serve(
                                 access_log=False, server_header=False)
         await uvicorn.Server(config).serve()
 
-    asyncio.run(_main())
+    profiled(lambda: asyncio.run(_main()))
 
 
 @app.command()

@@ -198,7 +198,7 @@ class Console:
     async def overview(self, request: Request, session: Session) -> Response:
         now = self.svc.now().astimezone(CHINA)
         days = [(now - timedelta(days=i)).strftime("%Y%m%d") for i in range(6, -1, -1)]
-        async with self.svc.engine.connect() as conn:
+        async with self.svc.read() as conn:
             rows = (await conn.execute(select(
                 messages.c.send_day, func.count(),
                 func.sum(case((messages.c.state == "delivered", 1), else_=0)),
@@ -328,7 +328,7 @@ class Console:
         return self.render(request, "phone.html", session, view=await self._preview_view(session, design))
 
     async def _card_context(self, session: Session, code: str) -> dict[str, Any]:
-        async with self.svc.engine.connect() as conn:
+        async with self.svc.read() as conn:
             row = await templates.get_template(conn, session.account_id, code, ("card",))
             vendor_rows = await review.vendor_reviews(conn, row["account_id"], "template", row["id"])
         body = row["body"] or {}
@@ -586,7 +586,7 @@ class Console:
             where.append(messages.c.task_id == int(q["task"]))
         if q["biz"]:
             where.append(messages.c.biz_id == q["biz"])
-        async with self.svc.engine.connect() as conn:
+        async with self.svc.read() as conn:
             rows = (await conn.execute(select(messages).where(*where).order_by(messages.c.id.desc()).limit(100))
                     ).mappings().all()
         return self.render(request, "records.html", session, rows=rows, q=q)

@@ -95,7 +95,7 @@ async def authenticate(svc: Services, username: str, password: str, account: str
                                                                        ).where(users.c.username == username)
     if account:
         query = query.where(accounts.c.name == account)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         rows = (await conn.execute(query)).mappings().all()
     if len(rows) > 1:
         return "Several accounts have this user name: enter the account too."

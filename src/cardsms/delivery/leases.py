@@ -77,7 +77,7 @@ class WorkerLease:
         return None
 
     async def live_workers(self) -> list[str]:
-        async with self.svc.engine.connect() as conn:
+        async with self.svc.read() as conn:
             return [r[0] for r in await conn.execute(select(workers.c.worker_id).where(
                 workers.c.expires_at > self.svc.now()))]
 

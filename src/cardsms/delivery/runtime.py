@@ -104,6 +104,8 @@ class Delivery:
         return out
 
     async def stop(self) -> None:
+        if self.phones is not None:  # first: a backlog of handset fetches would only fail against a closed server
+            await self.phones.close()
         await self.dispatcher.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(self._dispatch), 10)
@@ -123,7 +125,5 @@ class Delivery:
                 await self.lease.release()
         if self.dispatcher.journal is not None:
             self.dispatcher.journal.close()
-        if self.phones is not None:
-            await self.phones.close()
         if self.simulator is not None:
             await self.simulator.stop()

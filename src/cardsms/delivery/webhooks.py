@@ -35,7 +35,7 @@ class WebhookSender:
 
     async def pass_once(self) -> int:
         now = self.svc.now()
-        async with self.svc.engine.connect() as conn:
+        async with self.svc.read() as conn:
             rows = (await conn.execute(select(webhook_outbox).where(
                 webhook_outbox.c.state == "pending", webhook_outbox.c.due_at <= now,
             ).order_by(webhook_outbox.c.id).limit(1000))).mappings().all()

@@ -11,6 +11,7 @@ Every open is recorded (per link, per visitor, per message).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from cardsms.db.schema import reviews, templates
 from cardsms.links.render import card_json, card_view, render_card_page, render_notice
 from cardsms.services import links
+from cardsms.services.cache import MISSING
 from cardsms.services.core import Services
 from cardsms.services.media import resource_urls
 from cardsms.services.templates import PUBLIC_ACCOUNT
@@ -36,17 +38,35 @@ def _notice(request: Request, status: int, zh: tuple[str, str], en: tuple[str, s
     return HTMLResponse(render_notice(title, message, lang), status)
 
 
-async def _card(svc: Services, link: Any) -> tuple[Any, set[str]]:
-    async with svc.engine.connect() as conn:
+@dataclass(frozen=True, slots=True)
+class Card:
+    row: Any  # the card template, None when it is gone
+    vendors: frozenset[str]  # vendors that approved it
+    urls: dict[str, str]  # media resource id -> download URL
+
+
+async def _card(svc: Services, link: Any) -> Card:
+    """The card a link shows, cached for a second (services.cache; cleared when this process changes
+    templates, reviews or media)."""
+    cache = svc.caches.named("link-cards", {"templates", "reviews", "media"})
+    key = (link["account_id"], link["card_template_code"])
+    found = cache.get(key)
+    if found is not MISSING:
+        card: Card = found
+        return card
+    generation = cache.generation
+    async with svc.read() as conn:
         row = (await conn.execute(select(templates).where(
             templates.c.account_id.in_((link["account_id"], PUBLIC_ACCOUNT)),
             templates.c.code == link["card_template_code"], templates.c.kind == "card"))).mappings().first()
-        if row is None:
-            return None, set()
-        vendors = {r.vendor for r in await conn.execute(select(reviews.c.vendor).where(
-            reviews.c.account_id == row["account_id"], reviews.c.subject_kind == "template",
-            reviews.c.subject_id == row["id"], reviews.c.state == int(ReviewState.APPROVED)))}
-    return row, vendors
+        vendors = frozenset() if row is None else frozenset(r.vendor for r in await conn.execute(
+            select(reviews.c.vendor).where(
+                reviews.c.account_id == row["account_id"], reviews.c.subject_kind == "template",
+                reviews.c.subject_id == row["id"], reviews.c.state == int(ReviewState.APPROVED))))
+    urls = await resource_urls(svc, link["account_id"], _media_ids(row["body"] or {})) if row else {}
+    card = Card(row, vendors, urls)
+    cache.put(key, card, generation)
+    return card
 
 
 def _media_ids(body: dict[str, Any]) -> list[str]:
@@ -73,30 +93,26 @@ def resolver(svc: Services) -> Any:
         if link["kind"] == "url":
             await links.record_open(svc, found, "redirect", visitor)
             return RedirectResponse(link["source_url"], 302)
-        card, vendors = await _card(svc, link)
+        card = await _card(svc, link)
         parser = request.headers.get("x-card-parser", "")
         wants_json = bool(parser) or "application/json" in request.headers.get("accept", "")
         params = link["params"] or {}
         if wants_json:
-            if card is None or not vendors or (parser and parser not in vendors):
+            if card.row is None or not card.vendors or (parser and parser not in card.vendors):
                 return JSONResponse({"code": "CARD_NOT_AVAILABLE",
                                      "message": "the card template is deleted or not approved for this vendor"}, 404)
-            body = card["body"] or {}
-            urls = await resource_urls(svc, link["account_id"], _media_ids(body))
             await links.record_open(svc, found, "parser" if parser else "browser", visitor,
                                     request.headers.get("x-card-mobile", ""))
-            return JSONResponse({"code": "OK", "card": card_json(body, params, urls)})
-        if card is None or not vendors:
+            return JSONResponse({"code": "OK", "card": card_json(card.row["body"] or {}, params, card.urls)})
+        if card.row is None or not card.vendors:
             if link["source_url"]:
                 await links.record_open(svc, found, "redirect", visitor)
                 return RedirectResponse(link["source_url"], 302)
             return _notice(request, 410, ("内容已下线", "该卡片内容已不可用。"),
                            ("Content unavailable", "This card is no longer available."))
-        body = card["body"] or {}
-        urls = await resource_urls(svc, link["account_id"], _media_ids(body))
         await links.record_open(svc, found, "browser", visitor)
-        view = card_view(body, params, urls)
-        title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card["name"])
+        view = card_view(card.row["body"] or {}, params, card.urls)
+        title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card.row["name"])
         return HTMLResponse(render_card_page(view, title, _lang(request)))
 
     return endpoint

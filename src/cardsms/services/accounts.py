@@ -47,7 +47,7 @@ async def create_account(svc: Services, name: str, qps_limit: int | None = None)
 
 
 async def account_id(svc: Services, name: str) -> int:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         found = await conn.scalar(select(accounts.c.id).where(accounts.c.name == name))
     if found is None:
         raise AccountError(f"account {name!r} does not exist (create it with `cardsms account create {name}`)")
@@ -55,7 +55,7 @@ async def account_id(svc: Services, name: str) -> int:
 
 
 async def list_accounts(svc: Services) -> list[dict[str, object]]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         rows = (await conn.execute(select(accounts).order_by(accounts.c.id))).mappings().all()
     return [dict(r) for r in rows]
 
@@ -103,7 +103,7 @@ async def create_access_key(svc: Services, account: str, description: str = "") 
 
 async def list_access_keys(svc: Services, account: str) -> list[AccessKey]:
     acc = await account_id(svc, account)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         rows = (
             await conn.execute(
                 select(access_keys, accounts.c.name, accounts.c.qps_limit)
@@ -125,7 +125,7 @@ def _key(row: object, svc: Services) -> AccessKey:
 
 
 async def find_access_key(svc: Services, key_id: str) -> AccessKey | None:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         row = (
             await conn.execute(
                 select(access_keys, accounts.c.name, accounts.c.qps_limit)
@@ -154,5 +154,5 @@ async def delete_access_key(svc: Services, key_id: str) -> None:
 
 async def count_users(svc: Services, account: str) -> int:
     acc = await account_id(svc, account)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return int(await conn.scalar(select(func.count()).where(users.c.account_id == acc)) or 0)

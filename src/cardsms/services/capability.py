@@ -19,7 +19,7 @@ _SHA1 = re.compile(r"[0-9a-fA-F]{40}")
 
 
 async def approved_vendors(svc: Services, account_id: int, template_code: str) -> set[str]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         row = await get_template(conn, account_id, template_code, ("card",))
         rows = await review.vendor_reviews(conn, account_id, "template", row["id"])
     return {r["vendor"] for r in rows if r["state"] == ReviewState.APPROVED}

@@ -20,7 +20,7 @@ MEMO_MAX = 200
 
 
 async def media_ratios(svc: Services, account_id: int) -> dict[str, str | None]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         rows = (await conn.execute(
             select(media.c.resource_id, media.c.ratio, media.c.resource_type).where(media.c.account_id == account_id)
         )).all()
@@ -61,7 +61,7 @@ def _vendor_ops(rows: list[Any]) -> list[dict[str, Any]]:
 
 
 async def query_card_template(svc: Services, account_id: int, code: str) -> dict[str, Any]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         row = await get_template(conn, account_id, code, ("card",))
         rows = await review.vendor_reviews(conn, account_id, "template", row["id"])
     return {
@@ -74,7 +74,7 @@ async def query_card_template(svc: Services, account_id: int, code: str) -> dict
 async def card_template_report(
     svc: Services, account_id: int, codes: list[str], start: date | None, end: date | None
 ) -> list[dict[str, Any]]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         for code in codes:
             await get_template(conn, account_id, code, ("card",))
         # Counted from the card messages themselves (the card_template_stats table of migration 0001 is unused):

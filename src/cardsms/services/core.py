@@ -7,12 +7,15 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cardsms.crypto import Crypto
+from cardsms.db.engine import READ_ONLY
 from cardsms.media.store import MediaStore
+from cardsms.services.cache import Caches
 from cardsms.settings import Settings
 from cardsms.vendors.gateway import HandsetDirectory, ReviewGateway
 
@@ -48,6 +51,19 @@ class Services:
     clock: Callable[[], datetime] = field(default=utcnow)
     # Set when new work is queued, so the dispatcher in this process wakes at once.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Group commits of this process by name (services.batching), created on first use.
+    batchers: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._reader = self.engine.execution_options(**{READ_ONLY: True})
+        self.caches = Caches()
+        self.caches.watch(self.engine.sync_engine)
+
+    def read(self) -> AsyncConnection:
+        """A connection for reading only (`async with svc.read() as conn`). On SQLite its transaction is
+        deferred: it reads a WAL snapshot without taking the write lock, so reads neither wait for writers
+        nor hold them up. Writes go through `svc.engine.begin()`."""
+        return self._reader.connect()
 
     def now(self) -> datetime:
         return self.clock()

@@ -245,7 +245,7 @@ async def start_import(svc: Services, account_id: int, *, name: str, saved: bool
 
 async def run_import(svc: Services, audience_id: int) -> None:
     """Import (or resume importing) one audience to the end."""
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         aud = (await conn.execute(select(audiences).where(audiences.c.id == audience_id))).mappings().first()
     if aud is None or aud["state"] != "importing":
         return
@@ -287,7 +287,7 @@ async def _finish(svc: Services, account_id: int, audience_id: int) -> None:
 
 
 async def pending_imports(svc: Services) -> list[int]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return [r[0] for r in await conn.execute(select(audiences.c.id).where(audiences.c.state == "importing"))]
 
 
@@ -299,7 +299,7 @@ async def fail_import(svc: Services, audience_id: int, message: str) -> None:
 
 
 async def get_audience(svc: Services, account_id: int, audience_id: int) -> Any:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         row = (await conn.execute(select(audiences).where(
             audiences.c.account_id == account_id, audiences.c.id == audience_id))).mappings().first()
     if row is None:
@@ -308,14 +308,14 @@ async def get_audience(svc: Services, account_id: int, audience_id: int) -> Any:
 
 
 async def list_audiences(svc: Services, account_id: int) -> list[Any]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return list((await conn.execute(select(audiences).where(
             audiences.c.account_id == account_id, audiences.c.saved.is_(True)).order_by(audiences.c.id.desc())
         )).mappings().all())
 
 
 async def sample_numbers(svc: Services, account_id: int, audience_id: int, limit: int = 20) -> list[Any]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return list((await conn.execute(select(audience_numbers.c.seq, audience_numbers.c.phone,
                                                audience_numbers.c.params).where(
             audience_numbers.c.account_id == account_id, audience_numbers.c.audience_id == audience_id
@@ -323,7 +323,7 @@ async def sample_numbers(svc: Services, account_id: int, audience_id: int, limit
 
 
 async def problems(svc: Services, account_id: int, audience_id: int) -> list[Any]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return list((await conn.execute(select(import_problems.c.line, import_problems.c.raw,
                                                import_problems.c.reason).where(
             import_problems.c.account_id == account_id, import_problems.c.audience_id == audience_id

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.schema import link_opens, messages, short_links
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
 from cardsms.services import review, sending
+from cardsms.services.batching import GroupCommit
 from cardsms.services.core import Services, as_utc, china_time
 from cardsms.services.templates import get_template
 from cardsms.vendors.gateway import ReviewState
@@ -47,7 +51,7 @@ async def card_sms_links(svc: Services, account_id: int, *, card_template_code: 
     if domain and domain.strip().lower() not in (urlsplit(base).netloc.lower(), urlsplit(base).hostname):
         raise CardsmsError("isv.INVALID_PARAMETERS", f"Domain {domain!r} is not registered; the link domain of "
                            f"this server is {urlsplit(base).netloc}")
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         card = await get_template(conn, account_id, card_template_code, ("card",))
         rows = await review.vendor_reviews(conn, account_id, "template", card["id"])
         for i, name in enumerate(dict.fromkeys(str(s) for s in sign_names), 1):
@@ -138,7 +142,7 @@ def code_of(short_url: str, svc: Services) -> str:
 
 async def query_short_url(svc: Services, account_id: int, short_url: str) -> dict[str, Any]:
     code = code_of(short_url, svc)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         row = (await conn.execute(select(short_links).where(
             short_links.c.account_id == account_id, short_links.c.code == code))).mappings().first()
     if row is None:
@@ -168,53 +172,79 @@ async def delete_short_url(svc: Services, account_id: int, source_url: str) -> i
 @dataclass(frozen=True, slots=True)
 class Resolved:
     link: Any
-    message: Any | None
     expired: bool
+
+
+_LINK_BY_CODE = select(short_links).where(short_links.c.code == bindparam("code"))
 
 
 async def resolve(svc: Services, code: str) -> Resolved | None:
     if not _CODE.fullmatch(code):
         return None
-    async with svc.engine.connect() as conn:
-        link = (await conn.execute(select(short_links).where(short_links.c.code == code))).mappings().first()
-        if link is None:
-            return None
-        message = None
-        if link["message_id"] is not None:
-            message = (await conn.execute(select(messages).where(
-                messages.c.account_id == link["account_id"], messages.c.id == link["message_id"]))).mappings().first()
-    expired = bool(link["deleted"]) or as_utc(link["expires_at"]) <= svc.now()
-    return Resolved(link, message, expired)
+    async with svc.read() as conn:
+        link = (await conn.execute(_LINK_BY_CODE, {"code": code})).mappings().first()
+    if link is None:
+        return None
+    return Resolved(link, bool(link["deleted"]) or as_utc(link["expires_at"]) <= svc.now())
 
 
 def visitor_id(ip: str, user_agent: str) -> str:
     return hashlib.sha1(f"{ip}|{user_agent}".encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Open:
+    link: Any
+    client: str  # parser | browser | redirect
+    visitor: str
+    mobile: str
+
+
 async def record_open(svc: Services, resolved: Resolved, client: str, visitor: str, mobile: str = "") -> int | None:
-    """Count an open; a parser fetch marks the message rendered. Returns the message id affected."""
+    """Count an open; a parser fetch marks the message rendered. Returns the message id affected.
+    Opens are group-committed (services.batching): this returns once the open's transaction committed."""
+    recorder = svc.batchers.get("opens")
+    if recorder is None:
+        recorder = svc.batchers["opens"] = GroupCommit(svc.engine, partial(record_opens, svc=svc))
+    result: int | None = await recorder.submit(Open(resolved.link, client, visitor, mobile))
+    return result
+
+
+async def record_opens(conn: AsyncConnection, opens: Sequence[Open], *, svc: Services) -> list[int | None]:
+    """Record a batch of opens in one transaction with a fixed number of statements."""
     from cardsms.services import receipts
 
-    link = resolved.link
     now = svc.now()
-    message_id = link["message_id"]
-    async with svc.engine.begin() as conn:
-        if message_id is None and mobile and link["kind"] in ("group", "custom"):
+    message_ids: list[int | None] = []
+    for o in opens:
+        message_id = o.link["message_id"]
+        if message_id is None and o.mobile and o.link["kind"] in ("group", "custom"):
             message_id = await conn.scalar(select(messages.c.id).where(
-                messages.c.account_id == link["account_id"], messages.c.link_code == link["code"],
-                messages.c.phone == mobile).limit(1))
-        seen = await conn.scalar(select(func.count()).select_from(link_opens).where(
-            link_opens.c.account_id == link["account_id"], link_opens.c.link_id == link["id"],
-            link_opens.c.visitor == visitor))
-        await conn.execute(insert(link_opens).values(
-            account_id=link["account_id"], link_id=link["id"], message_id=message_id, client=client,
-            visitor=visitor, at=now))
-        await conn.execute(update(short_links).where(short_links.c.id == link["id"]).values(
-            page_views=short_links.c.page_views + 1,
-            unique_visitors=short_links.c.unique_visitors + (0 if seen else 1)))
-        if message_id is not None:
-            if client == "parser":
-                await receipts.mark_rendered(conn, svc, link["account_id"], message_id)
-            else:
-                await receipts.mark_opened(conn, svc, link["account_id"], message_id, client)
-    return message_id
+                messages.c.account_id == o.link["account_id"], messages.c.link_code == o.link["code"],
+                messages.c.phone == o.mobile).limit(1))
+        message_ids.append(message_id)
+    seen: set[tuple[int, str]] = {(r[0], r[1]) for r in await conn.execute(
+        select(link_opens.c.link_id, link_opens.c.visitor).where(
+            link_opens.c.account_id.in_({o.link["account_id"] for o in opens}),
+            link_opens.c.link_id.in_({o.link["id"] for o in opens}),
+            link_opens.c.visitor.in_({o.visitor for o in opens})))}
+    counts: dict[int, list[int]] = {}  # link id -> [page views, new unique visitors]
+    for o in opens:
+        count = counts.setdefault(o.link["id"], [0, 0])
+        count[0] += 1
+        if (o.link["id"], o.visitor) not in seen:
+            seen.add((o.link["id"], o.visitor))
+            count[1] += 1
+    await conn.execute(insert(link_opens), [
+        {"account_id": o.link["account_id"], "link_id": o.link["id"], "message_id": m, "client": o.client,
+         "visitor": o.visitor, "at": now} for o, m in zip(opens, message_ids, strict=True)])
+    await conn.execute(update(short_links).where(short_links.c.id == bindparam("lid")).values(
+        page_views=short_links.c.page_views + bindparam("pv"),
+        unique_visitors=short_links.c.unique_visitors + bindparam("uv")),
+        [{"lid": lid, "pv": pv, "uv": uv} for lid, (pv, uv) in counts.items()])
+    rendered = {m for o, m in zip(opens, message_ids, strict=True) if m is not None and o.client == "parser"}
+    opened = [(o.link["account_id"], m, o.client) for o, m in zip(opens, message_ids, strict=True)
+              if m is not None and o.client != "parser"]
+    await receipts.mark_rendered(conn, svc, rendered)
+    await receipts.mark_opened(conn, svc, opened)
+    return message_ids

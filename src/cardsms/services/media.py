@@ -154,7 +154,7 @@ async def register_media(
         raise CardsmsError("InvalidParameter",
                            f"param ResourceType must be 2 (image) or 4 (video), got {resource_type}")
     ratio = parse_extend_info(extend_info, resource_type)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         obj = (await conn.execute(
             select(media_objects).where(media_objects.c.account_id == account_id, media_objects.c.oss_key == oss_key)
         )).mappings().first()
@@ -203,7 +203,7 @@ async def resource_urls(svc: Services, account_id: int, resource_ids: list[str])
     """Signed download URLs of the account's media, by resource id."""
     if not resource_ids:
         return {}
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         rows = (await conn.execute(select(media.c.resource_id, media.c.oss_key).where(
             media.c.account_id == account_id, media.c.resource_id.in_(resource_ids)))).all()
     return {rid: download_url(svc, key) for rid, key in rows}

@@ -111,7 +111,7 @@ async def ensure_public_templates(svc: Services) -> None:
 
 
 async def list_public(svc: Services) -> list[Any]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return list((await conn.execute(select(templates).where(
             templates.c.account_id == PUBLIC_ACCOUNT, templates.c.kind == "card").order_by(templates.c.id)
         )).mappings().all())

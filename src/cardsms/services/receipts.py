@@ -7,6 +7,8 @@ nothing (a duplicate receipt, a replayed submit outcome after a crash).
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -221,27 +223,39 @@ async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Re
     return len(receipts) - len(unknown)
 
 
-async def mark_rendered(conn: AsyncConnection, svc: Services, account_id: int, message_id: int) -> None:
-    now = svc.now()
-    result = await conn.execute(update(messages).where(
-        messages.c.account_id == account_id, messages.c.id == message_id, messages.c.render_status != 1,
-    ).values(render_status=1, rendered_at=now))
-    if not result.rowcount:
+async def mark_rendered(conn: AsyncConnection, svc: Services, message_ids: Iterable[int]) -> None:
+    """The vendor parser fetched these messages' cards: the render receipt (once per message)."""
+    ids = sorted(set(message_ids))
+    if not ids:
         return
-    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).mappings().one()
-    await conn.execute(insert(message_events).values(**_event(account_id, message_id, "rendered", now,
-                                                             "the vendor parser fetched the card")))
-    await webhooks.enqueue(conn, svc, [(account_id, "MnsCardVender", {
-        "mobile": row["phone"], "outId": row["out_id"], "render_status": 0, "desc": "rendered",
-        "biz_card_id": row["biz_id"], "template_code": row["card_template_code"], "render_time": china_time(now),
-    })])
+    now = svc.now()
+    rows = (await conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.render_status != 1)
+                               .values(render_status=1, rendered_at=now)
+                               .returning(messages.c.id, messages.c.account_id, messages.c.phone,
+                                          messages.c.out_id, messages.c.biz_id,
+                                          messages.c.card_template_code))).mappings().all()
+    if not rows:
+        return
+    await conn.execute(insert(message_events), [
+        _event(r["account_id"], r["id"], "rendered", now, "the vendor parser fetched the card") for r in rows])
+    await webhooks.enqueue(conn, svc, [(r["account_id"], "MnsCardVender", {
+        "mobile": r["phone"], "outId": r["out_id"], "render_status": 0, "desc": "rendered",
+        "biz_card_id": r["biz_id"], "template_code": r["card_template_code"], "render_time": china_time(now),
+    }) for r in rows])
 
 
-async def mark_opened(conn: AsyncConnection, svc: Services, account_id: int, message_id: int, client: str) -> None:
-    await conn.execute(update(messages).where(messages.c.account_id == account_id, messages.c.id == message_id)
-                       .values(opens=messages.c.opens + 1))
-    await conn.execute(insert(message_events).values(**_event(account_id, message_id, "link_opened", svc.now(),
-                                                             f"opened in a {client}")))
+async def mark_opened(conn: AsyncConnection, svc: Services, opens: Iterable[tuple[int, int, str]]) -> None:
+    """(account id, message id, client) for each open of a message's link in a browser."""
+    items = list(opens)
+    if not items:
+        return
+    now = svc.now()
+    per_message = Counter(m for _, m, _ in items)
+    await conn.execute(update(messages).where(messages.c.id == bindparam("mid"))
+                       .values(opens=messages.c.opens + bindparam("n")),
+                       [{"mid": m, "n": n} for m, n in per_message.items()])
+    await conn.execute(insert(message_events), [
+        _event(a, m, "link_opened", now, f"opened in a {client}") for a, m, client in items])
 
 
 async def record_reply(svc: Services, source_addr: str, dest_addr: str, content: str) -> bool:

@@ -51,7 +51,7 @@ async def query_send_details(svc: Services, account_id: int, phone: str, send_da
              messages.c.channel.in_(("sms", "card"))]
     if biz_id:
         where.append(messages.c.biz_id == biz_id)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         total = await conn.scalar(select(func.count()).select_from(messages).where(*where))
         rows = (await conn.execute(select(messages).where(*where).order_by(messages.c.id.desc())
                                    .offset((page - 1) * size).limit(size))).mappings().all()
@@ -82,7 +82,7 @@ async def card_details(svc: Services, account_id: int, *, biz_ids: dict[str, str
         where.append(messages.c.card_template_code != "")
     if phone:
         where.append(messages.c.phone == phone)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         total = await conn.scalar(select(func.count()).select_from(messages).where(*where))
         rows = (await conn.execute(select(messages).where(*where).order_by(messages.c.id)
                                    .offset((page - 1) * size).limit(size))).mappings().all()
@@ -115,7 +115,7 @@ async def send_statistics(svc: Services, account_id: int, *, international: bool
         func.sum(case((messages.c.state == "delivered", messages.c.segments), else_=0)).label("ok"),
         func.sum(case((messages.c.state.in_(("failed", "expired")), messages.c.segments), else_=0)).label("bad"),
     ).where(*where).group_by(messages.c.send_day).order_by(messages.c.send_day.desc()))
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         rows = (await conn.execute(stmt)).all()
     out = [{"SendDate": r.send_day, "TotalCount": int(r.total), "RespondedSuccessCount": int(r.ok),
             "RespondedFailCount": int(r.bad), "NoRespondedCount": int(r.total) - int(r.ok) - int(r.bad)}
@@ -125,7 +125,7 @@ async def send_statistics(svc: Services, account_id: int, *, international: bool
 
 async def timelines(svc: Services, account_id: int, biz_id: str, phone: str) -> list[dict[str, Any]]:
     """Every message of a send to one number (all channels), with its state and its events in order."""
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         rows = (await conn.execute(select(messages).where(
             messages.c.account_id == account_id, messages.c.biz_id == biz_id, messages.c.phone == phone,
         ).order_by(messages.c.id))).mappings().all()

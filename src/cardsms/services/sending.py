@@ -217,7 +217,7 @@ async def idempotent_answer(svc: Services, account_id: int, key: str | None, act
     if not key:
         return None
     since = svc.now() - timedelta(hours=IDEMPOTENCY_HOURS)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         row = (await conn.execute(
             select(idempotency_keys.c.response, idempotency_keys.c.action, idempotency_keys.c.created_at).where(
                 idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
@@ -282,7 +282,7 @@ async def send_sms(svc: Services, account_id: int, *, phone_numbers: str, sign_n
                    template_param: Any, out_id: str, up_extend_code: str, idem_key: str | None) -> dict[str, Any]:
     raws = [p for p in (x.strip() for x in phone_numbers.split(",")) if p]
     check_count(len(raws), MAX_SEND_NUMBERS, "PhoneNumbers")
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         await approved_sign(conn, account_id, sign_name)
         tpl = await approved_text_template(conn, account_id, template_code, "TemplateCode")
         numbers = list({n.e164: n for n in _text_numbers(raws, "PhoneNumbers", tpl["template_type"])}.values())
@@ -326,7 +326,7 @@ async def send_batch_sms(svc: Services, account_id: int, *, phone_number_json: A
     sign_names = _json_list(sign_name_json, "SignNameJson", len(phones)) or []
     params = _json_list(template_param_json, "TemplateParamJson", len(phones), required=False)
     ext = _json_list(up_extend_code_json, "SmsUpExtendCodeJson", len(phones), required=False)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         tpl = await approved_text_template(conn, account_id, template_code, "TemplateCode")
         for i, name in enumerate(dict.fromkeys(map(str, sign_names)), 1):
             await approved_sign(conn, account_id, name, f"SignNameJson[{i}]")
@@ -510,7 +510,7 @@ def queue_card(svc: Services, plan: CardPlan, spec: CardSend, recipients: Sequen
 
 async def send_card(svc: Services, account_id: int, spec: CardSend, recipients: list[CardRecipient],
                     idem_key: str | None, action: str) -> dict[str, Any]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         plan = await plan_card(conn, account_id, spec, [r.sign_name for r in recipients])
         blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
     box = Outbox(svc, account_id)

@@ -84,12 +84,12 @@ async def _get(conn: AsyncConnection, account_id: int, name: str) -> Any:
 
 
 async def get_sign(svc: Services, account_id: int, name: str) -> Any:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return await _get(conn, account_id, name)
 
 
 async def list_signs(svc: Services, account_id: int, page: int, size: int) -> tuple[int, list[Any]]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         total = await conn.scalar(select(func.count()).select_from(signs).where(signs.c.account_id == account_id))
         rows = (
             await conn.execute(
@@ -107,7 +107,7 @@ async def modify_sign(
     _check_choice("SignSource", sign_source, SIGN_SOURCES)
     _check_choice("SignType", sign_type, SIGN_TYPES)
     remark = check_remark(remark, required=True)
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         current = await _get(conn, account_id, name)
     if current["status"] == ReviewState.REVIEWING:
         raise CardsmsError("isv.REVIEW_IN_PROGRESS", f"signature {name!r} is being reviewed; modify it after the "

@@ -25,7 +25,7 @@ async def list_suppressed(svc: Services, account_id: int, search: str = "", limi
     where = [suppressions.c.account_id == account_id]
     if search.strip():
         where.append(suppressions.c.phone.contains(search.strip()))
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         total = await conn.scalar(select(func.count()).select_from(suppressions).where(*where))
         rows = (await conn.execute(select(suppressions).where(*where).order_by(suppressions.c.id.desc())
                                    .limit(limit))).mappings().all()

@@ -97,7 +97,7 @@ async def _check_form(svc: Services, account_id: int, form: TaskForm) -> None:
         raise field_error("sign_name", "choose an approved signature")
     if not form.card_template_code.strip():
         raise field_error("card_template_code", "choose an approved card template or a public template")
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         try:
             await plan_card(conn, account_id, form.spec(), [form.sign_name])
         except CardsmsError as exc:
@@ -110,7 +110,7 @@ async def _check_columns(svc: Services, account_id: int, form: TaskForm, columns
              "template_code": form.template_code}
     from cardsms.services.templates import get_template
 
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         for field_name, code in codes.items():
             if not code.strip():
                 continue
@@ -162,7 +162,7 @@ def _start_state(form: TaskForm) -> str:
 
 
 async def get_task(svc: Services, account_id: int, task_id: int) -> Any:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         row = (await conn.execute(select(tasks).where(tasks.c.account_id == account_id, tasks.c.id == task_id))
                ).mappings().first()
     if row is None:
@@ -171,7 +171,7 @@ async def get_task(svc: Services, account_id: int, task_id: int) -> Any:
 
 
 async def list_tasks(svc: Services, account_id: int, limit: int = 100) -> list[Any]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return list((await conn.execute(select(tasks).where(tasks.c.account_id == account_id)
                                         .order_by(tasks.c.id.desc()).limit(limit))).mappings().all())
 
@@ -238,7 +238,7 @@ async def run_forever(svc: Services) -> None:
     while True:
         if svc.settings.is_sqlite:  # one process
             return await _run_loop(svc)
-        async with svc.engine.connect() as conn:
+        async with svc.read() as conn:
             if await conn.scalar(text(f"SELECT pg_try_advisory_lock({RUNNER_LOCK})")):
                 try:
                     await _run_loop(svc)
@@ -366,7 +366,7 @@ async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[
     out = {t: dict.fromkeys(keys, 0) for t in task_ids}
     if not task_ids:
         return out
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         rows = (await conn.execute(select(
             messages.c.task_id, messages.c.channel, messages.c.state, func.count(),
             func.sum(case((messages.c.render_status == 1, 1), else_=0)),
@@ -419,7 +419,7 @@ async def export_rows(svc: Services, account_id: int, task_id: int) -> AsyncIter
                      "done_at", "rendered", "link_opens", "content"])
     last = 0
     while True:
-        async with svc.engine.connect() as conn:
+        async with svc.read() as conn:
             rows = (await conn.execute(select(messages).where(
                 messages.c.account_id == account_id, messages.c.task_id == task_id, messages.c.id > last
             ).order_by(messages.c.id).limit(5000))).mappings().all()

@@ -82,14 +82,14 @@ async def get_template(conn: AsyncConnection, account_id: int, code: str, kinds:
 
 
 async def query_template(svc: Services, account_id: int, code: str, kinds: tuple[str, ...]) -> Any:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         return await get_template(conn, account_id, code, kinds)
 
 
 async def list_templates(svc: Services, account_id: int, kinds: tuple[str, ...], page: int, size: int
                          ) -> tuple[int, list[Any]]:
     where = (templates.c.account_id == account_id, templates.c.kind.in_(kinds))
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         total = await conn.scalar(select(func.count()).select_from(templates).where(*where))
         rows = (
             await conn.execute(

@@ -57,7 +57,7 @@ async def remove_webhook(svc: Services, account_id: int, kind: str) -> bool:
 
 
 async def list_webhooks(svc: Services, account_id: int) -> list[dict[str, Any]]:
-    async with svc.engine.connect() as conn:
+    async with svc.read() as conn:
         hooks = (await conn.execute(select(webhooks).where(webhooks.c.account_id == account_id)
                                     .order_by(webhooks.c.kind))).mappings().all()
         counts = (await conn.execute(

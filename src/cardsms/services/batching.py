@@ -1,0 +1,65 @@
+"""Group commit: many small writes of the same kind share one transaction.
+
+A link open, a render receipt, a single send: each is a few rows, and on SQLite each write
+transaction holds the database's one write lock for as long as its statements take (every
+statement is a hop to the driver's thread). Under load those transactions queue for the lock and
+throughput is capped by how long one holds it. `GroupCommit` queues the items instead; one flusher
+writes everything queued so far in one transaction, with set-based statements, while the next
+items queue. Each caller gets its own result only after the transaction committed, so nothing is
+acknowledged that is not durable.
+
+When a batch fails, its items are retried one at a time, so a bad item fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Apply = Callable[[AsyncConnection, Sequence[T]], Awaitable[Sequence[R]]]
+
+
+class GroupCommit(Generic[T, R]):
+    def __init__(self, engine: AsyncEngine, apply: Apply[T, R], max_batch: int = 500) -> None:
+        self.engine = engine
+        self.apply = apply
+        self.max_batch = max_batch
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.items = 0
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="group-commit")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+            try:
+                await self._write(batch)
+            except Exception:
+                for one in batch:  # isolate the item that failed; the others still commit
+                    try:
+                        await self._write([one])
+                    except Exception as exc:
+                        if not one[1].done():
+                            one[1].set_exception(exc)
+
+    async def _write(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        async with self.engine.begin() as conn:
+            results = await self.apply(conn, [item for item, _ in batch])
+        self.batches += 1
+        self.items += len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():  # the caller may have been cancelled (client went away)
+                future.set_result(result)

@@ -1,0 +1,90 @@
+"""Short-lived caches of what hot paths read again and again (a card template with its vendor
+approvals and media URLs for every link open; an access key, a signature's approval for every send).
+
+A cache names the tables its values come from. A transaction of this process that wrote to one of
+them clears the cache when it commits, so this process never serves what it has itself changed;
+writes of other processes (scale-out on PostgreSQL) are seen after at most `ttl` seconds.
+A value computed while such a write committed is not stored (the generation moved on).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Hashable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+_WRITE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
+MISSING: Any = object()
+
+
+class TableCache:
+    def __init__(self, tables: set[str], ttl: float = 1.0, max_entries: int = 10_000) -> None:
+        self.tables = tables
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.generation = 0
+        self._values: dict[Hashable, tuple[float, Any]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> Any:
+        found = self._values.get(key)
+        if found is not None and found[0] > time.monotonic():
+            self.hits += 1
+            return found[1]
+        self.misses += 1
+        return MISSING
+
+    def put(self, key: Hashable, value: Any, generation: int) -> None:
+        """Store a value read when the cache was at `generation` (read `.generation` before reading)."""
+        if generation != self.generation:
+            return
+        if len(self._values) >= self.max_entries:
+            self._values.clear()
+        self._values[key] = (time.monotonic() + self.ttl, value)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._values.clear()
+
+
+class Caches:
+    """The caches of one process, cleared by the commits of its engine that touch their tables."""
+
+    def __init__(self) -> None:
+        self.all: list[TableCache] = []
+        self.by_name: dict[str, TableCache] = {}
+
+    def named(self, name: str, tables: set[str], ttl: float = 1.0) -> TableCache:
+        """The cache called `name`, made on first use."""
+        cache = self.by_name.get(name)
+        if cache is None:
+            cache = self.by_name[name] = TableCache(tables, ttl)
+            self.all.append(cache)
+        return cache
+
+    def written(self, tables: set[str]) -> None:
+        for cache in self.all:
+            if cache.tables & tables:
+                cache.clear()
+
+    def watch(self, engine: Engine) -> None:
+        @event.listens_for(engine, "after_cursor_execute")
+        def _statement(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            found = _WRITE.match(statement)
+            if found:
+                conn.info.setdefault("cardsms_written", set()).add(found.group(1).lower())
+
+        @event.listens_for(engine, "commit")
+        def _commit(conn: Any) -> None:
+            tables = conn.info.pop("cardsms_written", None)
+            if tables:
+                self.written(tables)
+
+        @event.listens_for(engine, "rollback")
+        def _rollback(conn: Any) -> None:
+            conn.info.pop("cardsms_written", None)
