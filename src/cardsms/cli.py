@@ -72,7 +72,7 @@ async def open_services(settings: Settings) -> Services:
         try:
             await check_current(svc.engine)
         except PendingMigrations as exc:
-            await svc.engine.dispose()
+            await svc.close()
             raise fail(str(exc), 1) from None
     return svc
 
@@ -87,7 +87,7 @@ def run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
         except CardsmsError as exc:
             raise fail(exc.message) from None
         finally:
-            await svc.engine.dispose()
+            await svc.close()
 
     return asyncio.run(_main())
 
@@ -227,7 +227,7 @@ def worker(
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
             await delivery.stop()
-            await svc.engine.dispose()
+            await svc.close()
 
     asyncio.run(_main())
 
@@ -242,7 +242,7 @@ def migrate(data_dir: DataDir = None) -> None:
         try:
             before, after = await upgrade(svc.engine)
         finally:
-            await svc.engine.dispose()
+            await svc.close()
         if before == after:
             out.print(f"database is up to date (revision {after})")
         else:
@@ -484,7 +484,7 @@ def _wait_for_task(settings: Settings, account: str, task_id: int) -> None:
                         return str(t["state"])
                     await asyncio.sleep(0.5)
         finally:
-            await svc.engine.dispose()
+            await svc.close()
 
     state = asyncio.run(_main())
     out.print(f"task {task_id}: {state}", highlight=False)

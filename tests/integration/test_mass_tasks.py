@@ -49,7 +49,7 @@ def run_on(backend: str, tmp_path: Path, request: pytest.FixtureRequest, work: W
             await signs.add_sign(svc, account_id, "Shop", 0, 0, "our shop", [])
             await work(svc, account_id)
         finally:
-            await svc.engine.dispose()
+            await svc.close()
 
     asyncio.run(main())
 

@@ -49,4 +49,4 @@ async def _claims_and_recovery(settings: Settings) -> None:
             rows = (await conn.execute(select(messages.c.state, messages.c.possible_duplicate))).all()
         assert {tuple(r) for r in rows} == {("queued", True)}
     finally:
-        await svc.engine.dispose()
+        await svc.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cardsms.crypto import Crypto
-from cardsms.db.engine import make_engine
+from cardsms.db.engine import make_engine, make_point_reader
 from cardsms.media.store import MediaStore
 from cardsms.services.core import Services
 from cardsms.settings import Settings
@@ -20,4 +20,5 @@ def build_services(settings: Settings) -> Services:
         reviewer=SimulatedReview(settings.sim_review_seconds, settings.sim_deny_list),
         handsets=SimulatedHandsets(settings.sim_card_share, overrides),
         media_store=MediaStore(settings.data_dir / "media"),
+        point_reader=make_point_reader(settings),
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Engine, Executable, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cardsms.crypto import Crypto
@@ -53,11 +54,26 @@ class Services:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Group commits of this process by name (services.batching), created on first use.
     batchers: dict[str, Any] = field(default_factory=dict)
+    point_reader: Engine | None = None
 
     def __post_init__(self) -> None:
         self._reader = self.engine.execution_options(**{READ_ONLY: True})
         self.caches = Caches()
         self.caches.watch(self.engine.sync_engine)
+
+    async def fetch(self, statement: Executable, params: dict[str, Any] | None = None) -> Sequence[RowMapping]:
+        """Rows of a small indexed read. On SQLite it runs on this thread (db.engine.make_point_reader);
+        keep it to statements that touch a handful of rows through an index."""
+        if self.point_reader is not None:
+            with self.point_reader.connect() as conn:
+                return conn.execute(statement, params).mappings().all()
+        async with self.read() as aconn:
+            return (await aconn.execute(statement, params)).mappings().all()
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.point_reader is not None:
+            self.point_reader.dispose()
 
     def read(self) -> AsyncConnection:
         """A connection for reading only (`async with svc.read() as conn`). On SQLite its transaction is

@@ -114,7 +114,7 @@ def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = Tr
                     await task
             if delivery is not None:
                 await delivery.stop()
-            await svc.engine.dispose()
+            await svc.close()
 
     return Starlette(
         routes=[
