@@ -125,7 +125,7 @@ def _key(row: object, svc: Services) -> AccessKey:
 
 
 async def find_access_key(svc: Services, key_id: str) -> AccessKey | None:
-    async with svc.read() as conn:
+    async with svc.point_read() as conn:
         row = (
             await conn.execute(
                 select(access_keys, accounts.c.name, accounts.c.qps_limit)

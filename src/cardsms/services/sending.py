@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import insert, select, text
@@ -24,6 +25,7 @@ from cardsms.domain import sms
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, PhoneNumber, normalise_mainland_mobile, normalise_number
 from cardsms.services import review
+from cardsms.services.batching import GroupCommit
 from cardsms.services.core import CHINA, Services, random_digits
 from cardsms.services.signs import _get as get_sign_row
 from cardsms.services.templates import get_template
@@ -187,29 +189,35 @@ class Outbox:
         self.links.append((row_index, values))
 
     async def write(self, conn: AsyncConnection) -> None:
-        if not self.rows:
-            return
-        result = await conn.execute(
-            insert(messages).returning(messages.c.id, sort_by_parameter_order=True), self.rows
-        )
-        ids = [r[0] for r in result]
-        now = self.svc.now()
-        await conn.execute(insert(message_events), [
-            {"account_id": self.account_id, "message_id": mid, "at": now,
-             "kind": "queued" if row["state"] == "queued" else "skipped",
-             "detail": row["error_text"] or f"{row['channel']} to {row['phone']}"}
-            for mid, row in zip(ids, self.rows, strict=True)
-        ])
-        if self.links:
-            expires = now + timedelta(days=self.svc.settings.link_ttl_days)
-            await conn.execute(insert(short_links), [
-                {"account_id": self.account_id, "message_id": ids[i], "created_at": now, "expires_at": expires,
-                 "deleted": False, "page_views": 0, "unique_visitors": 0, "name": "", **values}
-                for i, values in self.links
-            ])
-        if conn.dialect.name == "postgresql":  # wakes idle workers of other processes at commit
-            await conn.execute(text("SELECT pg_notify('cardsms_work', '')"))
-        self.svc.wakeup.set()
+        await write_outboxes(conn, self.svc, [self])
+
+
+async def write_outboxes(conn: AsyncConnection, svc: Services, boxes: Sequence[Outbox]) -> None:
+    """The rows of several sends, with one statement per table."""
+    rows = [row for box in boxes for row in box.rows]
+    if not rows:
+        return
+    result = await conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
+    ids = [r[0] for r in result]
+    now = svc.now()
+    await conn.execute(insert(message_events), [
+        {"account_id": row["account_id"], "message_id": mid, "at": now,
+         "kind": "queued" if row["state"] == "queued" else "skipped",
+         "detail": row["error_text"] or f"{row['channel']} to {row['phone']}"}
+        for mid, row in zip(ids, rows, strict=True)
+    ])
+    links, first = [], 0
+    expires = now + timedelta(days=svc.settings.link_ttl_days)
+    for box in boxes:
+        links += [{"account_id": box.account_id, "message_id": ids[first + i], "created_at": now, "expires_at": expires,
+                   "deleted": False, "page_views": 0, "unique_visitors": 0, "name": "", **values}
+                  for i, values in box.links]
+        first += len(box.rows)
+    if links:
+        await conn.execute(insert(short_links), links)
+    if conn.dialect.name == "postgresql":  # wakes idle workers of other processes at commit
+        await conn.execute(text("SELECT pg_notify('cardsms_work', '')"))
+    svc.wakeup.set()
 
 
 async def idempotent_answer(svc: Services, account_id: int, key: str | None, action: str) -> dict[str, Any] | None:
@@ -217,7 +225,7 @@ async def idempotent_answer(svc: Services, account_id: int, key: str | None, act
     if not key:
         return None
     since = svc.now() - timedelta(hours=IDEMPOTENCY_HOURS)
-    async with svc.read() as conn:
+    async with svc.point_read() as conn:
         row = (await conn.execute(
             select(idempotency_keys.c.response, idempotency_keys.c.action, idempotency_keys.c.created_at).where(
                 idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
@@ -234,19 +242,38 @@ async def idempotent_answer(svc: Services, account_id: int, key: str | None, act
     return dict(row.response)
 
 
+@dataclass(frozen=True, slots=True)
+class _Send:
+    account_id: int
+    box: Outbox
+    answer: dict[str, Any]
+    idem_key: str | None
+    action: str
+
+
+async def _write_sends(conn: AsyncConnection, sends: Sequence[_Send], *, svc: Services) -> list[dict[str, Any]]:
+    now = svc.now()
+    since = now - timedelta(hours=IDEMPOTENCY_HOURS)
+    for s in sends:
+        if s.idem_key:
+            await conn.execute(idempotency_keys.delete().where(
+                idempotency_keys.c.account_id == s.account_id, idempotency_keys.c.key == s.idem_key,
+                idempotency_keys.c.created_at < since))
+            await conn.execute(insert(idempotency_keys).values(
+                account_id=s.account_id, key=s.idem_key, action=s.action, response=s.answer, created_at=now))
+    await write_outboxes(conn, svc, [s.box for s in sends])
+    return [s.answer for s in sends]
+
+
 async def commit_send(svc: Services, account_id: int, box: Outbox, answer: dict[str, Any],
                       idem_key: str | None, action: str) -> dict[str, Any]:
-    """Write the rows and the idempotency record in one transaction; a concurrent twin returns the first answer."""
+    """Write the rows and the idempotency record in one transaction, group-committed with the sends of
+    other requests (services.batching); a concurrent twin (same idempotency key) returns the first answer."""
+    writer = svc.batchers.get("sends")
+    if writer is None:
+        writer = svc.batchers["sends"] = GroupCommit(svc.engine, partial(_write_sends, svc=svc), max_batch=200)
     try:
-        async with svc.engine.begin() as conn:
-            if idem_key:
-                since = svc.now() - timedelta(hours=IDEMPOTENCY_HOURS)
-                await conn.execute(idempotency_keys.delete().where(
-                    idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == idem_key,
-                    idempotency_keys.c.created_at < since))
-                await conn.execute(insert(idempotency_keys).values(
-                    account_id=account_id, key=idem_key, action=action, response=answer, created_at=svc.now()))
-            await box.write(conn)
+        written: dict[str, Any] = await writer.submit(_Send(account_id, box, answer, idem_key, action))
     except IntegrityError:
         if not idem_key:
             raise
@@ -254,7 +281,7 @@ async def commit_send(svc: Services, account_id: int, box: Outbox, answer: dict[
         if earlier is None:
             raise
         return earlier
-    return answer
+    return written
 
 
 def _skip_note(skipped: list[str]) -> str:
@@ -282,7 +309,7 @@ async def send_sms(svc: Services, account_id: int, *, phone_numbers: str, sign_n
                    template_param: Any, out_id: str, up_extend_code: str, idem_key: str | None) -> dict[str, Any]:
     raws = [p for p in (x.strip() for x in phone_numbers.split(",")) if p]
     check_count(len(raws), MAX_SEND_NUMBERS, "PhoneNumbers")
-    async with svc.read() as conn:
+    async with svc.point_read() as conn:
         await approved_sign(conn, account_id, sign_name)
         tpl = await approved_text_template(conn, account_id, template_code, "TemplateCode")
         numbers = list({n.e164: n for n in _text_numbers(raws, "PhoneNumbers", tpl["template_type"])}.values())
@@ -326,7 +353,7 @@ async def send_batch_sms(svc: Services, account_id: int, *, phone_number_json: A
     sign_names = _json_list(sign_name_json, "SignNameJson", len(phones)) or []
     params = _json_list(template_param_json, "TemplateParamJson", len(phones), required=False)
     ext = _json_list(up_extend_code_json, "SmsUpExtendCodeJson", len(phones), required=False)
-    async with svc.read() as conn:
+    async with svc.point_read() as conn:
         tpl = await approved_text_template(conn, account_id, template_code, "TemplateCode")
         for i, name in enumerate(dict.fromkeys(map(str, sign_names)), 1):
             await approved_sign(conn, account_id, name, f"SignNameJson[{i}]")
@@ -510,7 +537,7 @@ def queue_card(svc: Services, plan: CardPlan, spec: CardSend, recipients: Sequen
 
 async def send_card(svc: Services, account_id: int, spec: CardSend, recipients: list[CardRecipient],
                     idem_key: str | None, action: str) -> dict[str, Any]:
-    async with svc.read() as conn:
+    async with svc.point_read() as conn:
         plan = await plan_card(conn, account_id, spec, [r.sign_name for r in recipients])
         blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
     box = Outbox(svc, account_id)
