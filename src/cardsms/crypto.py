@@ -17,15 +17,23 @@ class Crypto:
         digest = hashlib.sha256(("cardsms-fernet:" + secret_key).encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
         self._sign_key = hashlib.sha256(("cardsms-sign:" + secret_key).encode()).digest()
+        self._plain: dict[str, str] = {}  # token -> plain text: an access key's secret is decrypted per API call
 
     def encrypt(self, plain: str) -> str:
         return self._fernet.encrypt(plain.encode()).decode()
 
     def decrypt(self, token: str) -> str:
+        plain = self._plain.get(token)
+        if plain is not None:
+            return plain
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            plain = self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
             raise ValueError("cannot decrypt a stored secret: was CARDSMS_SECRET_KEY changed?") from None
+        if len(self._plain) >= 10_000:
+            self._plain.clear()
+        self._plain[token] = plain
+        return plain
 
     def sign(self, data: bytes) -> str:
         """An HMAC-SHA1 signature in base64 (the object-store POST policy form)."""

@@ -35,7 +35,7 @@ async def _claims_and_recovery(settings: Settings) -> None:
         box = Outbox(svc, account_id=1)
         for priority, phone in ((2, "13800000002"), (1, "13800000001"), (0, "13800000000"), (2, "13800000003")):
             box.add(biz_id="b", channel="digital", number=normalise_number(phone), content="x", priority=priority)
-        async with svc.engine.begin() as conn:
+        async with svc.write() as conn:
             await box.write(conn)
         dispatcher = Dispatcher(svc, [], NoDigitalChannel())
         first = await dispatcher.claim(2)

@@ -93,7 +93,7 @@ class Dispatcher:
         where = [messages.c.state == "submitting"]
         if live_workers is not None:
             where.append(messages.c.claimed_by.not_in(list(live_workers)))
-        async with self.svc.engine.begin() as conn:
+        async with self.svc.write() as conn:
             query = select(messages.c.id, messages.c.account_id).where(*where).limit(20_000)
             rows = (await conn.execute(query.with_for_update(skip_locked=True) if self.is_pg else query)).all()
             if rows:
@@ -113,7 +113,7 @@ class Dispatcher:
         as failed with NO_RECEIPT after CARDSMS_RECEIPT_TIMEOUT_HOURS, so nothing stays pending forever."""
         now = self.svc.now()
         cutoff = now - timedelta(hours=self.svc.settings.receipt_timeout_hours)
-        async with self.svc.engine.begin() as conn:
+        async with self.svc.write() as conn:
             rows = (await conn.execute(select(messages).where(
                 messages.c.state == "submitted", messages.c.submitted_at < cutoff).limit(5000))).mappings().all()
             if not rows:
@@ -130,7 +130,7 @@ class Dispatcher:
 
     async def expire(self) -> int:
         now = self.svc.now()
-        async with self.svc.engine.begin() as conn:
+        async with self.svc.write() as conn:
             rows = (await conn.execute(select(messages).where(
                 messages.c.state == "queued", messages.c.expires_at <= now).limit(5000))).mappings().all()
             if not rows:
@@ -149,7 +149,7 @@ class Dispatcher:
     async def purge(self) -> int:
         """Delete records older than the retention period."""
         cutoff = self.svc.now() - timedelta(days=self.svc.settings.retention_days)
-        async with self.svc.engine.begin() as conn:
+        async with self.svc.write() as conn:
             old = [r[0] for r in await conn.execute(select(messages.c.id).where(
                 messages.c.created_at < cutoff, messages.c.state.in_(receipts.FINAL_STATES)).limit(10_000))]
             if old:
@@ -169,7 +169,7 @@ class Dispatcher:
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         channels = ["digital"] + (["sms", "card"] if self._smpp_up() else [])
         now = self.svc.now()
-        async with self.svc.engine.begin() as conn:
+        async with self.svc.write() as conn:
             stmt = (select(messages.c.id, messages.c.account_id, messages.c.channel, messages.c.e164,
                            messages.c.content, messages.c.priority, messages.c.attempts, messages.c.template_code,
                            messages.c.up_extend_code)
@@ -234,7 +234,7 @@ class Dispatcher:
         if not rows:
             return 0
         outcomes = await asyncio.gather(*(self._submit(r) for r in rows))
-        async with self.svc.engine.begin() as conn:
+        async with self.svc.write() as conn:
             await receipts.record_outcomes(conn, self.svc, list(outcomes))
         self.submitted += sum(o.kind == "ok" for o in outcomes)
         return len(rows)
@@ -266,7 +266,7 @@ class Dispatcher:
             if time.monotonic() - last_sweep > 0.5:
                 last_sweep = time.monotonic()
                 try:
-                    async with self.svc.engine.begin() as conn:
+                    async with self.svc.write() as conn:
                         await receipts.sweep_early(conn, self.svc)
                 except Exception:
                     log.exception("receipts.sweep_failed")
@@ -298,7 +298,7 @@ class Dispatcher:
         found = [Receipt(i.connector, i.receipted_id, i.stat, i.err, i.at) for i in batch
                  if i.is_receipt and i.receipted_id]
         if found:
-            async with self.svc.engine.begin() as conn:
+            async with self.svc.write() as conn:
                 await receipts.apply_receipts(conn, self.svc, found)
             self.receipts += len(found)
         for item in batch:

@@ -62,7 +62,7 @@ class WebhookSender:
                     delay = min(self.svc.settings.webhook_retry_base_seconds * 2 ** (attempts - 1), 3600.0)
                     retry.append({"oid": r["id"], "att": attempts, "err": error,
                                   "due": now + timedelta(seconds=delay)})
-        async with self.svc.engine.begin() as conn:
+        async with self.svc.write() as conn:
             if done:
                 await conn.execute(update(webhook_outbox).where(webhook_outbox.c.id == bindparam("oid"))
                                    .values(state="delivered", delivered_at=now,

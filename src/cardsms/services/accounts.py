@@ -37,7 +37,7 @@ async def create_account(svc: Services, name: str, qps_limit: int | None = None)
     if qps_limit is not None and qps_limit < 1:
         raise AccountError("qps limit must be at least 1")
     try:
-        async with svc.engine.begin() as conn:
+        async with svc.write() as conn:
             result = await conn.execute(
                 insert(accounts).values(name=name, qps_limit=qps_limit, created_at=svc.now())
             )
@@ -64,7 +64,7 @@ async def set_qps_limit(svc: Services, name: str, qps_limit: int | None) -> None
     acc = await account_id(svc, name)
     if qps_limit is not None and qps_limit < 1:
         raise AccountError("qps limit must be at least 1")
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         await conn.execute(update(accounts).where(accounts.c.id == acc).values(qps_limit=qps_limit))
 
 
@@ -77,7 +77,7 @@ async def create_user(svc: Services, account: str, username: str, password: str,
         raise AccountError("password must be at least 8 characters")
     acc = await account_id(svc, account)
     try:
-        async with svc.engine.begin() as conn:
+        async with svc.write() as conn:
             await conn.execute(
                 insert(users).values(
                     account_id=acc, username=username, password_hash=hash_password(password), role=role,
@@ -91,7 +91,7 @@ async def create_user(svc: Services, account: str, username: str, password: str,
 async def create_access_key(svc: Services, account: str, description: str = "") -> tuple[str, str]:
     acc = await account_id(svc, account)
     key_id, secret = new_access_key()
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         await conn.execute(
             insert(access_keys).values(
                 account_id=acc, key_id=key_id, secret_enc=svc.crypto.encrypt(secret), enabled=True,
@@ -125,6 +125,7 @@ def _key(row: object, svc: Services) -> AccessKey:
 
 
 async def find_access_key(svc: Services, key_id: str) -> AccessKey | None:
+    """Read on every API call, never cached: a key disabled from another process stops at once."""
     async with svc.point_read() as conn:
         row = (
             await conn.execute(
@@ -137,7 +138,7 @@ async def find_access_key(svc: Services, key_id: str) -> AccessKey | None:
 
 
 async def set_access_key_enabled(svc: Services, key_id: str, enabled: bool) -> None:
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         result = await conn.execute(
             update(access_keys).where(access_keys.c.key_id == key_id).values(enabled=enabled)
         )
@@ -146,7 +147,7 @@ async def set_access_key_enabled(svc: Services, key_id: str, enabled: bool) -> N
 
 
 async def delete_access_key(svc: Services, key_id: str) -> None:
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         result = await conn.execute(delete(access_keys).where(access_keys.c.key_id == key_id))
     if result.rowcount == 0:
         raise AccountError(f"access key {key_id!r} does not exist")

@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 Apply = Callable[[AsyncConnection, Sequence[T]], Awaitable[Sequence[R]]]
+Write = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, engine: AsyncEngine, apply: Apply[T, R], max_batch: int = 500) -> None:
-        self.engine = engine
+    def __init__(self, write: Write, apply: Apply[T, R], max_batch: int = 500) -> None:
+        self.write = write
         self.apply = apply
         self.max_batch = max_batch
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -56,7 +58,7 @@ class GroupCommit(Generic[T, R]):
                             one[1].set_exception(exc)
 
     async def _write(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
-        async with self.engine.begin() as conn:
+        async with self.write() as conn:
             results = await self.apply(conn, [item for item, _ in batch])
         self.batches += 1
         self.items += len(batch)

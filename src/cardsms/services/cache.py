@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 _WRITE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
 MISSING: Any = object()
+V = TypeVar("V")
 
 
 class TableCache:
@@ -66,6 +67,19 @@ class Caches:
             cache = self.by_name[name] = TableCache(tables, ttl)
             self.all.append(cache)
         return cache
+
+    async def memo(self, name: str, tables: set[str], key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
+        """The cached value of `key`, or `load()`'s (stored unless a write to `tables` committed meanwhile;
+        an exception is not stored)."""
+        cache = self.named(name, tables)
+        found = cache.get(key)
+        if found is not MISSING:
+            value: V = found
+            return value
+        generation = cache.generation
+        value = await load()
+        cache.put(key, value, generation)
+        return value
 
     def written(self, tables: set[str]) -> None:
         for cache in self.all:

@@ -72,6 +72,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self._reader = self.engine.execution_options(**{READ_ONLY: True})
+        self._write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
         self.caches = Caches()
         self.caches.watch(self.engine.sync_engine)
 
@@ -93,6 +94,20 @@ class Services:
         async with self.point_read() as conn:
             return (await conn.execute(statement, params)).mappings().all()
 
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (`async with svc.write() as conn`), committed at the end of the block.
+
+        On SQLite the writers of this process take turns on an asyncio lock before BEGIN IMMEDIATE:
+        waiting there wakes a writer as soon as the previous one committed, where SQLite's busy
+        handler would poll with sleeps of up to 100 ms. Never open a write inside another."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
     async def close(self) -> None:
         await self.engine.dispose()
         if self.point_reader is not None:
@@ -101,7 +116,7 @@ class Services:
     def read(self) -> AsyncConnection:
         """A connection for reading only (`async with svc.read() as conn`). On SQLite its transaction is
         deferred: it reads a WAL snapshot without taking the write lock, so reads neither wait for writers
-        nor hold them up. Writes go through `svc.engine.begin()`."""
+        nor hold them up. Writes go through `svc.write()`."""
         return self._reader.connect()
 
     def now(self) -> datetime:

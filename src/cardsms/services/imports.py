@@ -233,7 +233,7 @@ async def start_import(svc: Services, account_id: int, *, name: str, saved: bool
         if isinstance(exc, CardsmsError):
             raise
         raise _file_error(f"unreadable ({exc})") from None
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         result = await conn.execute(audiences.insert().values(
             account_id=account_id, name=name[:64], saved=saved, state="importing", file_name=file_name[:200],
             file_path=str(path), columns=columns or [],
@@ -257,7 +257,7 @@ async def run_import(svc: Services, audience_id: int) -> None:
         good, bad, used = await asyncio.to_thread(_parse_chunk, rows, done, columns, CHUNK)
         if used == 0:
             break
-        async with svc.engine.begin() as conn:
+        async with svc.write() as conn:
             if good:
                 await conn.execute(_insert_ignore(conn), [
                     {"account_id": aud["account_id"], "audience_id": audience_id, "seq": line, "phone": phone,
@@ -274,7 +274,7 @@ async def run_import(svc: Services, audience_id: int) -> None:
 
 
 async def _finish(svc: Services, account_id: int, audience_id: int) -> None:
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         kept = await conn.scalar(select(func.count()).select_from(audience_numbers).where(
             audience_numbers.c.account_id == account_id, audience_numbers.c.audience_id == audience_id))
         blocked = await conn.scalar(select(func.count()).select_from(audience_numbers).join(
@@ -292,7 +292,7 @@ async def pending_imports(svc: Services) -> list[int]:
 
 
 async def fail_import(svc: Services, audience_id: int, message: str) -> None:
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         await conn.execute(delete(audience_numbers).where(audience_numbers.c.audience_id == audience_id))
         await conn.execute(update(audiences).where(audiences.c.id == audience_id).values(
             state="failed", error=message[:500]))
@@ -334,7 +334,7 @@ async def delete_audience(svc: Services, account_id: int, audience_id: int) -> N
     from cardsms.db.schema import tasks
 
     await get_audience(svc, account_id, audience_id)
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         busy = await conn.scalar(select(func.count()).select_from(tasks).where(
             tasks.c.account_id == account_id, tasks.c.audience_id == audience_id,
             tasks.c.state.in_(("importing", "scheduled", "sending", "paused"))))

@@ -32,7 +32,7 @@ _CODE = re.compile(r"[A-Za-z0-9]{4,16}")
 
 async def _insert_links(svc: Services, rows: list[dict[str, Any]]) -> None:
     try:
-        async with svc.engine.begin() as conn:
+        async with svc.write() as conn:
             await conn.execute(insert(short_links), rows)
     except IntegrityError:
         raise CardsmsError("isv.INVALID_PARAMETERS", "CustomShortCodeJson: a short code is already taken; "
@@ -158,7 +158,7 @@ async def query_short_url(svc: Services, account_id: int, short_url: str) -> dic
 
 async def delete_short_url(svc: Services, account_id: int, source_url: str) -> int:
     url = _check_source_url(source_url, "SourceUrl")
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         result = await conn.execute(update(short_links).where(
             short_links.c.account_id == account_id, short_links.c.kind == "url", short_links.c.source_url == url,
             short_links.c.deleted.is_(False)).values(deleted=True))
@@ -205,7 +205,7 @@ async def record_open(svc: Services, resolved: Resolved, client: str, visitor: s
     Opens are group-committed (services.batching): this returns once the open's transaction committed."""
     recorder = svc.batchers.get("opens")
     if recorder is None:
-        recorder = svc.batchers["opens"] = GroupCommit(svc.engine, partial(record_opens, svc=svc))
+        recorder = svc.batchers["opens"] = GroupCommit(svc.write, partial(record_opens, svc=svc))
     result: int | None = await recorder.submit(Open(resolved.link, client, visitor, mobile))
     return result
 

@@ -115,7 +115,7 @@ async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | Non
     if content_type in IMAGE_TYPES and size is None:
         raise UploadError("InvalidArgument", "field file: the image header is unreadable (corrupt file?)")
     svc.media_store.put(key, data)
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         exists = await conn.scalar(
             select(media_objects.c.id).where(media_objects.c.account_id == account_id, media_objects.c.oss_key == key)
         )
@@ -171,7 +171,7 @@ async def register_media(
     if ratio and not ratio_matches((obj["width"], obj["height"]), ratio):
         raise CardsmsError("InvalidParameter", f"param ExtendInfo.img_rate {ratio}: the image is "
                            f"{obj['width']}x{obj['height']}, which is not {ratio} (±5%)")
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         for _ in range(10):
             resource_id = random_digits(12)
             try:
@@ -232,7 +232,7 @@ async def store_console_image(svc: Services, account_id: int, data: bytes, field
                            field=field_name)
     key = f"console/{account_id}/{secrets.token_hex(12)}{'.png' if content_type == 'image/png' else '.jpg'}"
     svc.media_store.put(key, data)
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         await conn.execute(insert(media_objects).values(
             account_id=account_id, oss_key=key, size=len(data), content_type=content_type, width=size[0],
             height=size[1], created_at=svc.now()))

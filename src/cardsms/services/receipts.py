@@ -270,7 +270,7 @@ async def record_reply(svc: Services, source_addr: str, dest_addr: str, content:
     now = svc.now()
     base = svc.settings.smsc_source_addr
     dest_code = dest_addr[len(base):] if dest_addr.startswith(base) else dest_addr
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         target = (await conn.execute(select(messages).where(messages.c.e164 == number.e164)
                                      .order_by(messages.c.id.desc()).limit(1))).mappings().first()
         if target is None:

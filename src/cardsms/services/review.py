@@ -206,5 +206,5 @@ async def vendor_reviews(conn: AsyncConnection, account_id: int, kind: str, subj
 
 async def run_due_reviews(svc: Services) -> int:
     """One pass of the background reviewer (its own transaction)."""
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         return await process_due(conn, svc)

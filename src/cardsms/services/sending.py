@@ -271,7 +271,7 @@ async def commit_send(svc: Services, account_id: int, box: Outbox, answer: dict[
     other requests (services.batching); a concurrent twin (same idempotency key) returns the first answer."""
     writer = svc.batchers.get("sends")
     if writer is None:
-        writer = svc.batchers["sends"] = GroupCommit(svc.engine, partial(_write_sends, svc=svc), max_batch=200)
+        writer = svc.batchers["sends"] = GroupCommit(svc.write, partial(_write_sends, svc=svc), max_batch=200)
     try:
         written: dict[str, Any] = await writer.submit(_Send(account_id, box, answer, idem_key, action))
     except IntegrityError:
@@ -535,10 +535,24 @@ def queue_card(svc: Services, plan: CardPlan, spec: CardSend, recipients: Sequen
             legs.used.add("card")
 
 
+async def cached_plan(svc: Services, account_id: int, spec: CardSend, sign_names: Sequence[str]) -> CardPlan:
+    """plan_card's answer, cached for a second (services.cache; this process's own changes to
+    templates, their reviews or signatures clear it at once)."""
+    signs = tuple(dict.fromkeys(sign_names))
+    key = (account_id, spec.card_template_code, spec.fallback_type, spec.sms_template_code,
+           spec.digital_template_code, spec.template_code, signs)
+
+    async def load() -> CardPlan:
+        async with svc.point_read() as conn:
+            return await plan_card(conn, account_id, spec, signs)
+
+    return await svc.caches.memo("card-plans", {"templates", "reviews", "signs"}, key, load)
+
+
 async def send_card(svc: Services, account_id: int, spec: CardSend, recipients: list[CardRecipient],
                     idem_key: str | None, action: str) -> dict[str, Any]:
+    plan = await cached_plan(svc, account_id, spec, [r.sign_name for r in recipients])
     async with svc.point_read() as conn:
-        plan = await plan_card(conn, account_id, spec, [r.sign_name for r in recipients])
         blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
     box = Outbox(svc, account_id)
     legs = CardLegs()

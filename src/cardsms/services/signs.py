@@ -55,7 +55,7 @@ async def add_sign(
     stored = await _store_files(svc, account_id, name.lower(), files)
     now = svc.now()
     try:
-        async with svc.engine.begin() as conn:
+        async with svc.write() as conn:
             result = await conn.execute(
                 insert(signs).values(
                     account_id=account_id, name=name, name_key=name.lower(), sign_type=sign_type,
@@ -113,7 +113,7 @@ async def modify_sign(
         raise CardsmsError("isv.REVIEW_IN_PROGRESS", f"signature {name!r} is being reviewed; modify it after the "
                            "review has finished")
     stored = await _store_files(svc, account_id, current["name_key"], files) if files else current["files"]
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         await conn.execute(
             update(signs).where(signs.c.account_id == account_id, signs.c.id == current["id"]).values(
                 sign_source=sign_source, sign_type=sign_type, remark=remark, files=stored, status=0, reason="",
@@ -125,7 +125,7 @@ async def modify_sign(
 
 
 async def delete_sign(svc: Services, account_id: int, name: str) -> str:
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         current = await _get(conn, account_id, name)
         await conn.execute(delete(signs).where(signs.c.account_id == account_id, signs.c.id == current["id"]))
         await conn.execute(

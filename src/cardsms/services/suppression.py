@@ -35,7 +35,7 @@ async def list_suppressed(svc: Services, account_id: int, search: str = "", limi
 async def add_suppressed(svc: Services, account_id: int, raw: str, detail: str = "") -> str:
     phone = _phone(raw)
     try:
-        async with svc.engine.begin() as conn:
+        async with svc.write() as conn:
             await conn.execute(insert(suppressions).values(account_id=account_id, phone=phone, source="manual",
                                                            detail=detail[:200], created_at=svc.now()))
     except IntegrityError:
@@ -45,6 +45,6 @@ async def add_suppressed(svc: Services, account_id: int, raw: str, detail: str =
 
 async def remove_suppressed(svc: Services, account_id: int, raw: str) -> bool:
     phone = _phone(raw)
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         return bool((await conn.execute(delete(suppressions).where(
             suppressions.c.account_id == account_id, suppressions.c.phone == phone))).rowcount)

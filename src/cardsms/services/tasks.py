@@ -144,7 +144,7 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
             await imports.delete_audience(svc, account_id, audience_id)
             raise
         state = "importing"
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         result = await conn.execute(tasks.insert().values(
             account_id=account_id, name=form.name.strip(), sign_name=form.sign_name.strip(),
             card_template_code=form.card_template_code.strip(), fallback_type=form.fallback_type,
@@ -179,7 +179,7 @@ async def list_tasks(svc: Services, account_id: int, limit: int = 100) -> list[A
 async def _transition(svc: Services, account_id: int, task_id: int, allowed: tuple[str, ...], to: str,
                       verb: str, task: Any = None, **values: Any) -> None:
     task = task if task is not None else await get_task(svc, account_id, task_id)
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         done = (await conn.execute(update(tasks).where(
             tasks.c.id == task_id, tasks.c.account_id == account_id, tasks.c.state.in_(allowed)
         ).values(state=to, **values))).rowcount
@@ -213,7 +213,7 @@ async def resume_task(svc: Services, account_id: int, task_id: int) -> None:
 async def cancel_task(svc: Services, account_id: int, task_id: int) -> None:
     await _transition(svc, account_id, task_id, ("sending", "paused"), "cancelled", "cancelled",
                       finished_at=svc.now())
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         await conn.execute(update(messages).where(
             messages.c.task_id == task_id, messages.c.state.in_(("queued", "paused"))
         ).values(state="skipped", error_code="CANCELLED", error_text="the mass task was cancelled",
@@ -222,7 +222,7 @@ async def cancel_task(svc: Services, account_id: int, task_id: int) -> None:
 
 async def _hold(svc: Services, task_id: int, from_state: str, to_state: str) -> None:
     """Queued messages of a paused task wait as `paused`; the dispatcher only claims `queued`."""
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         await conn.execute(update(messages).where(messages.c.task_id == task_id, messages.c.state == from_state)
                            .values(state=to_state, due_at=svc.now()))
 
@@ -268,7 +268,7 @@ async def run_once(svc: Services) -> bool:
             await imports.fail_import(svc, audience_id, exc.message)
         worked = True
     now = svc.now()
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         rows = (await conn.execute(select(tasks.c.id, tasks.c.state, tasks.c.scheduled_at, audiences.c.state.label(
             "import_state"), audiences.c.valid, audiences.c.duplicates, audiences.c.error).join(
             audiences, audiences.c.id == tasks.c.audience_id).where(tasks.c.state.in_(("importing", "scheduled")))
@@ -302,7 +302,7 @@ def _recipients(rows: Sequence[Any], sign_name: str) -> list[CardRecipient]:
 
 async def feed(svc: Services, task_id: int) -> bool:
     """Queue the next chunk of a sending task; complete it when everything was fed and submitted."""
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         task = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).mappings().first()
         if task is None or task["state"] != "sending":
             return False

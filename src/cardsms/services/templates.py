@@ -56,7 +56,7 @@ async def add_text_template(
         "name": check_template_name(name), "template_type": template_type, "content": content,
         "remark": check_remark(remark, required=True),
     }
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         template_id, code = await insert_template(conn, svc, account_id, "text", values)
         await review.submit(conn, svc, account_id, "template", template_id, {"": (ReviewState.REVIEWING, "")})
     return code
@@ -105,7 +105,7 @@ async def modify_text_template(
     content = check_text_template(template_type, content)
     values = {"name": check_template_name(name), "template_type": template_type, "content": content,
               "remark": check_remark(remark, required=True)}
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         row = await get_template(conn, account_id, code, ("text",))
         if row["status"] == ReviewState.REVIEWING:
             raise CardsmsError("isv.REVIEW_IN_PROGRESS",
@@ -119,7 +119,7 @@ async def modify_text_template(
 
 
 async def delete_template(svc: Services, account_id: int, code: str) -> str:
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         row = await get_template(conn, account_id, code, ("text", "digital", "card"))
         await conn.execute(delete(templates).where(templates.c.id == row["id"], templates.c.account_id == account_id))
         await conn.execute(
@@ -156,7 +156,7 @@ async def create_digital_template(
     if total > DIGITAL_MAX_BYTES:
         raise CardsmsError("isv.FILE_ILLEGAL", f"TemplateContents: {total} bytes in all, at most {DIGITAL_MAX_BYTES}")
     text = "\n".join(p.data.decode("utf-8") for p in parts if p.suffix == "txt")
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         template_id, code = await insert_template(
             conn, svc, account_id, "digital",
             {"name": name, "template_type": DIGITAL_TEMPLATE_TYPE, "content": text, "sign_name": sign_name,

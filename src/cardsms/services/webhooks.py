@@ -42,7 +42,7 @@ async def set_webhook(svc: Services, account_id: int, kind: str, url: str) -> st
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise CardsmsError("InvalidParameter", f"url: must be an http(s) URL, got {url!r}")
     secret = secrets.token_urlsafe(32)
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         await conn.execute(delete(webhooks).where(webhooks.c.account_id == account_id, webhooks.c.kind == kind))
         await conn.execute(insert(webhooks).values(account_id=account_id, kind=kind, url=url,
                                                    secret_enc=svc.crypto.encrypt(secret), created_at=svc.now()))
@@ -50,7 +50,7 @@ async def set_webhook(svc: Services, account_id: int, kind: str, url: str) -> st
 
 
 async def remove_webhook(svc: Services, account_id: int, kind: str) -> bool:
-    async with svc.engine.begin() as conn:
+    async with svc.write() as conn:
         result = await conn.execute(delete(webhooks).where(webhooks.c.account_id == account_id,
                                                            webhooks.c.kind == check_kind(kind)))
     return bool(result.rowcount)
