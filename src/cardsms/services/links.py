@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import insert_rows
 from cardsms.db.schema import link_opens, messages, short_links
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
@@ -235,7 +236,7 @@ async def record_opens(conn: AsyncConnection, opens: Sequence[Open], *, svc: Ser
         if (o.link["id"], o.visitor) not in seen:
             seen.add((o.link["id"], o.visitor))
             count[1] += 1
-    await conn.execute(insert(link_opens), [
+    await insert_rows(conn, link_opens, [
         {"account_id": o.link["account_id"], "link_id": o.link["id"], "message_id": m, "client": o.client,
          "visitor": o.visitor, "at": now} for o, m in zip(opens, message_ids, strict=True)])
     await conn.execute(update(short_links).where(short_links.c.id == bindparam("lid")).values(

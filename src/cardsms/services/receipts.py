@@ -17,6 +17,7 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import insert_rows
 from cardsms.db.schema import early_receipts, message_events, messages, replies, smsc_ids, suppressions
 from cardsms.domain.numbers import InvalidNumber, normalise_number
 from cardsms.domain.sms import FINAL_STATS, is_opt_out
@@ -84,7 +85,7 @@ async def record_outcomes(conn: AsyncConnection, svc: Services, outcomes: list[O
         if id_rows:
             try:
                 async with conn.begin_nested():
-                    await conn.execute(insert(smsc_ids), id_rows)
+                    await insert_rows(conn, smsc_ids, id_rows)
             except IntegrityError:  # an SMSC reused an id (after its own restart): keep the newest mapping
                 for r in id_rows:
                     await conn.execute(delete(smsc_ids).where(smsc_ids.c.connector == r["connector"],
@@ -118,7 +119,7 @@ async def record_outcomes(conn: AsyncConnection, svc: Services, outcomes: list[O
         await webhooks.enqueue(conn, svc, [sms_report(r, False, by_id[r["id"]].code, by_id[r["id"]].text, now)
                                            for r in rows])
     if events:
-        await conn.execute(insert(message_events), events)
+        await insert_rows(conn, message_events, events)
     if ok:
         await _reconcile_early(conn, svc, ok)
 
@@ -157,6 +158,12 @@ async def sweep_early(conn: AsyncConnection, svc: Services) -> int:
     return await _apply_kept(conn, svc, [r[0] for r in await conn.execute(stmt)])
 
 
+# what applying a receipt reads of a message (its state, and what an SmsReport carries)
+_RECEIPT_COLUMNS = [messages.c[n] for n in ("id", "account_id", "state", "parts_done", "segments", "done_at",
+                                            "error_code", "phone",
+                                            "created_at", "biz_id", "out_id", "channel")]
+
+
 async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Receipt], keep_unknown: bool = True
                          ) -> int:
     """Apply delivery receipts; unknown SMSC ids are kept in early_receipts. Returns how many matched."""
@@ -174,8 +181,8 @@ async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Re
     message_ids = sorted(set(mapping.values()))
     rows: dict[int, dict[str, Any]] = {}
     for i in range(0, len(message_ids), 500):
-        for found in (await conn.execute(select(messages).where(messages.c.id.in_(message_ids[i:i + 500])))
-                      ).mappings():
+        for found in (await conn.execute(select(*_RECEIPT_COLUMNS).where(
+                messages.c.id.in_(message_ids[i:i + 500])))).mappings():
             rows[found["id"]] = dict(found)
     now = svc.now()
     unknown: list[Receipt] = []
@@ -214,7 +221,7 @@ async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Re
               "ec": row["error_code"]} for m, row in changed.items()],
         )
     if events:
-        await conn.execute(insert(message_events), events)
+        await insert_rows(conn, message_events, events)
     await webhooks.enqueue(conn, svc, reports)
     if unknown and keep_unknown:
         await conn.execute(insert(early_receipts), [
@@ -236,7 +243,7 @@ async def mark_rendered(conn: AsyncConnection, svc: Services, message_ids: Itera
                                           messages.c.card_template_code))).mappings().all()
     if not rows:
         return
-    await conn.execute(insert(message_events), [
+    await insert_rows(conn, message_events, [
         _event(r["account_id"], r["id"], "rendered", now, "the vendor parser fetched the card") for r in rows])
     await webhooks.enqueue(conn, svc, [(r["account_id"], "MnsCardVender", {
         "mobile": r["phone"], "outId": r["out_id"], "render_status": 0, "desc": "rendered",
@@ -254,7 +261,7 @@ async def mark_opened(conn: AsyncConnection, svc: Services, opens: Iterable[tupl
     await conn.execute(update(messages).where(messages.c.id == bindparam("mid"))
                        .values(opens=messages.c.opens + bindparam("n")),
                        [{"mid": m, "n": n} for m, n in per_message.items()])
-    await conn.execute(insert(message_events), [
+    await insert_rows(conn, message_events, [
         _event(a, m, "link_opened", now, f"opened in a {client}") for a, m, client in items])
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import insert_returning_ids, insert_rows
 from cardsms.db.schema import idempotency_keys, message_events, messages, short_links, suppressions
 from cardsms.domain import sms
 from cardsms.domain.errors import CardsmsError
@@ -197,10 +198,9 @@ async def write_outboxes(conn: AsyncConnection, svc: Services, boxes: Sequence[O
     rows = [row for box in boxes for row in box.rows]
     if not rows:
         return
-    result = await conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
-    ids = [r[0] for r in result]
+    ids = await insert_returning_ids(conn, messages, rows)
     now = svc.now()
-    await conn.execute(insert(message_events), [
+    await insert_rows(conn, message_events, [
         {"account_id": row["account_id"], "message_id": mid, "at": now,
          "kind": "queued" if row["state"] == "queued" else "skipped",
          "detail": row["error_text"] or f"{row['channel']} to {row['phone']}"}
@@ -213,8 +213,7 @@ async def write_outboxes(conn: AsyncConnection, svc: Services, boxes: Sequence[O
                    "deleted": False, "page_views": 0, "unique_visitors": 0, "name": "", **values}
                   for i, values in box.links]
         first += len(box.rows)
-    if links:
-        await conn.execute(insert(short_links), links)
+    await insert_rows(conn, short_links, links)
     if conn.dialect.name == "postgresql":  # wakes idle workers of other processes at commit
         await conn.execute(text("SELECT pg_notify('cardsms_work', '')"))
     svc.wakeup.set()
