@@ -32,6 +32,7 @@ from cardsms.services.sending import (
     CardRecipient,
     CardSend,
     Outbox,
+    cached_plan,
     plan_card,
     queue_card,
     suppressed,
@@ -301,8 +302,11 @@ def _recipients(rows: Sequence[Any], sign_name: str) -> list[CardRecipient]:
 
 
 async def feed(svc: Services, task_id: int) -> bool:
-    """Queue the next chunk of a sending task; complete it when everything was fed and submitted."""
-    async with svc.write() as conn:
+    """Queue the next chunk of a sending task; complete it when everything was fed and submitted.
+
+    The chunk is read and its messages composed outside the write transaction, which only moves the
+    task's cursor (if no one else did meanwhile) and writes the rows: the write lock is held briefly."""
+    async with svc.read() as conn:
         task = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).mappings().first()
         if task is None or task["state"] != "sending":
             return False
@@ -311,34 +315,37 @@ async def feed(svc: Services, task_id: int) -> bool:
                                           audience_numbers.c.params).where(
             audience_numbers.c.account_id == account_id, audience_numbers.c.audience_id == task["audience_id"],
             audience_numbers.c.seq > task["cursor"]).order_by(audience_numbers.c.seq).limit(FEED_CHUNK))).all()
-        if not rows:
-            return await _maybe_complete(conn, svc, task_id)
-        spec = CardSend(task["card_template_code"], task["fallback_type"], task["sms_template_code"],
-                        task["digital_template_code"], task["template_code"])
-        try:
-            plan = await plan_card(conn, account_id, spec, [task["sign_name"]])
-        except CardsmsError as exc:  # a template or signature lost its approval after the task was created
-            await conn.execute(update(tasks).where(tasks.c.id == task_id).values(
-                state="failed", error=exc.message, finished_at=svc.now()))
-            return True
         recipients = _recipients(rows, task["sign_name"])
         blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
-        box, legs = Outbox(svc, account_id), CardLegs()
-        for r in recipients:  # one by one, so a row with a bad parameter value is skipped, not the chunk
-            try:
-                queue_card(svc, plan, spec, [r], blocked, box, legs, task_id)
-            except CardsmsError as exc:
-                box.add(biz_id=legs.biz["card"], channel="card", number=r.number, content="", priority=2,
-                        sign_name=r.sign_name, template_code=spec.card_template_code, state="skipped",
-                        error_code="BAD_PARAMS", error_text=exc.message, task_id=task_id,
-                        card_template_code=spec.card_template_code)
-        moved = (await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.cursor == task["cursor"],
-                                                        tasks.c.state == "sending")
-                                    .values(cursor=rows[-1][0]))).rowcount
+    if not rows:
+        async with svc.write() as wconn:
+            return await _maybe_complete(wconn, svc, task_id)
+    spec = CardSend(task["card_template_code"], task["fallback_type"], task["sms_template_code"],
+                    task["digital_template_code"], task["template_code"])
+    try:
+        plan = await cached_plan(svc, account_id, spec, [task["sign_name"]])
+    except CardsmsError as exc:  # a template or signature lost its approval after the task was created
+        async with svc.write() as wconn:
+            await wconn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.state == "sending").values(
+                state="failed", error=exc.message, finished_at=svc.now()))
+        return True
+    box, legs = Outbox(svc, account_id), CardLegs()
+    for r in recipients:  # one by one, so a row with a bad parameter value is skipped, not the chunk
+        try:
+            queue_card(svc, plan, spec, [r], blocked, box, legs, task_id)
+        except CardsmsError as exc:
+            box.add(biz_id=legs.biz["card"], channel="card", number=r.number, content="", priority=2,
+                    sign_name=r.sign_name, template_code=spec.card_template_code, state="skipped",
+                    error_code="BAD_PARAMS", error_text=exc.message, task_id=task_id,
+                    card_template_code=spec.card_template_code)
+    async with svc.write() as wconn:
+        moved = (await wconn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.cursor == task["cursor"],
+                                                         tasks.c.state == "sending")
+                                     .values(cursor=rows[-1][0]))).rowcount
         if not moved:  # another worker fed this chunk, or the task was paused meanwhile
-            await conn.rollback()
+            await wconn.rollback()
             return False
-        await box.write(conn)
+        await box.write(wconn)
     return True
 
 
