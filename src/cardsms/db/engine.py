@@ -17,14 +17,14 @@ from cardsms.settings import Settings
 READ_ONLY = "cardsms_read_only"
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, busy_ms: int = 30_000) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -50,7 +50,7 @@ def make_point_reader(settings: Settings) -> Engine | None:
     if not url.startswith("sqlite"):
         return None
     engine = create_engine(url.replace("+aiosqlite", "", 1), poolclass=StaticPool,
-                           connect_args={"timeout": 30, "check_same_thread": False},
+                           connect_args={"timeout": 1, "check_same_thread": False},
                            execution_options={READ_ONLY: True})
-    _sqlite_setup(engine)
+    _sqlite_setup(engine, busy_ms=1000)  # a WAL reader waits only in rare cases (recovery); never block the loop long
     return engine
