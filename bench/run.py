@@ -1,7 +1,7 @@
 """cardsms benchmarks (docs/performance.md) (`make bench`): every figure with the baseline it is compared to in the same
 run. Prints a table and writes bench/results.json. Loopback only; bounded in count and time.
 
-Sections (select with BENCH_ONLY=import,task,links,workers):
+Sections (select with BENCH_ONLY=import,task,peer,smpp,api,links,workers):
 - import   parse + validate + de-duplicate 500,000 numbers (CSV, zipped CSV, XLSX) vs csv.reader alone
 - task     a card mass task end to end on the embedded default (SQLite, simulated SMSC and phones):
            time to first submit, msg/s to all submitted and to all receipts, peak RSS of the server
@@ -12,6 +12,8 @@ Sections (select with BENCH_ONLY=import,task,links,workers):
 - peer     the task's numbers and SMS text through Kannel (Debian's bearerbox + smsbox; HTTP sendsms with
            100 recipients per request, SMPP to the same simulated SMSC, window 100, receipts on):
            cardsms's end-to-end msg/s divided by Kannel's
+- smpp     the SMPP path alone, no database: smpp34's connector and the simulated SMSC in one process (as
+           the embedded default runs them) vs the simulator in its own process (as Kannel's run had it)
 """
 
 from __future__ import annotations
@@ -463,11 +465,76 @@ def bench_peer(tmp: Path) -> None:
         kannel_rss = rss_peak_mb(bearerbox.pid) + rss_peak_mb(smsbox.pid)
     record("peer", f"kannel_accepted_msg_per_s_{n}", n / accepted_s, "msg/s")
     record("peer", f"kannel_end_to_end_msg_per_s_{n}", n / kannel_s, "msg/s")
+    TASK["kannel"] = n / kannel_s
     if TASK.get("msg_per_s"):
         record("peer", f"cardsms_end_to_end_msg_per_s_{n}", TASK["msg_per_s"], "msg/s", n / kannel_s,
                "Kannel end to end, same numbers and text")
         record("peer", "cardsms_peak_rss", TASK["rss"], "MB", kannel_rss, "Kannel bearerbox + smsbox peak RSS",
                higher_is_better=False)
+
+
+# --- smpp: the SMPP path alone ----------------------------------------------------------------------
+
+async def _smpp_run(n: int, port: int | None) -> float:
+    """msg/s of n submits through one SmppConnector (window 100) until every receipt arrived: against an
+    in-process simulated SMSC (port None) or one listening on `port` in another process. No database."""
+    from cardsms.delivery.config import ConnectorConfig
+    from cardsms.delivery.smpp import Inbound, SmppConnector
+    from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
+
+    sim = None
+    if port is None:
+        sim = SimulatedSmsc(SmscOptions(latency_ms=10))
+        await sim.start()
+        port = sim.port
+    loop = asyncio.get_running_loop()
+    got = 0
+
+    def count(_: Inbound) -> None:
+        nonlocal got
+        got += 1
+
+    connector = SmppConnector(ConnectorConfig(name="bench", host="127.0.0.1", port=port, system_id="cardsms",
+                                              password="bench", window=int(WINDOW), tps=0), "1069",
+                              lambda item: loop.call_soon_threadsafe(count, item))
+    runner = asyncio.create_task(connector.run())
+    deadline = time.monotonic() + 30
+    while not connector.up:
+        assert time.monotonic() < deadline, "the connector did not bind"
+        await asyncio.sleep(0.05)
+    text = "【压测】您有一条新消息 http://127.0.0.1:8080/s/abcdefgh 拒收请回复R"
+    t0 = time.monotonic()
+    for first in range(0, n, 500):
+        await asyncio.gather(*(connector.submit(f"+86139{i:08d}", text) for i in range(first, min(n, first + 500))))
+    while got < n:
+        assert time.monotonic() - t0 < 300, f"only {got} of {n} receipts"
+        await asyncio.sleep(0.01)
+    rate = n / (time.monotonic() - t0)
+    await connector.stop()
+    runner.cancel()
+    if sim is not None:
+        await sim.stop()
+    return rate
+
+
+def bench_smpp(tmp: Path) -> None:
+    """The ceiling the SMPP stack puts on the embedded default: smpp34's connector and the simulated SMSC
+    in one process (as `cardsms serve` runs them), vs the simulator in a process of its own (as Kannel got)."""
+    n = int(os.environ.get("BENCH_SMPP_MESSAGES", "20000"))
+    in_process = asyncio.run(_smpp_run(n, None))
+    port = free_port()
+    env = cardsms_env(tmp, "")
+    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(port),
+                             "--latency-ms", "10"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait(lambda: port_open(port), 30, "simulated SMSC")
+        separate = asyncio.run(_smpp_run(n, port))
+    finally:
+        stop_process(proc)
+    record("smpp", f"one_process_msg_per_s_{n}", in_process, "msg/s", separate,
+           "simulated SMSC in its own process")
+    record("smpp", f"separate_smsc_msg_per_s_{n}", separate, "msg/s", TASK.get("kannel") or None,
+           "Kannel end to end (peer section)")
 
 
 def port_open(port: int) -> bool:
@@ -476,8 +543,8 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "api": bench_api, "links": bench_links,
-            "workers": bench_workers}
+SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "smpp": bench_smpp, "api": bench_api,
+            "links": bench_links, "workers": bench_workers}
 
 
 def main() -> None:
