@@ -504,8 +504,10 @@ async def _smpp_run(n: int, port: int | None) -> float:
         await asyncio.sleep(0.05)
     text = "【压测】您有一条新消息 http://127.0.0.1:8080/s/abcdefgh 拒收请回复R"
     t0 = time.monotonic()
-    for first in range(0, n, 500):
-        await asyncio.gather(*(connector.submit(f"+86139{i:08d}", text) for i in range(first, min(n, first + 500))))
+    for first in range(0, n, 500):  # as the dispatcher hands over a claimed batch
+        batch = [(f"+86139{i:08d}", text, "", 1) for i in range(first, min(n, first + 500))]
+        results = await connector.submit_many(batch)
+        assert all(isinstance(r, list) for r in results), results
     while got < n:
         assert time.monotonic() - t0 < 300, f"only {got} of {n} receipts"
         await asyncio.sleep(0.01)

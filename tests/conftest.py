@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,10 @@ import pytest
 from alibabacloud_dysmsapi20170525.client import Client
 from alibabacloud_tea_openapi.utils_models import Config
 
+from cardsms.db.migrate import upgrade
+from cardsms.services.build import build_services
+from cardsms.services.core import Services
+from cardsms.settings import Settings
 from tests.harness import PostgresServer, Server, cardsms_env, cli, running_server
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -24,6 +29,25 @@ def pg() -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.stop()
+
+
+def with_services(backend: str, request: pytest.FixtureRequest, data_dir: Path,
+                  body: Callable[[Services], Awaitable[None]]) -> None:
+    """Run `body` with in-process services on a migrated database of the backend, in an event loop of
+    its own (the pg fixture runs its own loop, so such tests are synchronous)."""
+    url = ""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg").create_database(f"unit_{next(_counter)}_{os.getpid()}")
+
+    async def run() -> None:
+        svc = build_services(Settings(data_dir=data_dir, secret_key="x" * 40, database_url=url))
+        await upgrade(svc.engine)
+        try:
+            await body(svc)
+        finally:
+            await svc.close()
+
+    asyncio.run(run())
 
 
 def env_for(backend: str, request: pytest.FixtureRequest, **extra: str) -> dict[str, str]:

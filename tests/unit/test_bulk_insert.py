@@ -3,8 +3,6 @@ the new ids in the order of the rows (also after rows at the top of the table we
 
 from __future__ import annotations
 
-import asyncio
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,11 +11,9 @@ import pytest
 from sqlalchemy import delete, insert, select
 
 from cardsms.db.bulk import insert_returning_ids, insert_rows
-from cardsms.db.migrate import upgrade
 from cardsms.db.schema import message_events, short_links
-from cardsms.services.build import build_services
-from cardsms.settings import Settings
-from tests.conftest import BACKENDS
+from cardsms.services.core import Services
+from tests.conftest import BACKENDS, with_services
 
 
 def _link(i: int, **over: Any) -> dict[str, Any]:
@@ -33,39 +29,33 @@ def _link(i: int, **over: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bulk_insert_stores_what_sqlalchemy_stores(tmp_path: Path, backend: str,
                                                    request: pytest.FixtureRequest) -> None:
-    url = request.getfixturevalue("pg").create_database(f"bulk_{os.getpid()}") if backend == "postgresql" else ""
-    asyncio.run(_compare(Settings(data_dir=tmp_path, secret_key="x" * 40, database_url=url)))
+    with_services(backend, request, tmp_path, _compare)
 
 
-async def _compare(settings: Settings) -> None:
-    svc = build_services(settings)
-    await upgrade(svc.engine)
-    try:
-        async with svc.write() as conn:
-            await conn.execute(insert(short_links), [_link(i) for i in range(5)])
-            ids = await insert_returning_ids(conn, short_links, [_link(i, code=f"bulk{i:04d}") for i in range(5)])
-        async with svc.read() as conn:
-            rows = (await conn.execute(select(short_links).order_by(short_links.c.id))).mappings().all()
-        classic, bulk = rows[:5], rows[5:]
-        assert ids == [r["id"] for r in bulk] and ids == sorted(ids) and len(set(ids)) == 5
-        for a, b in zip(classic, bulk, strict=True):
-            assert {k: v for k, v in a.items() if k not in ("id", "code")} == \
-                   {k: v for k, v in b.items() if k not in ("id", "code")}
-        assert [r["code"] for r in bulk] == [f"bulk{i:04d}" for i in range(5)]
-        # the newest rows deleted: the next ids are still the ones handed back
-        async with svc.write() as conn:
-            await conn.execute(delete(short_links).where(short_links.c.id.in_(ids[-2:])))
-            again = await insert_returning_ids(conn, short_links, [_link(i, code=f"more{i:04d}") for i in range(3)])
-        async with svc.read() as conn:
-            stored = dict((await conn.execute(select(short_links.c.code, short_links.c.id).where(
-                short_links.c.code.like("more%")))).all())
-        assert [stored[f"more{i:04d}"] for i in range(3)] == again
-        # a column left out gets its default
-        async with svc.write() as conn:
-            await insert_rows(conn, message_events, [
-                {"account_id": 7, "message_id": i, "kind": "queued", "at": datetime.now(UTC)} for i in (1, 2)])
-        async with svc.read() as conn:
-            details = (await conn.execute(select(message_events.c.detail))).scalars().all()
-        assert details == ["", ""]
-    finally:
-        await svc.close()
+async def _compare(svc: Services) -> None:
+    async with svc.write() as conn:
+        await conn.execute(insert(short_links), [_link(i) for i in range(5)])
+        ids = await insert_returning_ids(conn, short_links, [_link(i, code=f"bulk{i:04d}") for i in range(5)])
+    async with svc.read() as conn:
+        rows = (await conn.execute(select(short_links).order_by(short_links.c.id))).mappings().all()
+    classic, bulk = rows[:5], rows[5:]
+    assert ids == [r["id"] for r in bulk] and ids == sorted(ids) and len(set(ids)) == 5
+    for a, b in zip(classic, bulk, strict=True):
+        assert {k: v for k, v in a.items() if k not in ("id", "code")} == \
+               {k: v for k, v in b.items() if k not in ("id", "code")}
+    assert [r["code"] for r in bulk] == [f"bulk{i:04d}" for i in range(5)]
+    # the newest rows deleted: the next ids are still the ones handed back
+    async with svc.write() as conn:
+        await conn.execute(delete(short_links).where(short_links.c.id.in_(ids[-2:])))
+        again = await insert_returning_ids(conn, short_links, [_link(i, code=f"more{i:04d}") for i in range(3)])
+    async with svc.read() as conn:
+        stored = dict((await conn.execute(select(short_links.c.code, short_links.c.id).where(
+            short_links.c.code.like("more%")))).all())
+    assert [stored[f"more{i:04d}"] for i in range(3)] == again
+    # a column left out gets its default
+    async with svc.write() as conn:
+        await insert_rows(conn, message_events, [
+            {"account_id": 7, "message_id": i, "kind": "queued", "at": datetime.now(UTC)} for i in (1, 2)])
+    async with svc.read() as conn:
+        details = (await conn.execute(select(message_events.c.detail))).scalars().all()
+    assert details == ["", ""]

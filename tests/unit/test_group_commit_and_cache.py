@@ -5,7 +5,6 @@ commits a write to one of its tables (not on a rollback, not for other tables)."
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -18,18 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.bulk import insert_rows
-from cardsms.db.migrate import upgrade
 from cardsms.db.schema import message_events, signs
 from cardsms.services.batching import GroupCommit
-from cardsms.services.build import build_services
 from cardsms.services.core import Services
-from cardsms.settings import Settings
-from tests.conftest import BACKENDS
-
-
-def _settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest, name: str) -> Settings:
-    url = request.getfixturevalue("pg").create_database(f"{name}_{os.getpid()}") if backend == "postgresql" else ""
-    return Settings(data_dir=tmp_path, secret_key="x" * 40, database_url=url)
+from tests.conftest import BACKENDS, with_services
 
 
 async def _write_events(conn: AsyncConnection, items: Sequence[int | None], *, svc: Services) -> list[int]:
@@ -42,36 +33,29 @@ async def _write_events(conn: AsyncConnection, items: Sequence[int | None], *, s
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_group_commit_batches_and_isolates_a_bad_item(tmp_path: Path, backend: str,
                                                       request: pytest.FixtureRequest) -> None:
-    asyncio.run(_group_commit(_settings(tmp_path, backend, request, "group")))
+    with_services(backend, request, tmp_path, _group_commit)
 
 
-async def _group_commit(settings: Settings) -> None:
-    svc = build_services(settings)
-    await upgrade(svc.engine)
-    try:
-        writer: GroupCommit[int | None, int] = GroupCommit(svc.write, partial(_write_events, svc=svc))
-        results = await asyncio.gather(*(writer.submit(i) for i in range(1, 201)))
-        assert results == [-i for i in range(1, 201)]  # every caller gets its own answer
-        assert writer.items == 200 and writer.batches < 20  # they shared transactions
-        # message_id is NOT NULL: the None fails alone, the items queued with it are still written
-        outcome = await asyncio.gather(*(writer.submit(i) for i in (301, None, 302)), return_exceptions=True)
-        assert outcome[0] == -301 and outcome[2] == -302 and isinstance(outcome[1], IntegrityError)
-        async with svc.read() as conn:
-            ids = sorted((await conn.execute(select(message_events.c.message_id))).scalars().all())
-        assert ids == [*range(1, 201), 301, 302]
-    finally:
-        await svc.close()
+async def _group_commit(svc: Services) -> None:
+    writer: GroupCommit[int | None, int] = GroupCommit(svc.write, partial(_write_events, svc=svc))
+    results = await asyncio.gather(*(writer.submit(i) for i in range(1, 201)))
+    assert results == [-i for i in range(1, 201)]  # every caller gets its own answer
+    assert writer.items == 200 and writer.batches < 20  # they shared transactions
+    # message_id is NOT NULL: the None fails alone, the items queued with it are still written
+    outcome = await asyncio.gather(*(writer.submit(i) for i in (301, None, 302)), return_exceptions=True)
+    assert outcome[0] == -301 and outcome[2] == -302 and isinstance(outcome[1], IntegrityError)
+    async with svc.read() as conn:
+        ids = sorted((await conn.execute(select(message_events.c.message_id))).scalars().all())
+    assert ids == [*range(1, 201), 301, 302]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_cache_is_cleared_by_this_processs_commits_to_its_tables(tmp_path: Path, backend: str,
                                                                    request: pytest.FixtureRequest) -> None:
-    asyncio.run(_cache(_settings(tmp_path, backend, request, "cache")))
+    with_services(backend, request, tmp_path, _cache)
 
 
-async def _cache(settings: Settings) -> None:
-    svc = build_services(settings)
-    await upgrade(svc.engine)
+async def _cache(svc: Services) -> None:
     loads: list[Any] = []
 
     async def load() -> Any:
@@ -83,23 +67,20 @@ async def _cache(settings: Settings) -> None:
     async def status() -> Any:
         return await svc.caches.memo("test-signs", {"signs"}, "shop", load)
 
-    try:
-        now = datetime.now(UTC)
-        async with svc.write() as conn:
-            await conn.execute(insert(signs).values(
-                account_id=1, name="Shop", name_key="shop", sign_type=0, sign_source=0, status=0, files=[],
-                created_at=now, updated_at=now))
-        assert await status() == 0 and await status() == 0 and len(loads) == 1  # the second read is cached
-        async with svc.write() as conn:  # another table: the cache stays
-            await insert_rows(conn, message_events, [{"account_id": 1, "message_id": 1, "kind": "x", "at": now}])
-        assert await status() == 0 and len(loads) == 1
-        with pytest.raises(RuntimeError):
-            async with svc.write() as conn:  # rolled back: nothing changed, the cache stays
-                await conn.execute(update(signs).values(status=2))
-                raise RuntimeError("roll back")
-        assert await status() == 0 and len(loads) == 1
-        async with svc.write() as conn:
-            await conn.execute(update(signs).where(signs.c.name_key == "shop").values(status=1))
-        assert await status() == 1 and len(loads) == 2  # committed: read again at once
-    finally:
-        await svc.close()
+    now = datetime.now(UTC)
+    async with svc.write() as conn:
+        await conn.execute(insert(signs).values(
+            account_id=1, name="Shop", name_key="shop", sign_type=0, sign_source=0, status=0, files=[],
+            created_at=now, updated_at=now))
+    assert await status() == 0 and await status() == 0 and len(loads) == 1  # the second read is cached
+    async with svc.write() as conn:  # another table: the cache stays
+        await insert_rows(conn, message_events, [{"account_id": 1, "message_id": 1, "kind": "x", "at": now}])
+    assert await status() == 0 and len(loads) == 1
+    with pytest.raises(RuntimeError):
+        async with svc.write() as conn:  # rolled back: nothing changed, the cache stays
+            await conn.execute(update(signs).values(status=2))
+            raise RuntimeError("roll back")
+    assert await status() == 0 and len(loads) == 1
+    async with svc.write() as conn:
+        await conn.execute(update(signs).where(signs.c.name_key == "shop").values(status=1))
+    assert await status() == 1 and len(loads) == 2  # committed: read again at once

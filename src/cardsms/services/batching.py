@@ -45,17 +45,25 @@ class GroupCommit(Generic[T, R]):
         return await future
 
     async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
-            try:
-                await self._write(batch)
-            except Exception:
-                for one in batch:  # isolate the item that failed; the others still commit
-                    try:
-                        await self._write([one])
-                    except Exception as exc:
-                        if not one[1].done():
-                            one[1].set_exception(exc)
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+                try:
+                    await self._write(batch)
+                except Exception:
+                    for one in batch:  # isolate the item that failed; the others still commit
+                        try:
+                            await self._write([one])
+                        except Exception as exc:
+                            if not one[1].done():
+                                one[1].set_exception(exc)
+        except BaseException:  # cancelled (shutdown): no caller may wait forever
+            for _, future in [*batch, *self._pending]:
+                if not future.done():
+                    future.set_exception(RuntimeError("the group commit was stopped before this item was written"))
+            self._pending = []
+            raise
 
     async def _write(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         async with self.write() as conn:
