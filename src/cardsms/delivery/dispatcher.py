@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -52,6 +53,8 @@ class Dispatcher:
         self.connectors = list(connectors)
         self.digital = digital
         self.inbound: asyncio.Queue[tuple[Inbound, int]] = asyncio.Queue()
+        self._handover: list[tuple[Inbound, int]] = []  # from I/O threads, not yet on the main loop
+        self._handover_lock = threading.Lock()
         self.is_pg = not svc.settings.is_sqlite
         self.submitted = 0
         self.receipts = 0
@@ -66,9 +69,21 @@ class Dispatcher:
         self.loop = asyncio.get_running_loop()
 
     def on_inbound(self, item: Inbound) -> None:
-        """Called on a connector's I/O thread (or the main loop): journal at once, then queue for the writer."""
+        """Called on a connector's I/O thread (or the main loop): journal at once, then queue for the writer.
+        Items that arrive while the main loop has not yet taken the previous ones ride along with them: one
+        wake-up of the main loop per group, not per receipt."""
         offset = self.journal.append(item) if self.journal is not None else 0
-        self.loop.call_soon_threadsafe(self.inbound.put_nowait, (item, offset))
+        with self._handover_lock:
+            self._handover.append((item, offset))
+            first = len(self._handover) == 1
+        if first:
+            self.loop.call_soon_threadsafe(self._take_handover)
+
+    def _take_handover(self) -> None:
+        with self._handover_lock:
+            items, self._handover = self._handover, []
+        for entry in items:
+            self.inbound.put_nowait(entry)
 
     async def replay_journal(self) -> int:
         """Apply what earlier processes received but had not stored (see delivery/journal.py)."""
