@@ -513,7 +513,7 @@ async def _smpp_run(n: int, port: int | None) -> float:
         await asyncio.sleep(0.01)
     rate = n / (time.monotonic() - t0)
     await connector.stop()
-    runner.cancel()
+    await asyncio.wait_for(runner, 30)  # run() returns once the I/O thread has ended
     if sim is not None:
         await sim.stop()
     return rate
