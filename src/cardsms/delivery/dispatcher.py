@@ -212,58 +212,34 @@ class Dispatcher:
                 return c, True
         return None, bool(serving)
 
-    async def _submit_all(self, rows: list[dict[str, Any]]) -> list[Outcome]:
-        """Submit a claimed batch: each connector gets its messages in one hand-over (SmppConnector.submit_many)."""
-        outcomes: list[Outcome | None] = [None] * len(rows)
-        by_connector: dict[int, tuple[SmppConnector, list[int]]] = {}
-        digital: list[int] = []
-        for i, row in enumerate(rows):
-            if row["channel"] == "digital":
-                digital.append(i)
-                continue
-            connector, served = self._route(row["e164"])
-            if connector is None:
-                outcomes[i] = (Outcome(row["id"], row["account_id"], "fail", code="NO_ROUTE",
-                                       text=f"no connector serves {row['e164']}") if not served else
-                               Outcome(row["id"], row["account_id"], "throttled", code="NOT_BOUND",
-                                       text="no connector is bound", delay=1.0))
-                continue
-            by_connector.setdefault(id(connector), (connector, []))[1].append(i)
-
-        async def smpp(connector: SmppConnector, indexes: list[int]) -> None:
-            results = await connector.submit_many([(rows[i]["e164"], rows[i]["content"], rows[i]["up_extend_code"],
-                                                    rows[i]["priority"]) for i in indexes])
-            for i, result in zip(indexes, results, strict=True):
-                row = rows[i]
-                outcomes[i] = (self._failed(row, result) if isinstance(result, SubmitError) else
-                               Outcome(row["id"], row["account_id"], "ok", connector.name, result))
-
-        async def one_digital(i: int) -> None:
-            row = rows[i]
-            try:
-                ident = await self.digital.submit(row["e164"], row["content"], row["template_code"])
-                outcomes[i] = Outcome(row["id"], row["account_id"], "ok", self.digital.name, [ident])
-            except SubmitError as exc:
-                outcomes[i] = self._failed(row, exc)
-
-        await asyncio.gather(*(smpp(c, idx) for c, idx in by_connector.values()), *(one_digital(i) for i in digital))
-        return [o for o in outcomes if o is not None]
-
-    def _failed(self, row: dict[str, Any], exc: SubmitError) -> Outcome:
+    async def _submit(self, row: dict[str, Any]) -> Outcome:
         mid, account = row["id"], row["account_id"]
         attempts = row["attempts"] + 1
-        if exc.throttled:
-            return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.2,
-                           maybe_sent=exc.sent_parts > 0)
-        if exc.link:  # the bind broke: not the message's fault; the connector reconnects meanwhile
-            return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.5,
-                           maybe_sent=exc.code != "NOT_BOUND" or exc.sent_parts > 0)
-        if exc.transient and attempts < self.svc.settings.retry_max_attempts:
-            delay = min(self.svc.settings.retry_base_seconds * 2 ** (attempts - 1), 300.0)
-            return Outcome(mid, account, "retry", code=exc.code, text=exc.text, delay=delay,
-                           maybe_sent=exc.code == "TIMEOUT" or exc.sent_parts > 0)
-        return Outcome(mid, account, "fail", code=exc.code,
-                       text=exc.text + (f" (after {attempts} attempts)" if exc.transient else ""))
+        try:
+            if row["channel"] == "digital":
+                ident = await self.digital.submit(row["e164"], row["content"], row["template_code"])
+                return Outcome(mid, account, "ok", self.digital.name, [ident])
+            connector, served = self._route(row["e164"])
+            if connector is None:
+                if not served:
+                    return Outcome(mid, account, "fail", code="NO_ROUTE",
+                                   text=f"no connector serves {row['e164']}")
+                return Outcome(mid, account, "throttled", code="NOT_BOUND", text="no connector is bound", delay=1.0)
+            ids = await connector.submit(row["e164"], row["content"], row["up_extend_code"], row["priority"])
+            return Outcome(mid, account, "ok", connector.name, ids)
+        except SubmitError as exc:
+            if exc.throttled:
+                return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.2,
+                               maybe_sent=exc.sent_parts > 0)
+            if exc.link:  # the bind broke: not the message's fault; the connector reconnects meanwhile
+                return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.5,
+                               maybe_sent=exc.code != "NOT_BOUND" or exc.sent_parts > 0)
+            if exc.transient and attempts < self.svc.settings.retry_max_attempts:
+                delay = min(self.svc.settings.retry_base_seconds * 2 ** (attempts - 1), 300.0)
+                return Outcome(mid, account, "retry", code=exc.code, text=exc.text, delay=delay,
+                               maybe_sent=exc.code == "TIMEOUT" or exc.sent_parts > 0)
+            return Outcome(mid, account, "fail", code=exc.code,
+                           text=exc.text + (f" (after {attempts} attempts)" if exc.transient else ""))
 
     async def pass_once(self) -> int:
         if time.monotonic() - self._last_expiry > 1.0:
@@ -272,9 +248,9 @@ class Dispatcher:
         rows = await self.claim(self.svc.settings.dispatch_batch)
         if not rows:
             return 0
-        outcomes = await self._submit_all(rows)
+        outcomes = await asyncio.gather(*(self._submit(r) for r in rows))
         async with self.svc.write() as conn:
-            await receipts.record_outcomes(conn, self.svc, outcomes)
+            await receipts.record_outcomes(conn, self.svc, list(outcomes))
         self.submitted += sum(o.kind == "ok" for o in outcomes)
         return len(rows)
 

@@ -13,7 +13,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -144,7 +144,6 @@ class SmppConnector:
     async def run(self) -> None:
         """Run the bind on its own I/O thread until stop()."""
         self.io_loop = asyncio.new_event_loop()
-        self.window = asyncio.Semaphore(self.cfg.window)  # used on the I/O thread's loop only
         done = asyncio.get_running_loop().create_future()
         main = asyncio.get_running_loop()
 
@@ -221,40 +220,21 @@ class SmppConnector:
 
     async def submit(self, e164: str, text: str, source_suffix: str = "", priority: int = 1) -> list[str]:
         """Send all parts; returns the SMSC message ids. Raises SubmitError."""
-        result = (await self.submit_many([(e164, text, source_suffix, priority)]))[0]
-        if isinstance(result, SubmitError):
-            raise result
-        return result
-
-    async def submit_many(self, messages: Sequence[tuple[str, str, str, int]]) -> list[list[str] | SubmitError]:
-        """Send messages given as (e164, text, source suffix, priority): for each, its SMSC message ids or the
-        SubmitError that stopped it. The whole batch crosses to the I/O thread at once (one hand-over per batch,
-        not per message); there the window and the TPS limit apply per submit_sm."""
-        async def on_io_thread() -> list[list[str] | SubmitError]:
-            return list(await asyncio.gather(*(self._send_on_io(*m) for m in messages)))
-
-        try:
-            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(on_io_thread(), self.io_loop))
-        except Exception as exc:  # the I/O thread is gone (stopping, or never started)
-            return [SubmitError("DISCONNECTED", f"submit failed: {exc!r}", True, link=True) for _ in messages]
-
-    async def _send_on_io(self, e164: str, text: str, source_suffix: str, priority: int) -> list[str] | SubmitError:
         encoded = sms.encode(text)
         dest = e164.lstrip("+")
         parts = encoded.parts
         ref = self._next_ref()
-        ids: list[str] = []
+        ids = []
         for seq, payload in enumerate(parts, 1):
             esm, body = (ESM_UDHI, sms.udh(ref, len(parts), seq) + payload) if len(parts) > 1 else (0, payload)
             try:
                 ids.append(await self._submit_one(dest, body, encoded.data_coding, esm, source_suffix, priority))
             except SubmitError as exc:
                 exc.sent_parts = len(ids)
-                return exc
+                raise
         return ids
 
     async def _submit_one(self, dest: str, body: bytes, data_coding: int, esm: int, suffix: str, priority: int) -> str:
-        """On the I/O thread."""
         wait = self.throttled_until - time.monotonic()
         if wait > 0:
             raise SubmitError("THROTTLED", f"{self.name} is throttling; back off {wait:.2f}s", True, True)
@@ -263,12 +243,16 @@ class SmppConnector:
             smsc = self.smsc
             if smsc is None:
                 raise SubmitError("NOT_BOUND", f"connector {self.name} is not bound", True, link=True)
-            try:
-                resp = await asyncio.wait_for(smsc.submit_sm(
+            async def on_io_thread() -> smpp34.SubmitSmResp:
+                return await smsc.submit_sm(
                     dest, body, source_addr=self.source_addr + suffix, source_addr_ton=0, source_addr_npi=1,
                     dest_addr_ton=1, dest_addr_npi=1, esm_class=esm, data_coding=data_coding,
                     registered_delivery=1, priority_flag=max(0, 2 - priority),
-                ), 30)
+                )
+
+            try:
+                resp = await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                    on_io_thread(), self.io_loop)), 30)
             except TimeoutError:
                 raise SubmitError("TIMEOUT", "no submit_sm_resp within 30 s", True) from None
             except Exception as exc:  # the session broke under us
