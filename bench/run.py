@@ -299,19 +299,24 @@ def bench_api(tmp: Path) -> None:
 
 # --- workers (PostgreSQL) -------------------------------------------------------------------------
 
-def _pg_count(url: str, sql: str) -> int:
-    async def go() -> int:
-        from sqlalchemy import text
-        from sqlalchemy.ext.asyncio import create_async_engine
+@contextmanager
+def pg_counter(url: str) -> Iterator[Callable[[str], int]]:
+    """`count(sql)` over one connection kept for the whole run (polled every 0.25 s while workers send)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
 
-        engine = create_async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return int(await conn.scalar(text(sql)) or 0)
-        finally:
-            await engine.dispose()
+    loop = asyncio.new_event_loop()
+    engine = create_async_engine(url, pool_size=1, max_overflow=0)
 
-    return asyncio.run(go())
+    async def count(sql: str) -> int:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(text(sql)) or 0)
+
+    try:
+        yield lambda sql: loop.run_until_complete(count(sql))
+    finally:
+        loop.run_until_complete(engine.dispose())
+        loop.close()
 
 
 def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
@@ -326,6 +331,8 @@ def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
     smsc_port, api_port = free_port(), free_port()
     smsc = f"smpp://bench:pw@127.0.0.1:{smsc_port}?binds={k}"
     with ExitStack() as stack:
+        pg_count = stack.enter_context(pg_counter(sa_url))
+
         def start(args: list[str], e: dict[str, str], name: str) -> subprocess.Popen[bytes]:
             log = stack.enter_context((tmp / f"{name}.log").open("ab"))
             proc = subprocess.Popen([sys.executable, "-m", "cardsms", *args], env=e, stdout=log,
@@ -338,7 +345,7 @@ def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
         for i in range(k):
             wenv = {**env, "CARDSMS_DATA_DIR": str(tmp / f"w{k}-{i}")}
             start(["worker", "--smsc", smsc], wenv, f"worker{k}-{i}")
-        wait(lambda: _pg_count(sa_url, "SELECT count(*) FROM bind_leases") == k, 60, "binds")
+        wait(lambda: pg_count("SELECT count(*) FROM bind_leases") == k, 60, "binds")
         server = Server(api_port, env, api, "postgresql")
         wait(lambda: subprocess.run(["curl", "-sf", f"{server.url}/healthz"], capture_output=True).returncode == 0,
              60, "api")
@@ -350,7 +357,7 @@ def run_workers(pg: PostgresServer, tmp: Path, k: int, n: int) -> float:
         for start_at in range(0, n, 1000):
             phones = ",".join(str(13900000000 + i) for i in range(start_at, start_at + 1000))
             client.send_sms(m.SendSmsRequest(phone_numbers=phones, sign_name=sign, template_code=code))
-        wait(lambda: _pg_count(sa_url, "SELECT count(*) FROM messages WHERE state IN ('queued','submitting')") == 0,
+        wait(lambda: pg_count("SELECT count(*) FROM messages WHERE state IN ('queued','submitting')") == 0,
              600, "all submitted")
         return n / (time.monotonic() - t0)
 

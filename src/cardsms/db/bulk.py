@@ -42,8 +42,12 @@ def _plan(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
     def process(name: str) -> Any:
         return table.c[name].type._cached_bind_processor(dialect)
 
+    def bind(name: str, value: Any) -> Any:
+        processor = process(name)
+        return processor(value) if processor else value
+
     processors = [process(n) for n in names]
-    fixed = tuple((p(v) if p else v) for n, v in constants.items() for p in [process(n)])
+    fixed = tuple(bind(n, v) for n, v in constants.items())  # the same for every row
     columns = ", ".join(f'"{c}"' for c in [*names, *constants])
     sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({", ".join("?" * (len(names) + len(constants)))})'
     params = [tuple(p(r[n]) if p else r[n] for n, p in zip(names, processors, strict=True)) + fixed for r in rows]

@@ -15,6 +15,7 @@ from sqlalchemy.pool import StaticPool
 from cardsms.settings import Settings
 
 READ_ONLY = "cardsms_read_only"
+WORK_CHANNEL = "cardsms_work"  # PostgreSQL: a send NOTIFYs it at commit; idle workers LISTEN on it
 
 
 def _sqlite_setup(engine: Engine, busy_ms: int = 30_000) -> None:
@@ -44,7 +45,7 @@ def make_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
 
 def make_point_reader(settings: Settings) -> Engine | None:
     """On SQLite, a synchronous engine with one connection for small indexed reads run on the event
-    loop's own thread (`Services.fetch`): such a read takes tens of microseconds in SQLite, far less than
+    loop's own thread (`Services.point_read`): such a read takes tens of microseconds in SQLite, far less than
     handing it to a driver thread and back. None on PostgreSQL, whose driver does not use threads."""
     url = settings.sqlalchemy_url
     if not url.startswith("sqlite"):

@@ -24,11 +24,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 
+from cardsms.db.engine import WORK_CHANNEL
 from cardsms.db.schema import bind_leases, workers
 from cardsms.services.core import Services
 
 log = structlog.get_logger("cardsms.leases")
-CHANNEL = "cardsms_work"
 
 
 class WorkerLease:
@@ -99,5 +99,5 @@ async def listen(svc: Services, on_notify: Callable[[], None]) -> Any:
 
     url = make_url(svc.settings.sqlalchemy_url).set(drivername="postgresql")
     conn = await asyncpg.connect(url.render_as_string(hide_password=False))
-    await conn.add_listener(CHANNEL, lambda *_: on_notify())
+    await conn.add_listener(WORK_CHANNEL, lambda *_: on_notify())
     return conn

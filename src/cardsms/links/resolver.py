@@ -21,7 +21,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from cardsms.db.schema import reviews, templates
 from cardsms.links.render import card_json, card_view, render_card_page, render_notice
 from cardsms.services import links
-from cardsms.services.cache import MISSING
 from cardsms.services.core import Services
 from cardsms.services.media import resource_urls
 from cardsms.services.templates import PUBLIC_ACCOUNT
@@ -48,25 +47,20 @@ class Card:
 async def _card(svc: Services, link: Any) -> Card:
     """The card a link shows, cached for a second (services.cache; cleared when this process changes
     templates, reviews or media)."""
-    cache = svc.caches.named("link-cards", {"templates", "reviews", "media"})
-    key = (link["account_id"], link["card_template_code"])
-    found = cache.get(key)
-    if found is not MISSING:
-        card: Card = found
-        return card
-    generation = cache.generation
-    async with svc.read() as conn:
-        row = (await conn.execute(select(templates).where(
-            templates.c.account_id.in_((link["account_id"], PUBLIC_ACCOUNT)),
-            templates.c.code == link["card_template_code"], templates.c.kind == "card"))).mappings().first()
-        vendors = frozenset() if row is None else frozenset(r.vendor for r in await conn.execute(
-            select(reviews.c.vendor).where(
-                reviews.c.account_id == row["account_id"], reviews.c.subject_kind == "template",
-                reviews.c.subject_id == row["id"], reviews.c.state == int(ReviewState.APPROVED))))
-    urls = await resource_urls(svc, link["account_id"], _media_ids(row["body"] or {})) if row else {}
-    card = Card(row, vendors, urls)
-    cache.put(key, card, generation)
-    return card
+    async def load() -> Card:
+        async with svc.read() as conn:
+            row = (await conn.execute(select(templates).where(
+                templates.c.account_id.in_((link["account_id"], PUBLIC_ACCOUNT)),
+                templates.c.code == link["card_template_code"], templates.c.kind == "card"))).mappings().first()
+            vendors = frozenset() if row is None else frozenset(r.vendor for r in await conn.execute(
+                select(reviews.c.vendor).where(
+                    reviews.c.account_id == row["account_id"], reviews.c.subject_kind == "template",
+                    reviews.c.subject_id == row["id"], reviews.c.state == int(ReviewState.APPROVED))))
+        urls = await resource_urls(svc, link["account_id"], _media_ids(row["body"] or {})) if row else {}
+        return Card(row, vendors, urls)
+
+    return await svc.caches.memo("link-cards", {"templates", "reviews", "media"},
+                                 (link["account_id"], link["card_template_code"]), load)
 
 
 def _media_ids(body: dict[str, Any]) -> list[str]:

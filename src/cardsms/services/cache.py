@@ -29,15 +29,11 @@ class TableCache:
         self.max_entries = max_entries
         self.generation = 0
         self._values: dict[Hashable, tuple[float, Any]] = {}
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: Hashable) -> Any:
         found = self._values.get(key)
         if found is not None and found[0] > time.monotonic():
-            self.hits += 1
             return found[1]
-        self.misses += 1
         return MISSING
 
     def put(self, key: Hashable, value: Any, generation: int) -> None:
@@ -57,15 +53,13 @@ class Caches:
     """The caches of one process, cleared by the commits of its engine that touch their tables."""
 
     def __init__(self) -> None:
-        self.all: list[TableCache] = []
-        self.by_name: dict[str, TableCache] = {}
+        self._by_name: dict[str, TableCache] = {}
 
-    def named(self, name: str, tables: set[str], ttl: float = 1.0) -> TableCache:
+    def named(self, name: str, tables: set[str]) -> TableCache:
         """The cache called `name`, made on first use."""
-        cache = self.by_name.get(name)
+        cache = self._by_name.get(name)
         if cache is None:
-            cache = self.by_name[name] = TableCache(tables, ttl)
-            self.all.append(cache)
+            cache = self._by_name[name] = TableCache(tables)
         return cache
 
     async def memo(self, name: str, tables: set[str], key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
@@ -82,7 +76,7 @@ class Caches:
         return value
 
     def written(self, tables: set[str]) -> None:
-        for cache in self.all:
+        for cache in self._by_name.values():
             if cache.tables & tables:
                 cache.clear()
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, CursorResult, Engine, Executable, RowMapping
+from sqlalchemy import Connection, CursorResult, Engine, Executable
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cardsms.crypto import Crypto
 from cardsms.db.engine import READ_ONLY
 from cardsms.media.store import MediaStore
+from cardsms.services.batching import GroupCommit
 from cardsms.services.cache import Caches
 from cardsms.settings import Settings
 from cardsms.vendors.gateway import HandsetDirectory, ReviewGateway
@@ -51,9 +53,6 @@ class InlineConnection:
     async def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
         return self._conn.execute(statement, params)
 
-    async def scalar(self, statement: Executable, params: Any = None) -> Any:
-        return self._conn.scalar(statement, params)
-
 
 @dataclass
 class Services:
@@ -66,14 +65,13 @@ class Services:
     clock: Callable[[], datetime] = field(default=utcnow)
     # Set when new work is queued, so the dispatcher in this process wakes at once.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    # Group commits of this process by name (services.batching), created on first use.
-    batchers: dict[str, Any] = field(default_factory=dict)
     point_reader: Engine | None = None
 
     def __post_init__(self) -> None:
         self._reader = self.engine.execution_options(**{READ_ONLY: True})
         self._write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
         self.caches = Caches()
+        self._group_commits: dict[str, GroupCommit[Any, Any]] = {}
         self.caches.watch(self.engine.sync_engine)
 
     @contextlib.asynccontextmanager
@@ -89,10 +87,14 @@ class Services:
         with self.point_reader.connect() as sync:
             yield cast(AsyncConnection, InlineConnection(sync))
 
-    async def fetch(self, statement: Executable, params: dict[str, Any] | None = None) -> Sequence[RowMapping]:
-        """The rows of one small indexed read (see `point_read`)."""
-        async with self.point_read() as conn:
-            return (await conn.execute(statement, params)).mappings().all()
+    def group_commit(self, name: str, apply: Callable[..., Awaitable[Sequence[Any]]],
+                     max_batch: int = 500) -> GroupCommit[Any, Any]:
+        """This process's group commit called `name` (services.batching), made on first use;
+        `apply(conn, items, svc=self)` writes a batch."""
+        writer = self._group_commits.get(name)
+        if writer is None:
+            writer = self._group_commits[name] = GroupCommit(self.write, partial(apply, svc=self), max_batch)
+        return writer
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -8,7 +8,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +20,6 @@ from cardsms.db.schema import link_opens, messages, short_links
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
 from cardsms.services import review, sending
-from cardsms.services.batching import GroupCommit
 from cardsms.services.core import Services, as_utc, china_time
 from cardsms.services.templates import get_template
 from cardsms.vendors.gateway import ReviewState
@@ -182,10 +180,10 @@ _LINK_BY_CODE = select(short_links).where(short_links.c.code == bindparam("code"
 async def resolve(svc: Services, code: str) -> Resolved | None:
     if not _CODE.fullmatch(code):
         return None
-    rows = await svc.fetch(_LINK_BY_CODE, {"code": code})
-    if not rows:
+    async with svc.point_read() as conn:
+        link = (await conn.execute(_LINK_BY_CODE, {"code": code})).mappings().first()
+    if link is None:
         return None
-    link = rows[0]
     return Resolved(link, bool(link["deleted"]) or as_utc(link["expires_at"]) <= svc.now())
 
 
@@ -204,10 +202,8 @@ class Open:
 async def record_open(svc: Services, resolved: Resolved, client: str, visitor: str, mobile: str = "") -> int | None:
     """Count an open; a parser fetch marks the message rendered. Returns the message id affected.
     Opens are group-committed (services.batching): this returns once the open's transaction committed."""
-    recorder = svc.batchers.get("opens")
-    if recorder is None:
-        recorder = svc.batchers["opens"] = GroupCommit(svc.write, partial(record_opens, svc=svc))
-    result: int | None = await recorder.submit(Open(resolved.link, client, visitor, mobile))
+    result: int | None = await svc.group_commit("opens", record_opens).submit(
+        Open(resolved.link, client, visitor, mobile))
     return result
 
 

@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from sqlalchemy import insert, select, text
@@ -21,12 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.bulk import insert_returning_ids, insert_rows
+from cardsms.db.engine import WORK_CHANNEL
 from cardsms.db.schema import idempotency_keys, message_events, messages, short_links, suppressions
 from cardsms.domain import sms
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, PhoneNumber, normalise_mainland_mobile, normalise_number
 from cardsms.services import review
-from cardsms.services.batching import GroupCommit
 from cardsms.services.core import CHINA, Services, random_digits
 from cardsms.services.signs import _get as get_sign_row
 from cardsms.services.templates import get_template
@@ -215,7 +214,7 @@ async def write_outboxes(conn: AsyncConnection, svc: Services, boxes: Sequence[O
         first += len(box.rows)
     await insert_rows(conn, short_links, links)
     if conn.dialect.name == "postgresql":  # wakes idle workers of other processes at commit
-        await conn.execute(text("SELECT pg_notify('cardsms_work', '')"))
+        await conn.execute(text(f"SELECT pg_notify('{WORK_CHANNEL}', '')"))
     svc.wakeup.set()
 
 
@@ -268,10 +267,8 @@ async def commit_send(svc: Services, account_id: int, box: Outbox, answer: dict[
                       idem_key: str | None, action: str) -> dict[str, Any]:
     """Write the rows and the idempotency record in one transaction, group-committed with the sends of
     other requests (services.batching); a concurrent twin (same idempotency key) returns the first answer."""
-    writer = svc.batchers.get("sends")
-    if writer is None:
-        writer = svc.batchers["sends"] = GroupCommit(svc.write, partial(_write_sends, svc=svc), max_batch=200)
     try:
+        writer = svc.group_commit("sends", _write_sends, max_batch=200)
         written: dict[str, Any] = await writer.submit(_Send(account_id, box, answer, idem_key, action))
     except IntegrityError:
         if not idem_key:
