@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -53,37 +52,19 @@ class Dispatcher:
         self.connectors = list(connectors)
         self.digital = digital
         self.inbound: asyncio.Queue[tuple[Inbound, int]] = asyncio.Queue()
-        self._handover: list[tuple[Inbound, int]] = []  # from I/O threads, not yet on the main loop
-        self._handover_lock = threading.Lock()
         self.is_pg = not svc.settings.is_sqlite
         self.submitted = 0
         self.receipts = 0
         self._stopping = False
         self._last_expiry = 0.0
-        self.loop = asyncio.get_event_loop_policy().get_event_loop()
         self.worker_id = ""  # set under the scale-out: claims are marked with it (delivery/leases.py)
         self.recover_at_start = True  # one process (SQLite): everything `submitting` is ours from before
 
-    def bind_loop(self) -> None:
-        """Remember the event loop that owns the inbound queue (call from it before connectors start)."""
-        self.loop = asyncio.get_running_loop()
-
     def on_inbound(self, item: Inbound) -> None:
-        """Called on a connector's I/O thread (or the main loop): journal at once, then queue for the writer.
-        Items that arrive while the main loop has not yet taken the previous ones ride along with them: one
-        wake-up of the main loop per group, not per receipt."""
+        """A receipt or MO message from a connector (or the digital channel): journal it, then queue it for the
+        writer. The connector acknowledges the PDU only after this returns."""
         offset = self.journal.append(item) if self.journal is not None else 0
-        with self._handover_lock:
-            self._handover.append((item, offset))
-            first = len(self._handover) == 1
-        if first:
-            self.loop.call_soon_threadsafe(self._take_handover)
-
-    def _take_handover(self) -> None:
-        with self._handover_lock:
-            items, self._handover = self._handover, []
-        for entry in items:
-            self.inbound.put_nowait(entry)
+        self.inbound.put_nowait((item, offset))
 
     async def replay_journal(self) -> int:
         """Apply what earlier processes received but had not stored (see delivery/journal.py)."""

@@ -1,22 +1,20 @@
 """The inbound journal: every receipt and MO message is appended to a local file the moment it
 arrives, before it waits in memory for its database batch.
 
-smpp34 acknowledges a deliver_sm in its core as soon as it has read it, so an SMSC will not send
-that receipt again. Without the journal, a `kill -9` would lose the receipts still waiting in the
-in-memory queue. Each process writes its own file (`<data dir>/journal/inbound-<start>-<pid>.jsonl`)
-and, after each committed batch, the byte offset up to which everything is in the database. At
-start, the journals of earlier processes are replayed from their offsets, then deleted. Applying
-a receipt twice changes nothing, so a replay that overlaps a committed batch is harmless.
-
-What remains is the interval between the core's acknowledgement and the Python callback that
-writes the line: a few PDUs at most, only if the process dies in that instant.
+A connector acknowledges a deliver_sm only after its line is written here (delivery/smpp.py), so an
+SMSC sends again whatever this process had not written when it died, and the journal holds what
+was acknowledged but not yet in the database: a `kill -9` loses neither. The line is written with
+`os.write` (the kernel's page cache), which survives the process, not a power cut. Each process
+writes its own file (`<data dir>/journal/inbound-<start>-<pid>.jsonl`) and, after each committed
+batch, the byte offset up to which everything is in the database. At start, the journals of
+earlier processes are replayed from their offsets, then deleted. Applying a receipt twice changes
+nothing, so a replay that overlaps a committed batch is harmless.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -47,7 +45,6 @@ class Journal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
         self._open()
 
     def _open(self) -> None:
@@ -58,18 +55,16 @@ class Journal:
     def append(self, item: Inbound) -> int:
         """Write one item; returns the offset just past it."""
         data = _encode(item)
-        with self._lock:  # connectors append from their own threads
-            os.write(self.fd, data)
-            self.offset += len(data)
-            return self.offset
+        os.write(self.fd, data)
+        self.offset += len(data)
+        return self.offset
 
     def committed(self, offset: int) -> None:
         """Everything up to offset is in the database; a caught-up large file is replaced by a new one."""
-        with self._lock:
-            if offset >= self.offset and self.offset >= self.ROTATE_BYTES:
-                self.close()
-                self._open()
-                return
+        if offset >= self.offset and self.offset >= self.ROTATE_BYTES:
+            self.close()
+            self._open()
+            return
         tmp = self.path.with_suffix(".offset.tmp")
         tmp.write_text(str(offset))
         os.replace(tmp, self.path.with_suffix(".offset"))

@@ -35,7 +35,6 @@ class Delivery:
     async def start(self) -> None:
         s = self.svc.settings
         configs = parse_connectors(s.smsc, window=s.smsc_window, tps=s.smsc_tps, system_type=s.smsc_system_type)
-        self.dispatcher.bind_loop()
         await self.dispatcher.replay_journal()
         if not configs:
             configs = [await self._start_simulator()]

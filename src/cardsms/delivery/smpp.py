@@ -1,39 +1,37 @@
-"""SMPP connectors on smpp34: one transceiver bind per connector.
+"""SMPP connectors: one transceiver bind per connector, on the event loop (delivery/session.py).
 
-The smpp34 core does framing, sequence windowing and the SMPP timers (enquire_link every 30 s,
-response timeouts); this module adds what a gateway needs around it: reconnect with backoff,
-our own window and TPS limit, ESME_RTHROTTLED handling, GSM-7/UCS-2 encoding, concatenated
-long messages with a UDH, and the inbound side (delivery receipts and MO messages).
+This module adds what a gateway needs around the session: reconnect with backoff, our own window
+and TPS limit, ESME_RTHROTTLED handling, GSM-7/UCS-2 encoding, concatenated long messages with a
+UDH, and the inbound side (delivery receipts and MO messages), each acknowledged only after
+`on_inbound` has taken it (the dispatcher journals it first).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import smpp34
 import structlog
 
+from cardsms.delivery import pdu
 from cardsms.delivery.config import ConnectorConfig
+from cardsms.delivery.pdu import PduError, ShortMessage
+from cardsms.delivery.session import Session
 from cardsms.domain import sms
 
 log = structlog.get_logger("cardsms.smpp")
 
-THROTTLED = int(smpp34.ESME_RTHROTTLED)  # type: ignore[attr-defined]
+THROTTLED = pdu.ESME_RTHROTTLED
 # command_status values after which a retry may succeed (queue full, system error, throttling, timeout)
-TRANSIENT_STATUS = {int(smpp34.ESME_RMSGQFUL), int(smpp34.ESME_RSYSERR), THROTTLED, 0x00000064, 0x00000065}  # type: ignore[attr-defined]
-# deliver_sm PDUs the smpp34 core may read (and acknowledge) ahead of us. The I/O thread drains and
-# journals them at once, so the buffer stays nearly empty; a small capacity is not used because
-# smpp34's backpressure path (NAKs) stalled the session in our tests.
-INBOUND_CAPACITY = 65536
+TRANSIENT_STATUS = {pdu.ESME_RMSGQFUL, pdu.ESME_RSYSERR, THROTTLED, 0x00000064, 0x00000065}
 ESM_UDHI = 0x40
 ESM_RECEIPT = 0x04
+ESME_RX_P_APPN = 0x65  # permanent application error: do not send this PDU again
+RESPONSE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,38 +79,24 @@ class TokenBucket:
             await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
-def _tlv_text(tlvs: list[smpp34.Tlv], tag: int) -> str:
-    for t in tlvs:
-        if t.tag == tag:
-            return t.value.rstrip(b"\x00").decode("latin-1")
-    return ""
-
-
-def decode_inbound(connector: str, ev: smpp34.DeliverSmEvent) -> Inbound:
-    payload = ev.short_message or b""
-    if not payload:
-        for t in ev.tlvs:
-            if t.tag == smpp34.TLV_MESSAGE_PAYLOAD:  # type: ignore[attr-defined]
-                payload = t.value
-    if ev.esm_class & ESM_UDHI:
+def decode_inbound(connector: str, sm: ShortMessage) -> Inbound:
+    payload = sm.short_message or sm.tlv(pdu.TLV_MESSAGE_PAYLOAD) or b""
+    if sm.esm_class & ESM_UDHI:
         _, payload = sms.split_udh(payload)
-    text = sms.decode_payload(payload, ev.data_coding)
+    text = sms.decode_payload(payload, sm.data_coding)
     now = datetime.now(UTC)
-    if ev.esm_class & ESM_RECEIPT:
+    if sm.esm_class & ESM_RECEIPT:
         parsed = sms.parse_receipt(text)
-        receipted = _tlv_text(ev.tlvs, smpp34.TLV_RECEIPTED_MESSAGE_ID) or (parsed.message_id if parsed else "")  # type: ignore[attr-defined]
+        receipted = (sm.tlv(pdu.TLV_RECEIPTED_MESSAGE_ID) or b"").rstrip(b"\x00").decode("latin-1")
+        receipted = receipted or (parsed.message_id if parsed else "")
         stat = parsed.stat if parsed else ""
         if not stat:
-            state = next((t.as_int() for t in ev.tlvs if t.tag == smpp34.TLV_MESSAGE_STATE), None)  # type: ignore[attr-defined]
-            stat = {2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV", 8: "REJECTD"}.get(state or 0, "UNKNOWN")
-        return Inbound(connector, True, ev.source_addr, ev.destination_addr, text, receipted, stat,
+            state = sm.tlv(pdu.TLV_MESSAGE_STATE)
+            stat = {2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV", 8: "REJECTD"}.get(
+                state[0] if state else 0, "UNKNOWN")
+        return Inbound(connector, True, sm.source_addr, sm.destination_addr, text, receipted, stat,
                        parsed.err if parsed else "", now)
-    return Inbound(connector, False, ev.source_addr, ev.destination_addr, text, "", "", "", now)
-
-
-def _finish(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+    return Inbound(connector, False, sm.source_addr, sm.destination_addr, text, "", "", "", now)
 
 
 class SmppConnector:
@@ -123,7 +107,7 @@ class SmppConnector:
         self.name = cfg.name
         self.source_addr = source_addr
         self.on_inbound = on_inbound
-        self.smsc: smpp34.Smsc | None = None
+        self.session: Session | None = None
         self.window = asyncio.Semaphore(cfg.window)
         self.bucket = TokenBucket(cfg.tps)
         self.throttled_until = 0.0
@@ -131,88 +115,84 @@ class SmppConnector:
         self.binds = 0
         self.last_error = ""
         self._ref = 0
-        self._stopping = False
+        self._stopping = asyncio.Event()
 
     @property
     def up(self) -> bool:
-        return self.smsc is not None
+        return self.session is not None
 
     def status(self) -> dict[str, object]:
         return {"name": self.name, "host": f"{self.cfg.host}:{self.cfg.port}", "bound": self.up,
                 "binds": self.binds, "window": self.cfg.window, "tps": self.cfg.tps, "last_error": self.last_error}
 
     async def run(self) -> None:
-        """Run the bind on its own I/O thread until stop()."""
-        self.io_loop = asyncio.new_event_loop()
-        done = asyncio.get_running_loop().create_future()
-        main = asyncio.get_running_loop()
-
-        def io_thread() -> None:
-            asyncio.set_event_loop(self.io_loop)
-            try:
-                self.io_loop.run_until_complete(self._io_main())
-            finally:
-                self.io_loop.close()
-                main.call_soon_threadsafe(_finish, done)
-
-        # The I/O thread must get the GIL often even while the main loop is busy: every deliver_sm the
-        # core has acknowledged but this thread has not journaled yet is lost if the process dies.
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        self._thread = threading.Thread(target=io_thread, name=f"smpp-{self.name}", daemon=True)
-        self._thread.start()
-        await done
-
-    async def _io_main(self) -> None:
-        """The bind loop, on the I/O thread: inbound PDUs are handed on (and journaled) the moment they arrive,
-        however busy the main event loop is."""
+        """Keep the bind up until stop()."""
         backoff = 0.2
-        while not self._stopping:
-            client = smpp34.Client(
-                host=self.cfg.host, port=self.cfg.port, system_id=self.cfg.system_id, password=self.cfg.password,
-                bind_type="TRX", system_type=self.cfg.system_type, window_size=self.cfg.window,
-                connect_timeout_ms=5000, inbound_capacity=INBOUND_CAPACITY,
-            )
+        while not self._stopping.is_set():
             try:
-                smsc = await client.connect()
-            except Exception as exc:  # refused, bind rejected, timeout
+                session = await self._bind()
+            except (OSError, TimeoutError, PduError) as exc:  # refused, bind rejected, timeout
                 self.last_error = f"bind failed: {exc}"
                 log.warning("smpp.bind_failed", connector=self.name, error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 0.2
             self.binds += 1
-            self.smsc = smsc
+            self.session = session
             log.info("smpp.bound", connector=self.name, host=self.cfg.host, port=self.cfg.port)
             try:
-                while not self._stopping:
-                    ev = await smsc.next()
-                    if isinstance(ev, smpp34.Disconnected):
-                        break
-                    try:
-                        self.on_inbound(decode_inbound(self.name, ev))
-                    except Exception:
-                        log.exception("smpp.inbound_undecodable", connector=self.name)
+                await session.closed
             finally:
-                self.smsc = None
-                self.last_error = "connection lost"
-                if not self._stopping:
+                self.session = None
+                if not self._stopping.is_set():
+                    self.last_error = "connection lost"
                     log.warning("smpp.disconnected", connector=self.name)
-                with contextlib.suppress(Exception):
-                    await client.stop()
 
-    async def _unbind(self) -> None:
-        smsc = self.smsc
-        if smsc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(smsc.unbind(), 2)
+    async def _bind(self) -> Session:
+        loop = asyncio.get_running_loop()
+        _, session = await asyncio.wait_for(loop.create_connection(
+            lambda: Session(self, timeout=RESPONSE_TIMEOUT), self.cfg.host, self.cfg.port), 5)
+        bind = pdu.Bind(self.cfg.system_id, self.cfg.password, self.cfg.system_type)
+        try:
+            command_id, status, _ = await asyncio.wait_for(session.request(pdu.BIND_TRANSCEIVER, bind.encode()), 5)
+        except BaseException:
+            session.abort()
+            raise
+        if status != pdu.ESME_ROK or command_id != pdu.BIND_TRANSCEIVER | pdu.RESP:
+            session.abort()
+            raise PduError(status, "bind_transceiver", f"rejected by the SMSC with {pdu.status_name(status)}")
+        return session
+
+    # --- the session's handler: what the SMSC sends us ----------------------------------------
+
+    def on_request(self, session: Session, command_id: int, sequence: int, body: bytes) -> None:
+        if command_id != pdu.DELIVER_SM:
+            raise PduError(pdu.ESME_RINVCMDID, "command_id", f"{command_id:#010x} is not a request an ESME takes")
+        sm = ShortMessage.decode(body)
+        try:
+            item = decode_inbound(self.name, sm)
+        except Exception as exc:  # undecodable text: refuse it for good rather than have it sent forever
+            log.warning("smpp.inbound_undecodable", connector=self.name, error=repr(exc))
+            session.respond(pdu.DELIVER_SM | pdu.RESP, sequence, ESME_RX_P_APPN, b"\x00")
+            return
+        try:
+            self.on_inbound(item)
+        except Exception:  # not journaled (disk full?): the SMSC keeps it and sends it again
+            log.exception("smpp.inbound_not_taken", connector=self.name)
+            session.respond(pdu.DELIVER_SM | pdu.RESP, sequence, pdu.ESME_RX_T_APPN, b"\x00")
+            return
+        session.respond(pdu.DELIVER_SM | pdu.RESP, sequence, pdu.ESME_ROK, b"\x00")
+
+    def on_closed(self, session: Session) -> None:
+        pass  # run() notices through session.closed
 
     async def stop(self) -> None:
-        self._stopping = True
-        loop = getattr(self, "io_loop", None)
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(Exception):
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._unbind(), loop))
+        self._stopping.set()
+        session = self.session
+        if session is not None:
+            await session.unbind()
 
     def _next_ref(self) -> int:
         self._ref = (self._ref + 1) % 256
@@ -238,33 +218,35 @@ class SmppConnector:
         wait = self.throttled_until - time.monotonic()
         if wait > 0:
             raise SubmitError("THROTTLED", f"{self.name} is throttling; back off {wait:.2f}s", True, True)
+        try:
+            request = ShortMessage(
+                self.source_addr + suffix, dest, body, source_addr_ton=0, source_addr_npi=1, dest_addr_ton=1,
+                dest_addr_npi=1, esm_class=esm, data_coding=data_coding, registered_delivery=1,
+                priority_flag=max(0, 2 - priority)).encode()
+        except PduError as exc:
+            raise SubmitError("INVALID_PDU", f"submit_sm cannot be built: {exc}", False) from None
         await self.bucket.take()
         async with self.window:
-            smsc = self.smsc
-            if smsc is None:
+            session = self.session
+            if session is None:
                 raise SubmitError("NOT_BOUND", f"connector {self.name} is not bound", True, link=True)
-            async def on_io_thread() -> smpp34.SubmitSmResp:
-                return await smsc.submit_sm(
-                    dest, body, source_addr=self.source_addr + suffix, source_addr_ton=0, source_addr_npi=1,
-                    dest_addr_ton=1, dest_addr_npi=1, esm_class=esm, data_coding=data_coding,
-                    registered_delivery=1, priority_flag=max(0, 2 - priority),
-                )
-
             try:
-                resp = await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                    on_io_thread(), self.io_loop)), 30)
+                command_id, status, answer = await session.request(pdu.SUBMIT_SM, request)
             except TimeoutError:
-                raise SubmitError("TIMEOUT", "no submit_sm_resp within 30 s", True) from None
-            except Exception as exc:  # the session broke under us
+                raise SubmitError("TIMEOUT", f"no submit_sm_resp within {RESPONSE_TIMEOUT:g} s", True) from None
+            except ConnectionError as exc:  # the session broke under us
                 raise SubmitError("DISCONNECTED", f"submit failed: {exc}", True, link=True) from None
-        if resp.is_success and resp.message_id:
-            self.throttle_backoff = 0.1
-            return resp.message_id
-        status = resp.command_status
+        if status == pdu.ESME_ROK and command_id == pdu.SUBMIT_SM | pdu.RESP:
+            message_id = answer.split(b"\x00", 1)[0].decode("latin-1")
+            if message_id:
+                self.throttle_backoff = 0.1
+                return message_id
         if status == THROTTLED:
             self.throttled_until = time.monotonic() + self.throttle_backoff
             self.throttle_backoff = min(self.throttle_backoff * 2, 5.0)
             raise SubmitError("THROTTLED", "ESME_RTHROTTLED from the SMSC", True, True)
         code = f"SMPP_{status:#010x}"
         return_text = f"submit_sm rejected with command_status {status:#010x}"
+        if status == pdu.ESME_ROK:
+            return_text = "submit_sm_resp carried no message_id"
         raise SubmitError(code, return_text, status in TRANSIENT_STATUS)
