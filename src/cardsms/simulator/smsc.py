@@ -130,9 +130,11 @@ class SimulatedSmsc:
 
     def _cut(self) -> None:
         """Drop every connection at once, like a network failure (no unbind)."""
-        for session in list(self.sessions):
+        live = [s for s in self.sessions if s.is_open]
+        if live:
+            self.drops += 1
+        for session in live:
             session.abort()
-        self.drops += 1
 
     # --- requests from ESMEs ------------------------------------------------------------------
 
@@ -200,7 +202,7 @@ class SimulatedSmsc:
         if full is not None and stat == "DELIVRD" and self.on_delivered is not None:
             self._later(due, (sm.destination_addr, sm.source_addr, full))
         if self.opt.disconnect_every and self.submits % self.opt.disconnect_every == 0:
-            asyncio.get_running_loop().call_later(0.01, self._cut)
+            asyncio.get_running_loop().call_soon(self._cut)  # after the answers queued so far are written
 
     def _assemble(self, dest: str, concat: tuple[int, int, int] | None, text: str) -> str | None:
         if concat is None:
