@@ -1,12 +1,14 @@
-"""Interop: cardsms as the ESME against an SMSC it did not write (Debian's Net::SMPP, Perl)."""
+"""Interop: cardsms as the ESME against an SMSC it did not write (Debian's Net::SMPP, Perl), and cardsms's
+simulated SMSC against an ESME it did not write (smpp34, Rust)."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,11 @@ from alibabacloud_dysmsapi20170525 import models as m
 
 from cardsms.domain import sms
 from tests.conftest import BACKENDS, env_for, new_tenant
-from tests.harness import free_port, running_server
+from tests.harness import cardsms_env, free_port, running_server
 from tests.integration.helpers import approved_sign, eventually, text_template
 
 PERL_SMSC = Path(__file__).parent.parent / "interop" / "net_smpp_smsc.pl"
+SMPP34_ESME = Path(__file__).parent.parent / "interop" / "smpp34_esme.py"
 
 
 def perl_has_net_smpp() -> bool:
@@ -99,6 +102,30 @@ def test_messages_reach_a_net_smpp_smsc_intact_and_receipts_match(backend: str,
         long_one = received["86" + phones[10]][0]
         assert "李雷" in long_one and sms.count_segments(long_one) > 1
         assert sms.count_segments(received["86" + phones[20]][0]) > 1  # GSM-7 concatenation too
+    finally:
+        smsc.kill()
+        smsc.wait()
+
+
+def test_an_smpp34_esme_gets_answers_and_receipts_from_the_simulated_smsc(tmp_path: Path) -> None:
+    """The other direction: cardsms's SMSC (the simulator, own process) against an ESME it did not write."""
+    port = free_port()
+    log = tmp_path / "smsc.jsonl"
+    smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(port),
+                             "--latency-ms", "5", "--fail-share", "20", "--log", str(log)],
+                            env=cardsms_env(tmp_path, ""), stdout=subprocess.PIPE, text=True)
+    try:
+        assert smsc.stdout is not None and "listening" in smsc.stdout.readline()
+        out = subprocess.run([sys.executable, str(SMPP34_ESME), str(port), "40"], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        result = json.loads(out.stdout)
+        assert len(set(result["ids"])) == 40 and set(result["receipts"]) == set(result["ids"])
+        stats = Counter(result["receipts"].values())
+        assert stats["DELIVRD"] + stats["UNDELIV"] == 40 and 0 < stats["UNDELIV"] < 40  # the fail share shows
+        logged = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [entry["id"] for entry in logged] == result["ids"]
+        assert bytes.fromhex(logged[3]["sm"]) == b"interop message 3" and logged[3]["dest"] == "8613700000003"
     finally:
         smsc.kill()
         smsc.wait()
