@@ -12,7 +12,7 @@ Sections (select with BENCH_ONLY=import,task,peer,smpp,api,links,workers):
 - peer     the task's numbers and SMS text through Kannel (Debian's bearerbox + smsbox; HTTP sendsms with
            100 recipients per request, SMPP to the same simulated SMSC, window 100, receipts on):
            cardsms's end-to-end msg/s divided by Kannel's
-- smpp     the SMPP path alone, no database: smpp34's connector and the simulated SMSC in one process (as
+- smpp     the SMPP path alone, no database: the connector and the simulated SMSC in one process (as
            the embedded default runs them) vs the simulator in its own process (as Kannel's run had it)
 """
 
@@ -525,11 +525,11 @@ async def _smpp_run(n: int, port: int | None) -> float:
 
 
 def bench_smpp(tmp: Path) -> None:
-    """The ceiling the SMPP stack puts on the embedded default: smpp34's connector and the simulated SMSC
+    """The ceiling the SMPP stack puts on the embedded default: the connector and the simulated SMSC
     in one process (as `cardsms serve` runs them), vs the simulator in a process of its own (as Kannel got)."""
     n = int(os.environ.get("BENCH_SMPP_MESSAGES", "20000"))
 
-    def measure(port: int | None) -> float:  # in a fresh process: smpp34's runtime outlives an event loop
+    def measure(port: int | None) -> float:  # each in a fresh process, like the server runs it
         code = (f"import asyncio, sys; sys.path.insert(0, {str(ROOT)!r}); from bench.run import _smpp_run; "
                 f"print(asyncio.run(_smpp_run({n}, {port!r})))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=400)
