@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     message_validity_seconds: int = Field(172_800, ge=1, description="a message not submitted by then expires")
     verification_validity_seconds: int = Field(900, ge=1, description="validity of verification-code messages")
     dispatch_batch: int = Field(500, ge=1, le=20_000, description="messages claimed per dispatcher pass")
+    dispatch_in_flight: int = Field(2, ge=1, le=8, description="claimed batches on their way at once; after a "
+                                    "crash up to this many batches are sent again, flagged as possible duplicates")
     dispatch_poll_seconds: float = Field(0.05, gt=0, le=10, description="dispatcher idle poll interval")
     worker_lease_seconds: float = Field(10, ge=1, le=600, description="scale-out: a worker's lease on its "
                                         "bind slots and in-flight messages; a killed worker's work is taken "

@@ -127,3 +127,34 @@ def test_the_journal_replays_what_was_not_committed(tmp_path: Path) -> None:
     Journal.discard(left[0][0])
     second.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_link_codes_draw_every_letter_of_the_alphabet_evenly() -> None:
+    from collections import Counter
+
+    from cardsms.services.sending import _CODE_ALPHABET, new_link_code
+
+    codes = [new_link_code() for _ in range(50_000)]
+    assert all(len(c) == 8 for c in codes) and len(set(codes)) == len(codes)
+    counts = Counter("".join(codes))
+    assert set(counts) == set(_CODE_ALPHABET)
+    mean = 8 * len(codes) / len(_CODE_ALPHABET)
+    assert all(abs(n - mean) < 0.06 * mean for n in counts.values()), counts  # modulo bias: -12% and +9%
+
+
+def test_a_forked_child_draws_other_link_codes_than_its_parent() -> None:
+    import os
+
+    from cardsms.services.sending import new_link_code
+
+    new_link_code()  # the pool holds bytes now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, "".join(new_link_code() for _ in range(10)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 1000).decode()
+    os.close(read)
+    os.close(write)
+    assert len(child) == 80 and child != "".join(new_link_code() for _ in range(10))

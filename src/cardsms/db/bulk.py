@@ -11,7 +11,8 @@ Other databases use SQLAlchemy's path (on PostgreSQL it is already fast).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table, func, insert, select
@@ -20,6 +21,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 class IdAllocationError(RuntimeError):
     """SQLite did not hand out the consecutive ids expected (the transaction is rolled back)."""
+
+
+def _memo(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A bind processor that converts each distinct value once (rows of a batch share their timestamps)."""
+    done: dict[Any, Any] = {}
+
+    def run(value: Any) -> Any:
+        key = (type(value), value, getattr(value, "tzinfo", None))  # equal datetimes of other zones differ
+        try:
+            return done[key]
+        except KeyError:
+            done[key] = out = processor(value)
+            return out
+        except TypeError:  # unhashable (a JSON document)
+            return processor(value)
+
+    return run
 
 
 def _plan(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
@@ -46,11 +64,17 @@ def _plan(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
         processor = process(name)
         return processor(value) if processor else value
 
-    processors = [process(n) for n in names]
+    converted = [(i, _memo(p)) for i, p in enumerate(map(process, names)) if p]
     fixed = tuple(bind(n, v) for n, v in constants.items())  # the same for every row
     columns = ", ".join(f'"{c}"' for c in [*names, *constants])
     sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({", ".join("?" * (len(names) + len(constants)))})'
-    params = [tuple(p(r[n]) if p else r[n] for n, p in zip(names, processors, strict=True)) + fixed for r in rows]
+    values = operator.itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
+    params = []
+    for r in rows:
+        row = [*values(r), *fixed]
+        for i, p in converted:
+            row[i] = p(row[i])
+        params.append(tuple(row))
     return sql, params
 
 

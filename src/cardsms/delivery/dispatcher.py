@@ -222,38 +222,62 @@ class Dispatcher:
             return Outcome(mid, account, "fail", code=exc.code,
                            text=exc.text + (f" (after {attempts} attempts)" if exc.transient else ""))
 
-    async def pass_once(self) -> int:
+    async def _claim_due(self) -> list[dict[str, Any]]:
         if time.monotonic() - self._last_expiry > 1.0:
             self._last_expiry = time.monotonic()
             await self.expire()
-        rows = await self.claim(self.svc.settings.dispatch_batch)
-        if not rows:
-            return 0
-        outcomes = await asyncio.gather(*(self._submit(r) for r in rows))
-        async with self.svc.write() as conn:
-            await receipts.record_outcomes(conn, self.svc, list(outcomes))
-        self.submitted += sum(o.kind == "ok" for o in outcomes)
-        return len(rows)
+        return await self.claim(self.svc.settings.dispatch_batch)
+
+    async def _deliver(self, rows: list[dict[str, Any]]) -> None:
+        """Submit a claimed batch and record the outcomes. If this fails, the rows stay `submitting` and are
+        queued again (flagged) by the next recovery, like after a crash."""
+        try:
+            outcomes = await asyncio.gather(*(self._submit(r) for r in rows))
+            async with self.svc.write() as conn:
+                await receipts.record_outcomes(conn, self.svc, list(outcomes))
+            self.submitted += sum(o.kind == "ok" for o in outcomes)
+        except Exception:
+            log.exception("dispatcher.batch_failed", messages=len(rows))
 
     async def run(self) -> None:
+        """Claim batches and send them; up to CARDSMS_DISPATCH_IN_FLIGHT batches are on their way at once (the
+        next is claimed while the previous ones are submitted and recorded)."""
         if self.recover_at_start:
             await self.recover()
         last_purge = 0.0
-        while not self._stopping:
-            try:
-                n = await self.pass_once()
-                if time.monotonic() - last_purge > 600:
-                    last_purge = time.monotonic()
-                    await self.close_unanswered()
-                    await self.purge()
-            except Exception:
-                log.exception("dispatcher.pass_failed")
-                n = 0
-                await asyncio.sleep(1)
-            if n == 0 and not self._stopping:
-                self.svc.wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.svc.wakeup.wait(), self.svc.settings.dispatch_poll_seconds)
+        slots = asyncio.Semaphore(self.svc.settings.dispatch_in_flight)
+        batches: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            batches.discard(task)
+            slots.release()
+
+        try:
+            while not self._stopping:
+                await slots.acquire()
+                rows: list[dict[str, Any]] = []
+                try:
+                    rows = await self._claim_due()
+                    if time.monotonic() - last_purge > 600:
+                        last_purge = time.monotonic()
+                        await self.close_unanswered()
+                        await self.purge()
+                except Exception:
+                    log.exception("dispatcher.pass_failed")
+                    await asyncio.sleep(1)
+                if rows:
+                    batch = asyncio.create_task(self._deliver(rows), name="dispatch-batch")
+                    batches.add(batch)
+                    batch.add_done_callback(finished)
+                    continue
+                slots.release()
+                if not self._stopping:
+                    self.svc.wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.svc.wakeup.wait(), self.svc.settings.dispatch_poll_seconds)
+        finally:
+            if batches:  # what was claimed gets its outcome recorded before the dispatcher ends
+                await asyncio.gather(*batches, return_exceptions=True)
 
     async def run_receipts(self) -> None:
         """Apply inbound receipts and MO messages in batches."""

@@ -17,15 +17,17 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
 from cardsms.delivery.smpp import Inbound
 
+_FIELDS = [f.name for f in fields(Inbound)]
+
 
 def _encode(item: Inbound) -> bytes:
-    data = asdict(item)
+    data = {name: getattr(item, name) for name in _FIELDS}
     data["at"] = item.at.isoformat()
     return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 

@@ -27,8 +27,11 @@ OPT_OUT_KEYWORDS = frozenset({"r", "t", "td", "退订", "stop"})
 _CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
 
 
+_GSM_ALL = frozenset(_GSM_CODE) | frozenset(_GSM_EXT)
+
+
 def is_gsm7(text: str) -> bool:
-    return all(ch in _GSM_CODE or ch in _GSM_EXT for ch in text)
+    return _GSM_ALL.issuperset(text)
 
 
 def _septets(ch: str) -> int:

@@ -8,11 +8,13 @@ event, its short link and the idempotency record, and only then is the caller to
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, text
@@ -47,8 +49,38 @@ def new_biz_id() -> str:
     return random_digits(18)
 
 
+_CODE_BYTES = 256 - 256 % len(_CODE_ALPHABET)  # random bytes at or above this are dropped: no modulo bias
+
+
+class _RandomPool:
+    """os.urandom bytes drawn 4 KiB at a time (one system call per ~500 link codes, not one per code); emptied
+    in a forked child so two processes never hand out the same bytes."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._bytes = bytearray()
+
+    def take(self, n: int) -> bytes:
+        with self._lock:
+            if len(self._bytes) < n:
+                self._bytes = bytearray(secrets.token_bytes(4096))
+            out = bytes(self._bytes[-n:])
+            del self._bytes[-n:]
+        return out
+
+
+_RANDOM = _RandomPool()
+
+
 def new_link_code(n: int = 8) -> str:
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(n))
+    out: list[str] = []
+    while len(out) < n:
+        out += [_CODE_ALPHABET[b % len(_CODE_ALPHABET)] for b in _RANDOM.take(2 * n) if b < _CODE_BYTES]
+    return "".join(out[:n])
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -164,14 +196,24 @@ class Outbox:
     account_id: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     links: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (row index, link values)
+    times: dict[int, tuple[datetime, str, datetime]] = field(default_factory=dict)  # by validity: now, day, expiry
+
+    def _times(self, validity: int) -> tuple[datetime, str, datetime]:
+        """The rows of one send share one timestamp (and so its day and, per validity, its expiry)."""
+        found = self.times.get(validity)
+        if found is None:
+            now = next(iter(self.times.values()))[0] if self.times else self.svc.now()
+            found = self.times[validity] = (now, now.astimezone(CHINA).strftime("%Y%m%d"),
+                                            now + timedelta(seconds=validity))
+        return found
 
     def add(self, *, biz_id: str, channel: str, number: PhoneNumber, content: str, priority: int,
             out_id: str = "", sign_name: str = "", template_code: str = "", card_template_code: str = "",
             template_type: int = 1, state: str = "queued", error_code: str = "", error_text: str = "",
             link_code: str = "", custom_url: str = "", up_extend_code: str = "", task_id: int | None = None) -> int:
-        now = self.svc.now()
         validity = (self.svc.settings.verification_validity_seconds if priority == 0
                     else self.svc.settings.message_validity_seconds)
+        now, send_day, expires_at = self._times(validity)
         self.rows.append({
             "account_id": self.account_id, "biz_id": biz_id, "channel": channel, "phone": number.national,
             "e164": number.e164, "out_id": out_id, "sign_name": sign_name, "template_code": template_code,
@@ -180,8 +222,8 @@ class Outbox:
             "error_code": error_code, "error_text": error_text, "attempts": 0, "possible_duplicate": False,
             "connector": "", "parts_done": 0, "link_code": link_code, "custom_url": custom_url,
             "up_extend_code": up_extend_code, "render_status": 0, "opens": 0, "task_id": task_id,
-            "send_day": now.astimezone(CHINA).strftime("%Y%m%d"), "created_at": now, "due_at": now,
-            "expires_at": now + timedelta(seconds=validity), "done_at": now if state == "skipped" else None,
+            "send_day": send_day, "created_at": now, "due_at": now,
+            "expires_at": expires_at, "done_at": now if state == "skipped" else None,
         })
         return len(self.rows) - 1
 

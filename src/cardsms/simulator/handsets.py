@@ -27,10 +27,12 @@ _BUCKETS: tuple[tuple[int, Vendor | None], ...] = (
 )
 
 
+_VENDOR_OF_BUCKET = tuple(next(v for limit, v in _BUCKETS if bucket < limit) for bucket in range(100))
+
+
 def simulated_handset(sha1_hex: str, card_share: int) -> Handset:
     h = int(sha1_hex[:8], 16)
-    bucket = h % 100
-    vendor = next(v for limit, v in _BUCKETS if bucket < limit)
+    vendor = _VENDOR_OF_BUCKET[h % 100]
     capable = vendor is not None and (h // 100) % 100 < card_share
     return Handset(vendor, capable)
 
