@@ -38,6 +38,8 @@ def test_the_simulated_smsc_answers_bad_pdus_and_keeps_the_session() -> None:
         assert (await ask(0x00000099, 4))[:3] == (pdu.GENERIC_NACK, pdu.ESME_RINVCMDID, 4)
         assert (await ask(pdu.SUBMIT_SM, 5, submit[:12]))[:3] == (pdu.SUBMIT_SM | pdu.RESP, pdu.ESME_RINVDSTADR, 5)
         assert (await ask(pdu.ENQUIRE_LINK, 6))[:3] == (pdu.ENQUIRE_LINK | pdu.RESP, 0, 6)
+        cut_udh = ShortMessage("1069", "8613900000001", b"\x05\x00\x03", esm_class=0x40).encode()
+        assert (await ask(pdu.SUBMIT_SM, 9, cut_udh))[:3] == (pdu.SUBMIT_SM | pdu.RESP, pdu.ESME_RINVESMCLASS, 9)
         command_id, status, _, body = await ask(pdu.SUBMIT_SM, 7, submit)  # the session survived all of it
         assert (command_id, status) == (pdu.SUBMIT_SM | pdu.RESP, 0)
         message_id = body.rstrip(b"\x00")

@@ -143,6 +143,9 @@ class Session(asyncio.Protocol):
                 self.handler.on_request(self, command_id, sequence, body)
             except PduError as exc:
                 self._reject(command_id, sequence, exc)
+            except Exception as exc:  # nothing a peer sends may end the session unanswered
+                log.exception("smpp.request_failed", peer=self.peer, command_id=f"{command_id:#010x}")
+                self._reject(command_id, sequence, PduError(pdu.ESME_RSYSERR, "PDU", f"could not be handled: {exc!r}"))
 
     def _reject(self, command_id: int, sequence: int, exc: PduError) -> None:
         log.warning("smpp.bad_pdu", peer=self.peer, command_id=f"{command_id:#010x}", field=exc.field,

@@ -176,7 +176,11 @@ class SimulatedSmsc:
         payload = sm.short_message
         concat = None
         if sm.esm_class & 0x40:
-            concat, payload = sms.split_udh(payload)
+            try:
+                concat, payload = sms.split_udh(payload)
+            except IndexError:
+                raise PduError(pdu.ESME_RINVESMCLASS, "short_message",
+                               "esm_class announces a UDH, but the UDH is cut short") from None
         try:
             text = sms.decode_payload(payload, sm.data_coding)
         except (UnicodeDecodeError, ValueError):
