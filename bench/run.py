@@ -494,7 +494,6 @@ async def _smpp_run(n: int, port: int | None) -> float:
         sim = SimulatedSmsc(SmscOptions(latency_ms=10))
         await sim.start()
         port = sim.port
-    loop = asyncio.get_running_loop()
     got = 0
 
     def count(_: Inbound) -> None:
@@ -503,7 +502,7 @@ async def _smpp_run(n: int, port: int | None) -> float:
 
     connector = SmppConnector(ConnectorConfig(name="bench", host="127.0.0.1", port=port, system_id="cardsms",
                                               password="bench", window=int(WINDOW), tps=0), "1069",
-                              lambda item: loop.call_soon_threadsafe(count, item))
+                              count)
     runner = asyncio.create_task(connector.run())
     deadline = time.monotonic() + 30
     while not connector.up:

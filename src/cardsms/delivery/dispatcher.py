@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 
 from cardsms.db.schema import early_receipts, link_opens, message_events, messages, webhook_outbox
 from cardsms.delivery.journal import Journal
@@ -162,15 +162,19 @@ class Dispatcher:
     def _smpp_up(self) -> bool:
         return any(c.up for c in self.connectors)
 
+    async def _any(self, query: Select[Any]) -> bool:
+        """Whether the query finds a row: a point read, without the write lock."""
+        async with self.svc.point_read() as conn:
+            return (await conn.execute(query.limit(1))).first() is not None
+
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         channels = ["digital"] + (["sms", "card"] if self._smpp_up() else [])
         now = self.svc.now()
         due = (messages.c.state == "queued", messages.c.due_at <= now, messages.c.expires_at > now,
                messages.c.channel.in_(channels))
-        if not self.is_pg:  # on SQLite even an empty claim takes the one write lock: look first, without it
-            async with self.svc.point_read() as conn:
-                if (await conn.execute(select(messages.c.id).where(*due).limit(1))).first() is None:
-                    return []
+        # on SQLite even an empty claim takes the one write lock: look first, without it
+        if not self.is_pg and not await self._any(select(messages.c.id).where(*due)):
+            return []
         async with self.svc.write() as conn:
             stmt = (select(messages.c.id, messages.c.account_id, messages.c.channel, messages.c.e164,
                            messages.c.content, messages.c.priority, messages.c.attempts, messages.c.template_code,
@@ -290,9 +294,7 @@ class Dispatcher:
             if time.monotonic() - last_sweep > 0.5:
                 last_sweep = time.monotonic()
                 try:
-                    async with self.svc.point_read() as conn:  # most of the time there is nothing to sweep
-                        kept = (await conn.execute(select(early_receipts.c.id).limit(1))).first() is not None
-                    if kept:
+                    if await self._any(select(early_receipts.c.id)):  # most of the time there is nothing to sweep
                         async with self.svc.write() as conn:
                             await receipts.sweep_early(conn, self.svc)
                 except Exception:

@@ -45,6 +45,7 @@ ESME_RTHROTTLED = 0x58
 ESME_RINVOPTPARSTREAM = 0xC0
 ESME_RINVPARLEN = 0xC2
 ESME_RX_T_APPN = 0x64  # temporary application error: the peer should try again later
+ESME_RX_P_APPN = 0x65  # permanent application error: do not send this PDU again
 ESME_RUNKNOWNERR = 0xFF
 
 STATUS_NAMES = {v: k for k, v in globals().items() if k.startswith("ESME_R") and isinstance(v, int)}

@@ -25,12 +25,10 @@ from cardsms.domain import sms
 
 log = structlog.get_logger("cardsms.smpp")
 
-THROTTLED = pdu.ESME_RTHROTTLED
-# command_status values after which a retry may succeed (queue full, system error, throttling, timeout)
-TRANSIENT_STATUS = {pdu.ESME_RMSGQFUL, pdu.ESME_RSYSERR, THROTTLED, 0x00000064, 0x00000065}
+# command_status values after which a retry may succeed (queue full, system error, throttling, application errors)
+TRANSIENT_STATUS = {pdu.ESME_RMSGQFUL, pdu.ESME_RSYSERR, pdu.ESME_RTHROTTLED, pdu.ESME_RX_T_APPN, pdu.ESME_RX_P_APPN}
 ESM_UDHI = 0x40
 ESM_RECEIPT = 0x04
-ESME_RX_P_APPN = 0x65  # permanent application error: do not send this PDU again
 RESPONSE_TIMEOUT = 30.0
 
 
@@ -175,7 +173,7 @@ class SmppConnector:
             item = decode_inbound(self.name, sm)
         except Exception as exc:  # undecodable text: refuse it for good rather than have it sent forever
             log.warning("smpp.inbound_undecodable", connector=self.name, error=repr(exc))
-            session.respond(pdu.DELIVER_SM | pdu.RESP, sequence, ESME_RX_P_APPN, b"\x00")
+            session.respond(pdu.DELIVER_SM | pdu.RESP, sequence, pdu.ESME_RX_P_APPN, b"\x00")
             return
         try:
             self.on_inbound(item)
@@ -241,7 +239,7 @@ class SmppConnector:
             if message_id:
                 self.throttle_backoff = 0.1
                 return message_id
-        if status == THROTTLED:
+        if status == pdu.ESME_RTHROTTLED:
             self.throttled_until = time.monotonic() + self.throttle_backoff
             self.throttle_backoff = min(self.throttle_backoff * 2, 5.0)
             raise SubmitError("THROTTLED", "ESME_RTHROTTLED from the SMSC", True, True)

@@ -196,16 +196,12 @@ class Outbox:
     account_id: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     links: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (row index, link values)
-    times: dict[int, tuple[datetime, str, datetime]] = field(default_factory=dict)  # by validity: now, day, expiry
+    now: datetime = field(init=False)  # the rows of one send share one timestamp, and so its day
+    send_day: str = field(init=False)
 
-    def _times(self, validity: int) -> tuple[datetime, str, datetime]:
-        """The rows of one send share one timestamp (and so its day and, per validity, its expiry)."""
-        found = self.times.get(validity)
-        if found is None:
-            now = next(iter(self.times.values()))[0] if self.times else self.svc.now()
-            found = self.times[validity] = (now, now.astimezone(CHINA).strftime("%Y%m%d"),
-                                            now + timedelta(seconds=validity))
-        return found
+    def __post_init__(self) -> None:
+        self.now = self.svc.now()
+        self.send_day = self.now.astimezone(CHINA).strftime("%Y%m%d")
 
     def add(self, *, biz_id: str, channel: str, number: PhoneNumber, content: str, priority: int,
             out_id: str = "", sign_name: str = "", template_code: str = "", card_template_code: str = "",
@@ -213,7 +209,7 @@ class Outbox:
             link_code: str = "", custom_url: str = "", up_extend_code: str = "", task_id: int | None = None) -> int:
         validity = (self.svc.settings.verification_validity_seconds if priority == 0
                     else self.svc.settings.message_validity_seconds)
-        now, send_day, expires_at = self._times(validity)
+        now = self.now
         self.rows.append({
             "account_id": self.account_id, "biz_id": biz_id, "channel": channel, "phone": number.national,
             "e164": number.e164, "out_id": out_id, "sign_name": sign_name, "template_code": template_code,
@@ -222,8 +218,8 @@ class Outbox:
             "error_code": error_code, "error_text": error_text, "attempts": 0, "possible_duplicate": False,
             "connector": "", "parts_done": 0, "link_code": link_code, "custom_url": custom_url,
             "up_extend_code": up_extend_code, "render_status": 0, "opens": 0, "task_id": task_id,
-            "send_day": send_day, "created_at": now, "due_at": now,
-            "expires_at": expires_at, "done_at": now if state == "skipped" else None,
+            "send_day": self.send_day, "created_at": now, "due_at": now,
+            "expires_at": now + timedelta(seconds=validity), "done_at": now if state == "skipped" else None,
         })
         return len(self.rows) - 1
 
