@@ -14,21 +14,21 @@ When a batch fails, its items are retried one at a time, so a bad item fails alo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-Apply = Callable[[AsyncConnection, Sequence[T]], Awaitable[Sequence[R]]]
-Write = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+Apply = Callable[[AsyncConnection, Sequence[T]], Coroutine[Any, Any, Sequence[R]]]
+# `svc.write` in its function form: runs fn(conn) as one transaction, returns its result once committed
+Write = Callable[[Callable[[AsyncConnection], Coroutine[Any, Any, Sequence[R]]]], Awaitable[Sequence[R]]]
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, write: Write, apply: Apply[T, R], max_batch: int = 500) -> None:
+    def __init__(self, write: Write[R], apply: Apply[T, R], max_batch: int = 500) -> None:
         self.write = write
         self.apply = apply
         self.max_batch = max_batch
@@ -66,8 +66,8 @@ class GroupCommit(Generic[T, R]):
             raise
 
     async def _write(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
-        async with self.write() as conn:
-            results = await self.apply(conn, [item for item, _ in batch])
+        items = [item for item, _ in batch]
+        results = await self.write(lambda conn: self.apply(conn, items))
         self.batches += 1
         self.items += len(batch)
         for (_, future), result in zip(batch, results, strict=True):

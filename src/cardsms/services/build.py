@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cardsms.crypto import Crypto
-from cardsms.db.engine import make_engine, make_point_reader
+from cardsms.db.engine import make_engine, make_point_reader, make_writer
 from cardsms.media.store import MediaStore
 from cardsms.services.core import Services
 from cardsms.settings import Settings
@@ -21,4 +21,5 @@ def build_services(settings: Settings) -> Services:
         handsets=SimulatedHandsets(settings.sim_card_share, overrides),
         media_store=MediaStore(settings.data_dir / "media"),
         point_reader=make_point_reader(settings),
+        writer=make_writer(settings),
     )

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast, overload
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, CursorResult, Engine, Executable
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cardsms.crypto import Crypto
 from cardsms.db.engine import READ_ONLY
+from cardsms.db.writer import InlineConnection, SqliteWriter, WriteFn
 from cardsms.media.store import MediaStore
 from cardsms.services.batching import GroupCommit
 from cardsms.services.cache import Caches
@@ -24,6 +26,8 @@ from cardsms.settings import Settings
 from cardsms.vendors.gateway import HandsetDirectory, ReviewGateway
 
 CHINA = ZoneInfo("Asia/Shanghai")
+R = TypeVar("R")
+_IN_WRITE_BLOCK: ContextVar[bool] = ContextVar("cardsms_in_write_block", default=False)
 
 
 def utcnow() -> datetime:
@@ -44,16 +48,6 @@ def random_digits(n: int) -> str:
     return str(10 ** (n - 1) + secrets.randbelow(9 * 10 ** (n - 1)))
 
 
-class InlineConnection:
-    """The part of AsyncConnection the services use, over a synchronous connection (point reads)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    async def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
-        return self._conn.execute(statement, params)
-
-
 @dataclass
 class Services:
     settings: Settings
@@ -66,13 +60,26 @@ class Services:
     # Set when new work is queued, so the dispatcher in this process wakes at once.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     point_reader: Engine | None = None
+    writer: SqliteWriter | None = None  # SQLite: the one thread that runs every write (db.writer)
 
     def __post_init__(self) -> None:
         self._reader = self.engine.execution_options(**{READ_ONLY: True})
-        self._write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
         self.caches = Caches()
         self._group_commits: dict[str, GroupCommit[Any, Any]] = {}
         self.caches.watch(self.engine.sync_engine)
+        if self.writer is not None:
+            self.caches.watch(self.writer.engine)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """Tell this process's dispatcher that work was queued (callable from the writer thread too)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # the writer thread: hand it to the loop
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.wakeup.set)
+            return
+        self.wakeup.set()
 
     @contextlib.asynccontextmanager
     async def point_read(self) -> AsyncIterator[AsyncConnection]:
@@ -87,30 +94,66 @@ class Services:
         with self.point_reader.connect() as sync:
             yield cast(AsyncConnection, InlineConnection(sync))
 
-    def group_commit(self, name: str, apply: Callable[..., Awaitable[Sequence[Any]]],
+    def group_commit(self, name: str, apply: Callable[..., Coroutine[Any, Any, Sequence[Any]]],
                      max_batch: int = 500) -> GroupCommit[Any, Any]:
         """This process's group commit called `name` (services.batching), made on first use;
         `apply(conn, items, svc=self)` writes a batch."""
         writer = self._group_commits.get(name)
         if writer is None:
-            writer = self._group_commits[name] = GroupCommit(self.write, partial(apply, svc=self), max_batch)
+            writer = self._group_commits[name] = GroupCommit(
+                partial(self._write_fn, urgent=True), partial(apply, svc=self), max_batch)
         return writer
 
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (`async with svc.write() as conn`), committed at the end of the block.
+    @overload
+    def write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
 
-        On SQLite the writers of this process take turns on an asyncio lock before BEGIN IMMEDIATE:
-        waiting there wakes a writer as soon as the previous one committed, where SQLite's busy
-        handler would poll with sleeps of up to 100 ms. Never open a write inside another."""
-        if self._write_lock is None:
+    @overload
+    def write(self, fn: WriteFn[R], *, urgent: bool = False) -> Awaitable[R]: ...
+
+    def write(self, fn: WriteFn[R] | None = None, *, urgent: bool = False) -> Any:
+        """A write transaction.
+
+        `await svc.write(fn)` runs `fn(conn)` — a coroutine function that awaits only `conn` — as one
+        transaction and returns its result once committed. On SQLite it runs on the writer thread,
+        merged with what else is queued (db.writer); `urgent` puts it before the dispatcher's bulk
+        work (someone waits for the answer). On PostgreSQL it runs on an asyncpg connection. Hot
+        paths use this form.
+
+        `async with svc.write() as conn:` is for cold paths whose statements depend on other awaits:
+        on SQLite it parks the writer thread and runs the block's statements on the write connection
+        from the loop's thread. Never open a write inside a write block."""
+        if fn is None:
+            return self._write_block()
+        return self._write_fn(fn, urgent)
+
+    async def _write_fn(self, fn: WriteFn[R], urgent: bool) -> R:
+        if self.writer is None:
+            async with self.engine.begin() as conn:
+                return await fn(conn)
+        if _IN_WRITE_BLOCK.get():
+            raise RuntimeError("svc.write(fn) inside a write block would wait for itself")
+        self._loop = asyncio.get_running_loop()
+        return await self.writer.run(fn, urgent=urgent)
+
+    @contextlib.asynccontextmanager
+    async def _write_block(self) -> AsyncIterator[AsyncConnection]:
+        if self.writer is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        if _IN_WRITE_BLOCK.get():
+            raise RuntimeError("a write block inside a write block would wait for itself")
+        self._loop = asyncio.get_running_loop()
+        token = _IN_WRITE_BLOCK.set(True)
+        try:
+            async with self.writer.hold() as conn:
+                yield cast(AsyncConnection, conn)
+        finally:
+            _IN_WRITE_BLOCK.reset(token)
 
     async def close(self) -> None:
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close)
         await self.engine.dispose()
         if self.point_reader is not None:
             self.point_reader.dispose()

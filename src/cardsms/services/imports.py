@@ -239,7 +239,7 @@ async def start_import(svc: Services, account_id: int, *, name: str, saved: bool
             file_path=str(path), columns=columns or [],
             lines_done=0 if columns is None else 1,  # a header line counts as done: imports skip it
             total=count, valid=0, duplicates=0, invalid=0, suppressed=0, error="", created_at=svc.now()))
-    svc.wakeup.set()
+    svc.wake()
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 

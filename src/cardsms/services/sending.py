@@ -253,7 +253,7 @@ async def write_outboxes(conn: AsyncConnection, svc: Services, boxes: Sequence[O
     await insert_rows(conn, short_links, links)
     if conn.dialect.name == "postgresql":  # wakes idle workers of other processes at commit
         await conn.execute(text(f"SELECT pg_notify('{WORK_CHANNEL}', '')"))
-    svc.wakeup.set()
+    svc.wake()
 
 
 async def idempotent_answer(svc: Services, account_id: int, key: str | None, action: str) -> dict[str, Any] | None:

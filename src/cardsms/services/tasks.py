@@ -154,7 +154,7 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
             total=int(aud["valid"]) - int(aud["duplicates"]) if state != "importing" else int(aud["total"]),
             error="", created_by=created_by, created_at=svc.now(),
             scheduled_at=form.scheduled_at.astimezone(UTC) if form.scheduled_at else None))  # SQLite keeps no zone
-    svc.wakeup.set()
+    svc.wake()
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
@@ -208,7 +208,7 @@ async def pause_task(svc: Services, account_id: int, task_id: int) -> None:
 async def resume_task(svc: Services, account_id: int, task_id: int) -> None:
     await _transition(svc, account_id, task_id, ("paused",), "sending", "resumed")
     await _hold(svc, task_id, "paused", "queued")
-    svc.wakeup.set()
+    svc.wake()
 
 
 async def cancel_task(svc: Services, account_id: int, task_id: int) -> None:
