@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -89,9 +90,12 @@ class Dispatcher:
         where = [messages.c.state == "submitting"]
         if live_workers is not None:
             where.append(messages.c.claimed_by.not_in(list(live_workers)))
-        async with self.svc.write() as conn:
-            query = select(messages.c.id, messages.c.account_id).where(*where).limit(20_000)
-            rows = (await conn.execute(query.with_for_update(skip_locked=True) if self.is_pg else query)).all()
+        query = select(messages.c.id, messages.c.account_id).where(*where).limit(20_000)
+        if self.is_pg:
+            query = query.with_for_update(skip_locked=True)
+
+        async def requeue(conn: Any) -> int:
+            rows = (await conn.execute(query)).all()
             if rows:
                 await conn.execute(update(messages).where(messages.c.id.in_([r.id for r in rows]),
                                                           messages.c.state == "submitting").values(
@@ -100,52 +104,49 @@ class Dispatcher:
                     {"account_id": r.account_id, "message_id": r.id, "kind": "recovered", "at": now,
                      "detail": "in flight when the server stopped; sent again and flagged as a possible duplicate"}
                     for r in rows])
-        if rows:
-            log.warning("dispatcher.recovered", messages=len(rows))
-        return len(rows)
+            return len(rows)
+
+        count = await self.svc.write(requeue)
+        if count:
+            log.warning("dispatcher.recovered", messages=count)
+        return count
+
+    async def _close(self, state: str, cond: Any, to: str, code: str, text: str) -> int:
+        """Close up to 5,000 messages in `state` matching `cond` as `to` with error `code`, and report them."""
+        now = self.svc.now()
+
+        async def close(conn: Any) -> int:
+            rows = (await conn.execute(select(messages).where(messages.c.state == state, cond).limit(5000))
+                    ).mappings().all()
+            if not rows:
+                return 0
+            ids = [r["id"] for r in rows]
+            await conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.state == state).values(
+                state=to, error_code=code, error_text=text, done_at=now))
+            await conn.execute(insert(message_events), [
+                {"account_id": r["account_id"], "message_id": r["id"], "kind": to, "at": now,
+                 "detail": text if to == "expired" else f"{code}: {text}"} for r in rows])
+            await webhooks.enqueue(conn, self.svc, [receipts.sms_report(r, False, code, text, now) for r in rows])
+            return len(rows)
+
+        return await self.svc.write(close)
 
     async def close_unanswered(self) -> int:
         """Submitted messages whose receipt never came (the SMSC lost it, or it was lost in transit) are closed
         as failed with NO_RECEIPT after CARDSMS_RECEIPT_TIMEOUT_HOURS, so nothing stays pending forever."""
-        now = self.svc.now()
-        cutoff = now - timedelta(hours=self.svc.settings.receipt_timeout_hours)
-        async with self.svc.write() as conn:
-            rows = (await conn.execute(select(messages).where(
-                messages.c.state == "submitted", messages.c.submitted_at < cutoff).limit(5000))).mappings().all()
-            if not rows:
-                return 0
-            ids = [r["id"] for r in rows]
-            await conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.state == "submitted").values(
-                state="failed", error_code="NO_RECEIPT", error_text="no delivery receipt arrived", done_at=now))
-            await conn.execute(insert(message_events), [
-                {"account_id": r["account_id"], "message_id": r["id"], "kind": "failed", "at": now,
-                 "detail": "NO_RECEIPT: no delivery receipt arrived in time"} for r in rows])
-            await webhooks.enqueue(conn, self.svc, [receipts.sms_report(r, False, "NO_RECEIPT", "no receipt", now)
-                                                    for r in rows])
-        return len(rows)
+        cutoff = self.svc.now() - timedelta(hours=self.svc.settings.receipt_timeout_hours)
+        return await self._close("submitted", messages.c.submitted_at < cutoff, "failed", "NO_RECEIPT",
+                                 "no delivery receipt arrived in time")
 
     async def expire(self) -> int:
-        now = self.svc.now()
-        async with self.svc.write() as conn:
-            rows = (await conn.execute(select(messages).where(
-                messages.c.state == "queued", messages.c.expires_at <= now).limit(5000))).mappings().all()
-            if not rows:
-                return 0
-            ids = [r["id"] for r in rows]
-            await conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.state == "queued").values(
-                state="expired", error_code="EXPIRED", error_text="validity period ended before submission",
-                done_at=now))
-            await conn.execute(insert(message_events), [
-                {"account_id": r["account_id"], "message_id": r["id"], "kind": "expired", "at": now,
-                 "detail": "validity period ended before submission"} for r in rows])
-            await webhooks.enqueue(conn, self.svc, [receipts.sms_report(r, False, "EXPIRED", "validity period ended",
-                                                                        now) for r in rows])
-        return len(rows)
+        return await self._close("queued", messages.c.expires_at <= self.svc.now(), "expired", "EXPIRED",
+                                 "validity period ended before submission")
 
     async def purge(self) -> int:
-        """Delete records older than the retention period."""
+        """Delete records older than the retention period (a batch at a time: the writer is shared)."""
         cutoff = self.svc.now() - timedelta(days=self.svc.settings.retention_days)
-        async with self.svc.write() as conn:
+
+        async def delete_old(conn: Any) -> int:
             old = [r[0] for r in await conn.execute(select(messages.c.id).where(
                 messages.c.created_at < cutoff, messages.c.state.in_(receipts.FINAL_STATES)).limit(10_000))]
             if old:
@@ -155,7 +156,9 @@ class Dispatcher:
             await conn.execute(delete(early_receipts).where(early_receipts.c.received_at < cutoff))
             await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.created_at < cutoff,
                                                             webhook_outbox.c.state != "pending"))
-        return len(old)
+            return len(old)
+
+        return await self.svc.write(delete_old)
 
     # --- the dispatch loop ----------------------------------------------------------------------
 
@@ -175,20 +178,24 @@ class Dispatcher:
         # on SQLite even an empty claim takes the one write lock: look first, without it
         if not self.is_pg and not await self._any(select(messages.c.id).where(*due)):
             return []
-        async with self.svc.write() as conn:
-            stmt = (select(messages.c.id, messages.c.account_id, messages.c.channel, messages.c.e164,
-                           messages.c.content, messages.c.priority, messages.c.attempts, messages.c.template_code,
-                           messages.c.up_extend_code)
-                    .where(*due).order_by(messages.c.priority, messages.c.due_at, messages.c.id).limit(limit))
-            if self.is_pg:
-                stmt = stmt.with_for_update(skip_locked=True)
+        stmt = (select(messages.c.id, messages.c.account_id, messages.c.channel, messages.c.e164,
+                       messages.c.content, messages.c.priority, messages.c.attempts, messages.c.template_code,
+                       messages.c.up_extend_code)
+                .where(*due).order_by(messages.c.priority, messages.c.due_at, messages.c.id).limit(limit))
+        if self.is_pg:
+            stmt = stmt.with_for_update(skip_locked=True)
+        worker_id = self.worker_id
+
+        async def take(conn: Any) -> list[dict[str, Any]]:
             rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
             if rows:
                 await conn.execute(update(messages).where(messages.c.id.in_([r["id"] for r in rows]),
                                                           messages.c.state == "queued")
                                    .values(state="submitting", attempts=messages.c.attempts + 1,
-                                           claimed_by=self.worker_id))
-        return rows
+                                           claimed_by=worker_id))
+            return rows
+
+        return await self.svc.write(take)
 
     def _route(self, e164: str) -> tuple[SmppConnector | None, bool]:
         """(a bound connector for the number, whether any connector serves it at all)."""
@@ -240,9 +247,8 @@ class Dispatcher:
         """Submit a claimed batch and record the outcomes. If this fails, the rows stay `submitting` and are
         queued again (flagged) by the next recovery, like after a crash."""
         try:
-            outcomes = await asyncio.gather(*(self._submit(r) for r in rows))
-            async with self.svc.write() as conn:
-                await receipts.record_outcomes(conn, self.svc, list(outcomes))
+            outcomes = list(await asyncio.gather(*(self._submit(r) for r in rows)))
+            await self.svc.write(partial(receipts.record_outcomes, svc=self.svc, outcomes=outcomes))
             self.submitted += sum(o.kind == "ok" for o in outcomes)
         except Exception:
             log.exception("dispatcher.batch_failed", messages=len(rows))
@@ -295,8 +301,7 @@ class Dispatcher:
                 last_sweep = time.monotonic()
                 try:
                     if await self._any(select(early_receipts.c.id)):  # most of the time there is nothing to sweep
-                        async with self.svc.write() as conn:
-                            await receipts.sweep_early(conn, self.svc)
+                        await self.svc.write(partial(receipts.sweep_early, svc=self.svc))
                 except Exception:
                     log.exception("receipts.sweep_failed")
             try:
@@ -327,8 +332,7 @@ class Dispatcher:
         found = [Receipt(i.connector, i.receipted_id, i.stat, i.err, i.at) for i in batch
                  if i.is_receipt and i.receipted_id]
         if found:
-            async with self.svc.write() as conn:
-                await receipts.apply_receipts(conn, self.svc, found)
+            await self.svc.write(partial(receipts.apply_receipts, svc=self.svc, receipts=found))
             self.receipts += len(found)
         for item in batch:
             if not item.is_receipt:

@@ -19,6 +19,7 @@ import re
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -257,24 +258,29 @@ async def run_import(svc: Services, audience_id: int) -> None:
         good, bad, used = await asyncio.to_thread(_parse_chunk, rows, done, columns, CHUNK)
         if used == 0:
             break
-        async with svc.write() as conn:
-            if good:
-                await conn.execute(_insert_ignore(conn), [
-                    {"account_id": aud["account_id"], "audience_id": audience_id, "seq": line, "phone": phone,
-                     "params": params} for line, phone, params in good])
-            if bad:
-                await conn.execute(import_problems.insert(), [
-                    {"account_id": aud["account_id"], "audience_id": audience_id, "line": line, "raw": raw,
-                     "reason": reason} for line, raw, reason in bad])
-            done += used
-            await conn.execute(update(audiences).where(audiences.c.id == audience_id).values(
-                lines_done=done, valid=audiences.c.valid + len(good), invalid=audiences.c.invalid + len(bad)))
+        done += used
+        await svc.write(partial(_store_chunk, account_id=aud["account_id"], audience_id=audience_id, good=good,
+                                bad=bad, done=done))
     await _finish(svc, aud["account_id"], audience_id)
     path.unlink(missing_ok=True)
 
 
+async def _store_chunk(conn: Any, *, account_id: int, audience_id: int, good: list[tuple[int, str, str | None]],
+                       bad: list[tuple[int, str, str]], done: int) -> None:
+    if good:
+        await conn.execute(_insert_ignore(conn), [
+            {"account_id": account_id, "audience_id": audience_id, "seq": line, "phone": phone, "params": params}
+            for line, phone, params in good])
+    if bad:
+        await conn.execute(import_problems.insert(), [
+            {"account_id": account_id, "audience_id": audience_id, "line": line, "raw": raw, "reason": reason}
+            for line, raw, reason in bad])
+    await conn.execute(update(audiences).where(audiences.c.id == audience_id).values(
+        lines_done=done, valid=audiences.c.valid + len(good), invalid=audiences.c.invalid + len(bad)))
+
+
 async def _finish(svc: Services, account_id: int, audience_id: int) -> None:
-    async with svc.write() as conn:
+    async def finish(conn: Any) -> None:
         kept = await conn.scalar(select(func.count()).select_from(audience_numbers).where(
             audience_numbers.c.account_id == account_id, audience_numbers.c.audience_id == audience_id))
         blocked = await conn.scalar(select(func.count()).select_from(audience_numbers).join(
@@ -284,6 +290,8 @@ async def _finish(svc: Services, account_id: int, audience_id: int) -> None:
         await conn.execute(update(audiences).where(audiences.c.id == audience_id).values(
             state="ready", duplicates=audiences.c.valid - int(kept or 0), suppressed=int(blocked or 0),
             file_path=""))
+
+    await svc.write(finish)
 
 
 async def pending_imports(svc: Services) -> list[int]:

@@ -277,7 +277,8 @@ async def record_reply(svc: Services, source_addr: str, dest_addr: str, content:
     now = svc.now()
     base = svc.settings.smsc_source_addr
     dest_code = dest_addr[len(base):] if dest_addr.startswith(base) else dest_addr
-    async with svc.write() as conn:
+
+    async def reply(conn: Any) -> bool:
         target = (await conn.execute(select(messages).where(messages.c.e164 == number.e164)
                                      .order_by(messages.c.id.desc()).limit(1))).mappings().first()
         if target is None:
@@ -300,4 +301,6 @@ async def record_reply(svc: Services, source_addr: str, dest_addr: str, content:
             "phone_number": number.national, "send_time": china_time(now), "content": content,
             "sign_name": target["sign_name"], "dest_code": dest_code, "sequence_id": int(now.timestamp() * 1000),
         })])
-    return True
+        return True
+
+    return await svc.write(reply)

@@ -15,6 +15,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -269,7 +270,8 @@ async def run_once(svc: Services) -> bool:
             await imports.fail_import(svc, audience_id, exc.message)
         worked = True
     now = svc.now()
-    async with svc.write() as conn:
+
+    async def advance(conn: Any) -> list[int]:
         rows = (await conn.execute(select(tasks.c.id, tasks.c.state, tasks.c.scheduled_at, audiences.c.state.label(
             "import_state"), audiences.c.valid, audiences.c.duplicates, audiences.c.error).join(
             audiences, audiences.c.id == tasks.c.audience_id).where(tasks.c.state.in_(("importing", "scheduled")))
@@ -287,7 +289,9 @@ async def run_once(svc: Services) -> bool:
                     state="sending", started_at=now))
         await conn.execute(update(tasks).where(tasks.c.state == "sending", tasks.c.started_at.is_(None))
                            .values(started_at=now))
-        sending = [r[0] for r in await conn.execute(select(tasks.c.id).where(tasks.c.state == "sending"))]
+        return [r[0] for r in await conn.execute(select(tasks.c.id).where(tasks.c.state == "sending"))]
+
+    sending = await svc.write(advance)
     for task_id in sending:
         worked = await feed(svc, task_id) or worked
     return worked
@@ -318,8 +322,7 @@ async def feed(svc: Services, task_id: int) -> bool:
         recipients = _recipients(rows, task["sign_name"])
         blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
     if not rows:
-        async with svc.write() as wconn:
-            return await _maybe_complete(wconn, svc, task_id)
+        return await svc.write(partial(_maybe_complete, svc=svc, task_id=task_id))
     spec = CardSend(task["card_template_code"], task["fallback_type"], task["sms_template_code"],
                     task["digital_template_code"], task["template_code"])
     try:
@@ -338,15 +341,18 @@ async def feed(svc: Services, task_id: int) -> bool:
                     sign_name=r.sign_name, template_code=spec.card_template_code, state="skipped",
                     error_code="BAD_PARAMS", error_text=exc.message, task_id=task_id,
                     card_template_code=spec.card_template_code)
-    async with svc.write() as wconn:
-        moved = (await wconn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.cursor == task["cursor"],
-                                                         tasks.c.state == "sending")
-                                     .values(cursor=rows[-1][0]))).rowcount
-        if not moved:  # another worker fed this chunk, or the task was paused meanwhile
-            await wconn.rollback()
+    moved_from, moved_to = task["cursor"], rows[-1][0]
+
+    async def queue(conn: Any) -> bool:
+        moved = (await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.cursor == moved_from,
+                                                        tasks.c.state == "sending")
+                                    .values(cursor=moved_to))).rowcount
+        if not moved:  # another worker fed this chunk, or the task was paused meanwhile: nothing was written
             return False
-        await box.write(wconn)
-    return True
+        await box.write(conn)
+        return True
+
+    return await svc.write(queue)
 
 
 async def _maybe_complete(conn: Any, svc: Services, task_id: int) -> bool:
