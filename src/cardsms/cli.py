@@ -552,23 +552,44 @@ def simulator_smsc(
     disconnect_every: Annotated[int, typer.Option(help="drop connections after every N submit_sm (0 = never)",
                                                   min=0)] = 0,
     log_file: Annotated[Path | None, typer.Option("--log", help="append every accepted submit_sm as JSON")] = None,
+    bind_tps: Annotated[int, typer.Option(help="submit_sm per second each bind may send; more are answered "
+                                               "ESME_RTHROTTLED (0 = no limit)", min=0)] = 0,
+    phones: Annotated[str, typer.Option(
+        help="simulate the handsets too: card phones fetch their cards from links under this base URL (the "
+             "server's short-link base, e.g. http://127.0.0.1:8080/s), some open them or reply R "
+             "(CARDSMS_SIM_CARD_SHARE, CARDSMS_SIM_OPEN_SHARE, CARDSMS_SIM_REPLY_SHARE)")] = "",
 ) -> None:
     """Run the simulated SMSC alone (any ESME may bind; receipts follow every accepted message)."""
     from cardsms.logs import configure_logging
+    from cardsms.simulator.handsets import SimulatedHandsets, load_overrides
+    from cardsms.simulator.phones import SimulatedPhones
     from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
 
-    configure_logging(load_settings())
+    settings = load_settings()
+    configure_logging(settings)
+    if phones and not phones.startswith(("http://", "https://")):
+        raise fail(f"--phones: must be the http(s) base URL of the server's short links, got {phones!r}")
 
     async def _main() -> None:
+        handset_phones = None
+        if phones:
+            overrides = load_overrides(settings.sim_handsets_csv) if settings.sim_handsets_csv else {}
+            handset_phones = SimulatedPhones(SimulatedHandsets(settings.sim_card_share, overrides),
+                                             phones.rstrip("/"), settings.sim_open_share, settings.sim_reply_share)
         smsc = SimulatedSmsc(SmscOptions(host=host, port=port, latency_ms=latency_ms, fail_share=fail_share,
                                          throttle_share=throttle_share, disconnect_every=disconnect_every,
-                                         log_path=log_file))
+                                         log_path=log_file, bind_tps=bind_tps),
+                             on_delivered=handset_phones.on_delivered if handset_phones else None)
+        if handset_phones is not None:
+            handset_phones.reply = smsc.send_mo
         await smsc.start()
         out.print(f"simulated SMSC listening on {host}:{smsc.port}", highlight=False)
         try:
             await asyncio.Event().wait()
         finally:
             await smsc.stop()
+            if handset_phones is not None:
+                await handset_phones.close()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main())

@@ -16,6 +16,8 @@ from cardsms.db.writer import SqliteWriter
 from cardsms.settings import Settings
 
 READ_ONLY = "cardsms_read_only"
+MMAP_BYTES = 1 << 30  # address space, not memory: pages are the OS's page cache
+CACHE_KIB = 64 * 1024  # per connection
 WORK_CHANNEL = "cardsms_work"  # PostgreSQL: a send NOTIFYs it at commit; idle workers LISTEN on it
 
 
@@ -29,6 +31,10 @@ def _sqlite_setup(engine: Engine, busy_ms: int = 30_000) -> None:
         # group commit in db.writer makes one fsync cover many writes
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        # a 500,000-message task touches ~200 MB of rows and indexes: SQLite's default 2 MB page cache
+        # turns every update into a read() of a page the OS has cached anyway; map the file instead
+        cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -67,6 +67,7 @@ class SmscOptions:
     system_id: str = "CARDSMS-SIM"
     log_path: Path | None = None
     window: int = 100  # deliver_sm unanswered per session
+    bind_tps: int = 0  # submit_sm per second and bind, as an SMSC's contract sets it (0 = no limit); more: throttled
 
 
 @dataclass(slots=True)
@@ -81,6 +82,8 @@ class _Bound:
     receives: bool
     transmits: bool
     in_flight: int = 0
+    tokens: float = 0.0  # the bind's submit allowance (bind_tps), refilled by time
+    stamp: float = 0.0
 
 
 class SimulatedSmsc:
@@ -145,7 +148,7 @@ class SimulatedSmsc:
             bound = self.bound.get(session)
             if bound is None or not bound.transmits:
                 raise PduError(pdu.ESME_RINVBNDSTS, "bind", "submit_sm needs a transmitter or transceiver bind")
-            self._on_submit(session, sequence, bound.system_id, ShortMessage.decode(body))
+            self._on_submit(session, sequence, bound, ShortMessage.decode(body))
         else:
             raise PduError(pdu.ESME_RINVCMDID, "command_id", f"{command_id:#010x} is not a request this SMSC takes")
 
@@ -166,8 +169,24 @@ class SimulatedSmsc:
         if bound is not None:  # its unanswered receipts come back through _answered with ConnectionError
             self._pump(bound.system_id)
 
-    def _on_submit(self, session: Session, sequence: int, system_id: str, sm: ShortMessage) -> None:
+    def _over_limit(self, bound: _Bound) -> bool:
+        """A token bucket per bind: bind_tps a second, bursts of up to a tenth of a second's worth."""
+        now = time.monotonic()
+        rate = self.opt.bind_tps
+        bound.tokens = min(max(rate / 10, 1.0), bound.tokens + (now - bound.stamp) * rate)
+        bound.stamp = now
+        if bound.tokens < 1:
+            return True
+        bound.tokens -= 1
+        return False
+
+    def _on_submit(self, session: Session, sequence: int, bound: _Bound, sm: ShortMessage) -> None:
         self.submits += 1
+        system_id = bound.system_id
+        if self.opt.bind_tps and self._over_limit(bound):
+            self.throttled += 1
+            session.respond(pdu.SUBMIT_SM | pdu.RESP, sequence, pdu.ESME_RTHROTTLED)
+            return
         if self.opt.throttle_share and share_hit(str(self.submits), "throttle", self.opt.throttle_share):
             self.throttled += 1
             session.respond(pdu.SUBMIT_SM | pdu.RESP, sequence, pdu.ESME_RTHROTTLED)
