@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, insert, select
 
-from cardsms.db.bulk import insert_returning_ids, insert_rows
+from cardsms.db.bulk import fetch_all, insert_returning_ids, insert_rows, update_rows
 from cardsms.db.schema import message_events, short_links
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, with_services
@@ -59,3 +59,38 @@ async def _compare(svc: Services) -> None:
     async with svc.read() as conn:
         details = (await conn.execute(select(message_events.c.detail))).scalars().all()
     assert details == ["", ""]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bulk_fetch_and_update_match_sqlalchemy(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    """fetch_all gives the rows SQLAlchemy gives (types included: datetimes, booleans, JSON, NULL, text
+    with quotes and CJK); update_rows changes only the rows whose condition holds; inserts of more rows
+    than one statement takes keep their order and ids."""
+    with_services(backend, request, tmp_path, _fetch_and_update)
+
+
+async def _fetch_and_update(svc: Services) -> None:
+    rows = [_link(i, code=f"f{i:05d}", name='引号"\'' if i % 3 == 0 else "", message_id=None if i % 5 == 0 else i)
+            for i in range(1203)]  # more than bulk.ROWS_PER_STATEMENT: several statements
+
+    async def insert_many(conn: Any) -> list[int]:
+        return await insert_returning_ids(conn, short_links, rows)
+
+    ids = await svc.write(insert_many)
+    query = select(short_links).where(short_links.c.id.in_(ids[::7])).order_by(short_links.c.id)
+    async with svc.read() as conn:
+        expected = [dict(r) for r in (await conn.execute(query)).mappings()]
+        assert [r["code"] for r in expected] == [rows[i]["code"] for i in range(0, 1203, 7)]
+        assert await fetch_all(conn, query) == expected
+        assert await fetch_all(conn, query.where(short_links.c.id < 0)) == []
+
+    async def update_some(conn: Any) -> None:
+        await update_rows(conn, short_links, [{"id": i, "page_views": n, "name": f"n{n}"} for n, i in enumerate(ids)],
+                          where=short_links.c.deleted.is_(False), sqlite_where="+short_links.deleted = 0")
+
+    await svc.write(update_some)
+    async with svc.read() as conn:
+        after = {r.id: (r.page_views, r.name, r.deleted) for r in await conn.execute(select(short_links))}
+    for n, i in enumerate(ids):
+        views, name, deleted = after[i]
+        assert (views, name) == ((0, rows[n]["name"]) if deleted else (n, f"n{n}"))

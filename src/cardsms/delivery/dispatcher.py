@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import Select, delete, insert, select, update
 
+from cardsms.db.bulk import fetch_all
 from cardsms.db.schema import early_receipts, link_opens, message_events, messages, webhook_outbox
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.smpp import Inbound, SmppConnector, SubmitError
@@ -116,8 +117,7 @@ class Dispatcher:
         now = self.svc.now()
 
         async def close(conn: Any) -> int:
-            rows = (await conn.execute(select(messages).where(messages.c.state == state, cond).limit(5000))
-                    ).mappings().all()
+            rows = await fetch_all(conn, select(messages).where(messages.c.state == state, cond).limit(5000))
             if not rows:
                 return 0
             ids = [r["id"] for r in rows]
@@ -187,7 +187,7 @@ class Dispatcher:
         worker_id = self.worker_id
 
         async def take(conn: Any) -> list[dict[str, Any]]:
-            rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+            rows = await fetch_all(conn, stmt)
             if rows:
                 await conn.execute(update(messages).where(messages.c.id.in_([r["id"] for r in rows]),
                                                           messages.c.state == "queued")

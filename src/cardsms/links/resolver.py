@@ -85,7 +85,7 @@ def resolver(svc: Services) -> Any:
         ip = request.client.host if request.client else ""
         visitor = links.visitor_id(ip, request.headers.get("user-agent", ""))
         if link["kind"] == "url":
-            await links.record_open(svc, found, "redirect", visitor)
+            links.record_open(svc, found, "redirect", visitor)
             return RedirectResponse(link["source_url"], 302)
         card = await _card(svc, link)
         parser = request.headers.get("x-card-parser", "")
@@ -95,16 +95,16 @@ def resolver(svc: Services) -> Any:
             if card.row is None or not card.vendors or (parser and parser not in card.vendors):
                 return JSONResponse({"code": "CARD_NOT_AVAILABLE",
                                      "message": "the card template is deleted or not approved for this vendor"}, 404)
-            await links.record_open(svc, found, "parser" if parser else "browser", visitor,
+            links.record_open(svc, found, "parser" if parser else "browser", visitor,
                                     request.headers.get("x-card-mobile", ""))
             return JSONResponse({"code": "OK", "card": card_json(card.row["body"] or {}, params, card.urls)})
         if card.row is None or not card.vendors:
             if link["source_url"]:
-                await links.record_open(svc, found, "redirect", visitor)
+                links.record_open(svc, found, "redirect", visitor)
                 return RedirectResponse(link["source_url"], 302)
             return _notice(request, 410, ("内容已下线", "该卡片内容已不可用。"),
                            ("Content unavailable", "This card is no longer available."))
-        await links.record_open(svc, found, "browser", visitor)
+        links.record_open(svc, found, "browser", visitor)
         view = card_view(card.row["body"] or {}, params, card.urls)
         title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card.row["name"])
         return HTMLResponse(render_card_page(view, title, _lang(request)))

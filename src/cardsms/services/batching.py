@@ -9,15 +9,24 @@ items queue. Each caller gets its own result only after the transaction committe
 acknowledged that is not durable.
 
 When a batch fails, its items are retried one at a time, so a bad item fails alone.
+
+`record(item)` queues an item without waiting for it (a link open): the flusher first waits
+`linger` seconds so that such items go to the database in large batches; what a crash catches in
+that window is lost, so only use it where that is the documented contract. `drain()` writes what
+is queued (at shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+log = structlog.get_logger("cardsms.batching")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,25 +37,44 @@ Write = Callable[[Callable[[AsyncConnection], Coroutine[Any, Any, Sequence[R]]]]
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, write: Write[R], apply: Apply[T, R], max_batch: int = 500) -> None:
+    def __init__(self, write: Write[R], apply: Apply[T, R], max_batch: int = 500, linger: float = 0.0) -> None:
         self.write = write
         self.apply = apply
         self.max_batch = max_batch
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self.linger = linger
+        self._pending: list[tuple[T, asyncio.Future[R] | None]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
 
     async def submit(self, item: T) -> R:
+        """Queue the item and return its result once its transaction committed."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="group-commit")
+        self._start()
         return await future
 
+    def record(self, item: T) -> None:
+        """Queue the item; it is written within `linger` seconds (plus one transaction), unawaited."""
+        self._pending.append((item, None))
+        self._start()
+
+    def _start(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="group-commit")
+
+    async def drain(self) -> None:
+        """Write everything queued so far (shutdown)."""
+        self.linger = 0.0
+        while self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
+
     async def _flush(self) -> None:
-        batch: list[tuple[T, asyncio.Future[R]]] = []
+        batch: list[tuple[T, asyncio.Future[R] | None]] = []
         try:
+            if self.linger:
+                await asyncio.sleep(self.linger)
             while self._pending:
                 batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
                 try:
@@ -56,20 +84,22 @@ class GroupCommit(Generic[T, R]):
                         try:
                             await self._write([one])
                         except Exception as exc:
-                            if not one[1].done():
+                            if one[1] is None:
+                                log.exception("group_commit.item_failed", item=repr(one[0])[:200])
+                            elif not one[1].done():
                                 one[1].set_exception(exc)
         except BaseException:  # cancelled (shutdown): no caller may wait forever
             for _, future in [*batch, *self._pending]:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_exception(RuntimeError("the group commit was stopped before this item was written"))
             self._pending = []
             raise
 
-    async def _write(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _write(self, batch: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         items = [item for item, _ in batch]
         results = await self.write(lambda conn: self.apply(conn, items))
         self.batches += 1
         self.items += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():  # the caller may have been cancelled (client went away)
+            if future is not None and not future.done():  # the caller may have gone away (cancelled)
                 future.set_result(result)

@@ -95,13 +95,13 @@ class Services:
             yield cast(AsyncConnection, InlineConnection(sync))
 
     def group_commit(self, name: str, apply: Callable[..., Coroutine[Any, Any, Sequence[Any]]],
-                     max_batch: int = 500) -> GroupCommit[Any, Any]:
+                     max_batch: int = 500, linger: float = 0.0, urgent: bool = True) -> GroupCommit[Any, Any]:
         """This process's group commit called `name` (services.batching), made on first use;
-        `apply(conn, items, svc=self)` writes a batch."""
+        `apply(conn, items, svc=self)` writes a batch; `urgent`: before the dispatcher's work."""
         writer = self._group_commits.get(name)
         if writer is None:
             writer = self._group_commits[name] = GroupCommit(
-                partial(self._write_fn, urgent=True), partial(apply, svc=self), max_batch)
+                partial(self._write_fn, urgent=urgent), partial(apply, svc=self), max_batch, linger)
         return writer
 
     @overload
@@ -152,6 +152,8 @@ class Services:
             _IN_WRITE_BLOCK.reset(token)
 
     async def close(self) -> None:
+        for batcher in self._group_commits.values():
+            await batcher.drain()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
         await self.engine.dispose()

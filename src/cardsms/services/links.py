@@ -199,12 +199,16 @@ class Open:
     mobile: str
 
 
-async def record_open(svc: Services, resolved: Resolved, client: str, visitor: str, mobile: str = "") -> int | None:
-    """Count an open; a parser fetch marks the message rendered. Returns the message id affected.
-    Opens are group-committed (services.batching): this returns once the open's transaction committed."""
-    result: int | None = await svc.group_commit("opens", record_opens).submit(
+def record_open(svc: Services, resolved: Resolved, client: str, visitor: str, mobile: str = "") -> None:
+    """Count an open; a parser fetch marks the message rendered (the render receipt).
+
+    The open is not awaited: opens are written in batches every CARDSMS_OPEN_FLUSH_MS (and answered
+    at once), so a burst of phones costs the writer a few large transactions, not one each. The
+    durability contract (docs/sending.md): a process killed outright loses the opens of its last
+    flush interval; a graceful stop writes them."""
+    linger = svc.settings.open_flush_ms / 1000
+    svc.group_commit("opens", record_opens, max_batch=2000, linger=linger, urgent=False).record(
         Open(resolved.link, client, visitor, mobile))
-    return result
 
 
 async def record_opens(conn: AsyncConnection, opens: Sequence[Open], *, svc: Services) -> list[int | None]:

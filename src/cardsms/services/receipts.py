@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cardsms.db.bulk import insert_rows
+from cardsms.db.bulk import fetch_all, insert_rows, update_rows
 from cardsms.db.schema import early_receipts, message_events, messages, replies, smsc_ids, suppressions
 from cardsms.domain.numbers import InvalidNumber, normalise_number
 from cardsms.domain.sms import FINAL_STATS, is_opt_out
@@ -51,9 +51,17 @@ class Outcome:
     maybe_sent: bool = False  # the submit_sm may have reached the SMSC (connection lost before the answer)
 
 
+def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
+    return (ids[i:i + size] for i in range(0, len(ids), size))
+
+
+OPEN_STATES = ("queued", "submitting", "submitted")
+_OPEN_STATE_SQL = f"+messages.state IN {OPEN_STATES!r}"  # for db.bulk.update_rows on SQLite: look rows up by id
+
+
 def _open_state() -> Any:
     """state is not final (spelled out: executemany cannot expand an IN list)."""
-    return or_(*(messages.c.state == s for s in ("queued", "submitting", "submitted")))
+    return or_(*(messages.c.state == s for s in OPEN_STATES))
 
 
 def _event(account_id: int, message_id: int, kind: str, at: datetime, detail: str = "") -> dict[str, Any]:
@@ -75,11 +83,13 @@ async def record_outcomes(conn: AsyncConnection, svc: Services, outcomes: list[O
     events: list[dict[str, Any]] = []
     ok = [o for o in outcomes if o.kind == "ok"]
     if ok:
-        await conn.execute(
-            update(messages).where(messages.c.id == bindparam("mid"), messages.c.state == "submitting")
-            .values(state="submitted", connector=bindparam("conn"), submitted_at=now),
-            [{"mid": o.message_id, "conn": o.connector} for o in ok],
-        )
+        by_connector: dict[str, list[int]] = {}
+        for o in ok:
+            by_connector.setdefault(o.connector, []).append(o.message_id)
+        for connector, ids in by_connector.items():  # one statement per connector, not one per message
+            for chunk in _chunks(ids):
+                await conn.execute(update(messages).where(messages.c.id.in_(chunk), messages.c.state == "submitting")
+                                   .values(state="submitted", connector=connector, submitted_at=now))
         id_rows = [{"connector": o.connector, "smsc_id": sid, "account_id": o.account_id, "message_id": o.message_id}
                    for o in ok for sid in dict.fromkeys(o.smsc_ids)]
         if id_rows:
@@ -113,8 +123,7 @@ async def record_outcomes(conn: AsyncConnection, svc: Services, outcomes: list[O
             [{"mid": o.message_id, "code": o.code, "text": o.text} for o in failed],
         )
         events += [_event(o.account_id, o.message_id, "failed", now, f"{o.code}: {o.text}") for o in failed]
-        rows = (await conn.execute(select(messages).where(messages.c.id.in_([o.message_id for o in failed]))
-                                   )).mappings().all()
+        rows = await fetch_all(conn, select(messages).where(messages.c.id.in_([o.message_id for o in failed])))
         by_id = {o.message_id: o for o in failed}
         await webhooks.enqueue(conn, svc, [sms_report(r, False, by_id[r["id"]].code, by_id[r["id"]].text, now)
                                            for r in rows])
@@ -175,16 +184,16 @@ async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Re
     mapping: dict[tuple[str, str], int] = {}
     for connector, ids in by_connector.items():
         for i in range(0, len(ids), 500):
-            for hit in await conn.execute(select(smsc_ids.c.smsc_id, smsc_ids.c.message_id).where(
+            for hit in await fetch_all(conn, select(smsc_ids.c.smsc_id, smsc_ids.c.message_id).where(
                     smsc_ids.c.connector == connector, smsc_ids.c.smsc_id.in_(ids[i:i + 500]))):
-                mapping[(connector, hit.smsc_id)] = hit.message_id
+                mapping[(connector, hit["smsc_id"])] = hit["message_id"]
     message_ids = sorted(set(mapping.values()))
     rows: dict[int, dict[str, Any]] = {}
     for i in range(0, len(message_ids), 500):
-        for found in (await conn.execute(select(*_RECEIPT_COLUMNS).where(
-                messages.c.id.in_(message_ids[i:i + 500])))).mappings():
-            rows[found["id"]] = dict(found)
+        for found in await fetch_all(conn, select(*_RECEIPT_COLUMNS).where(messages.c.id.in_(message_ids[i:i + 500]))):
+            rows[found["id"]] = found
     now = svc.now()
+    reporting = await webhooks.subscribed(conn, "SmsReport", {r["account_id"] for r in rows.values()})
     unknown: list[Receipt] = []
     events: list[dict[str, Any]] = []
     reports: list[tuple[int, str, dict[str, Any]]] = []
@@ -211,15 +220,13 @@ async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Re
         row["error_code"] = "" if outcome == "delivered" else f"{r.stat}:{r.err}" if r.err else r.stat
         changed[mid] = row
         events.append(_event(row["account_id"], mid, outcome, now, f"receipt {r.stat} err {r.err or '-'}"))
-        reports.append(sms_report(row, outcome == "delivered", row["error_code"], r.stat, r.at))
+        if row["account_id"] in reporting:
+            reports.append(sms_report(row, outcome == "delivered", row["error_code"], r.stat, r.at))
     if changed:
-        await conn.execute(
-            update(messages).where(messages.c.id == bindparam("mid"), _open_state())
-            .values(state=bindparam("st"), parts_done=bindparam("pd"), done_at=bindparam("done"),
-                    error_code=bindparam("ec")),
-            [{"mid": m, "st": row["state"], "pd": row["parts_done"], "done": row["done_at"],
-              "ec": row["error_code"]} for m, row in changed.items()],
-        )
+        await update_rows(conn, messages, [
+            {"id": m, "state": row["state"], "parts_done": row["parts_done"], "done_at": row["done_at"],
+             "error_code": row["error_code"]} for m, row in changed.items()],
+            where=_open_state(), sqlite_where=_OPEN_STATE_SQL)
     if events:
         await insert_rows(conn, message_events, events)
     await webhooks.enqueue(conn, svc, reports)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import insert_rows
 from cardsms.db.schema import webhook_outbox, webhooks
 from cardsms.domain.errors import CardsmsError
 from cardsms.services.core import Services, china_time
@@ -78,6 +79,15 @@ async def list_webhooks(svc: Services, account_id: int) -> list[dict[str, Any]]:
              "last_error": last_errors.get(h["kind"], "")} for h in hooks]
 
 
+async def subscribed(conn: AsyncConnection, kind: str, accounts: Iterable[int]) -> set[int]:
+    """Which of the accounts have a webhook of this kind (build their reports only)."""
+    wanted = set(accounts)
+    if not wanted:
+        return set()
+    return {r[0] for r in await conn.execute(select(webhooks.c.account_id).where(
+        webhooks.c.kind == kind, webhooks.c.account_id.in_(wanted)))}
+
+
 async def enqueue(conn: AsyncConnection, svc: Services, reports: Iterable[tuple[int, str, dict[str, Any]]]) -> int:
     """Queue (account_id, kind, payload) reports for accounts that have a webhook of that kind."""
     items = list(reports)
@@ -89,6 +99,5 @@ async def enqueue(conn: AsyncConnection, svc: Services, reports: Iterable[tuple[
     now = svc.now()
     rows = [{"account_id": a, "kind": k, "payload": p, "state": "pending", "attempts": 0, "last_error": "",
              "created_at": now, "due_at": now} for a, k, p in items if (a, k) in configured]
-    if rows:
-        await conn.execute(insert(webhook_outbox), rows)
+    await insert_rows(conn, webhook_outbox, rows)
     return len(rows)
