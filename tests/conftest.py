@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from alibabacloud_dysmsapi20170525.client import Client
@@ -18,6 +19,8 @@ from cardsms.services.build import build_services
 from cardsms.services.core import Services
 from cardsms.settings import Settings
 from tests.harness import PostgresServer, Server, cardsms_env, cli, running_server
+
+T = TypeVar("T")
 
 BACKENDS = ["sqlite", "postgresql"]
 _counter = itertools.count(1)
@@ -48,6 +51,21 @@ def with_services(backend: str, request: pytest.FixtureRequest, data_dir: Path,
             await svc.close()
 
     asyncio.run(run())
+
+
+def run_with_services(env: dict[str, str], body: Callable[[Services], Awaitable[T]]) -> T:
+    """`body(svc)` on the database of a server's environment (stopped or running), in-process."""
+    settings = Settings(data_dir=Path(env["CARDSMS_DATA_DIR"]), secret_key=env["CARDSMS_SECRET_KEY"],
+                        database_url=env["CARDSMS_DATABASE_URL"])
+
+    async def run() -> T:
+        svc = build_services(settings)
+        try:
+            return await body(svc)
+        finally:
+            await svc.close()
+
+    return asyncio.run(run())
 
 
 def env_for(backend: str, request: pytest.FixtureRequest, **extra: str) -> dict[str, str]:
