@@ -8,7 +8,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -125,6 +125,25 @@ def profiled(run: Callable[[], None]) -> None:
         dump()
 
 
+def http_server(app: Any, settings: Settings) -> Any:
+    """uvicorn for our app: a SIGTERM is a request to stop, so once stopped the process exits 0 (uvicorn
+    would raise the signal again and die of it), and open HTTP connections get a few seconds, not forever."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                            server_header=False, timeout_graceful_shutdown=max(1, int(settings.stop_seconds / 3)))
+    return Server(config)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
@@ -135,7 +154,6 @@ def serve(
     )] = None,
 ) -> None:
     """Run the embedded default: API, dispatcher, simulated SMSC, handsets and review in one process."""
-    import uvicorn
 
     from cardsms.bootstrap import ensure_demo
     from cardsms.logs import configure_logging
@@ -155,9 +173,7 @@ def serve(
         if welcome.key_id:
             out.print(f"  AccessKey: {welcome.key_id} / {welcome.key_secret}", highlight=False)
         out.print(f"  data dir:  {settings.data_dir.resolve()}", highlight=False)
-        config = uvicorn.Config(create_app(svc), host=settings.host, port=settings.port, log_config=None,
-                                access_log=False, server_header=False)
-        await uvicorn.Server(config).serve()
+        await http_server(create_app(svc), settings).serve()
 
     profiled(lambda: asyncio.run(_main()))
 
@@ -169,7 +185,6 @@ def api(
     data_dir: DataDir = None,
 ) -> None:
     """Scale-out: serve the API, the console and the short links only (workers send); PostgreSQL."""
-    import uvicorn
 
     from cardsms.logs import configure_logging
     from cardsms.web.app import create_app
@@ -182,9 +197,7 @@ def api(
     async def _main() -> None:
         svc = await open_services(settings)
         out.print(f"cardsms {__version__} api listening on {settings.base_url}", highlight=False)
-        config = uvicorn.Config(create_app(svc, run_delivery=False), host=settings.host, port=settings.port,
-                                log_config=None, access_log=False, server_header=False)
-        await uvicorn.Server(config).serve()
+        await http_server(create_app(svc, run_delivery=False), settings).serve()
 
     asyncio.run(_main())
 

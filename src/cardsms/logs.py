@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -29,3 +31,14 @@ def configure_logging(settings: Settings) -> None:
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def pass_failed(logger: Any, event: str, **details: Any) -> None:
+    """For a long-running loop's `except Exception:`: log the failure and let the loop go on, unless the
+    task is being cancelled (a stop). Then the error came from the cleanup of the cancelled await (a
+    database connection cut mid-statement), and swallowing it would swallow the cancellation: the loop
+    would run on and the stop would wait for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    logger.exception(event, **details)

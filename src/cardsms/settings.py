@@ -72,6 +72,8 @@ class Settings(BaseSettings):
                                          "delivery receipt by then is closed as failed (NO_RECEIPT)")
     link_base_url: str = Field("", description="short-link base; default <public URL>/s")
     link_ttl_days: int = Field(30, ge=1, le=3650, description="lifetime of card short links")
+    stop_seconds: float = Field(8.0, ge=1, le=300, description="a graceful stop (SIGTERM) ends within this: "
+                                "submits already written get their answer, the rest is handed back")
     open_flush_ms: int = Field(100, ge=1, le=10_000, description="link opens and render receipts are answered at "
                                "once and written in batches this often; a killed process loses at most the last "
                                "interval's")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from sqlalchemy import select
 from cardsms.db.schema import messages
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, Tenant, env_for, new_tenant, run_with_services
-from tests.harness import Server, free_port, running_server
+from tests.harness import Server, cli, free_port, running_server
 from tests.integration.helpers import approved_sign, eventually, legacy, text_template
 
 
@@ -176,3 +177,59 @@ def test_kill_9_during_a_burst_of_sends_keeps_every_answered_ok(backend: str, re
     missing = [(mobile, ids) for mobile, ids in ok if not any((mobile, b) in rows for b in ids)]
     assert not missing, f"{len(missing)} of {len(ok)} sends answered OK are not stored: {missing[:5]}"
     print(f"kill -9 during a burst: {len(ok)} sends answered OK before the kill, all stored")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigterm_during_a_mass_task_stops_cleanly_and_sends_nothing_twice(backend: str,
+                                                                          request: pytest.FixtureRequest) -> None:
+    """A graceful stop (SIGTERM) in the middle of a mass task: batches on their way finish or are handed
+    back, the process exits by itself within CARDSMS_STOP_SECONDS, and the restart sends every number
+    exactly once (no possible duplicates: nothing was left in doubt)."""
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0")
+    smsc_port = free_port()
+    log = Path(env["CARDSMS_DATA_DIR"]) / "smsc.jsonl"
+    out = Path(env["CARDSMS_DATA_DIR"]) / "smsc.out"
+    smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(smsc_port),
+                             "--latency-ms", "20", "--log", str(log)], env=env,
+                            stdout=out.open("w"), stderr=subprocess.STDOUT)
+    args = ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}")
+    total = 20_000
+    numbers = Path(env["CARDSMS_DATA_DIR"]) / "numbers.txt"
+    numbers.write_text("".join(f"{13200000000 + i}\n" for i in range(total)))
+    try:
+        eventually(lambda: "listening" in out.read_text(), timeout=30)
+        with running_server(env, backend, args) as server:
+            tenant = new_tenant(server)
+            sign = approved_sign(tenant.client(), "停机测试")
+            text = text_template(tenant.client(), "您的订单已发货。")
+            cli(env, "task", "create", "--account", tenant.name, "--name", "stop", "--sign", sign,
+                "--template", "PUB_SERVICE_NOTICE", "--fallback", "SMS", "--fallback-template", text,
+                "--file", str(numbers))
+            eventually(lambda: log.exists() and sum(1 for _ in log.open()) >= total // 5, timeout=120,
+                       interval=0.02)
+            started = time.monotonic()
+            server.proc.terminate()
+            try:  # stop_process would SIGKILL after 20 s: the process must end by itself before that
+                code = server.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the server did not stop within 20 s of SIGTERM")
+            took = time.monotonic() - started
+        assert code == 0, f"exit code {code} after SIGTERM"
+        at_stop = sum(1 for _ in log.open())
+        assert at_stop < total, "the task finished before the stop; the test proves nothing"
+        with running_server(env, backend, args):
+            eventually(lambda: sum(1 for _ in log.open()) >= total, timeout=240, interval=0.5)
+            time.sleep(1)  # anything sent twice would arrive right behind
+        seen = Counter(json.loads(line)["dest"] for line in log.open())
+        assert len(seen) == total and set(seen.values()) == {1}, \
+            f"sent twice after a graceful stop: {[d for d, n in seen.items() if n > 1][:5]}"
+
+        async def flagged(svc: Services) -> int:
+            async with svc.read() as conn:
+                return len((await conn.execute(select(messages.c.id).where(messages.c.possible_duplicate))).all())
+
+        assert run_with_services(env, flagged) == 0
+        print(f"SIGTERM mid-task: stopped in {took:.1f} s after {at_stop} submits; every number sent once")
+    finally:
+        smsc.kill()
+        smsc.wait()

@@ -23,6 +23,7 @@ from cardsms.db.bulk import fetch_all
 from cardsms.db.schema import early_receipts, link_opens, message_events, messages, webhook_outbox
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.smpp import Inbound, SmppConnector, SubmitError
+from cardsms.logs import pass_failed
 from cardsms.services import receipts, webhooks
 from cardsms.services.core import Services
 from cardsms.services.receipts import Outcome, Receipt
@@ -251,7 +252,7 @@ class Dispatcher:
             await self.svc.write(partial(receipts.record_outcomes, svc=self.svc, outcomes=outcomes))
             self.submitted += sum(o.kind == "ok" for o in outcomes)
         except Exception:
-            log.exception("dispatcher.batch_failed", messages=len(rows))
+            pass_failed(log, "dispatcher.batch_failed", messages=len(rows))
 
     async def run(self) -> None:
         """Claim batches and send them; up to CARDSMS_DISPATCH_IN_FLIGHT batches are on their way at once (the
@@ -277,7 +278,7 @@ class Dispatcher:
                         await self.close_unanswered()
                         await self.purge()
                 except Exception:
-                    log.exception("dispatcher.pass_failed")
+                    pass_failed(log, "dispatcher.pass_failed")
                     await asyncio.sleep(1)
                 if rows:
                     batch = asyncio.create_task(self._deliver(rows), name="dispatch-batch")
@@ -303,7 +304,7 @@ class Dispatcher:
                     if await self._any(select(early_receipts.c.id)):  # most of the time there is nothing to sweep
                         await self.svc.write(partial(receipts.sweep_early, svc=self.svc))
                 except Exception:
-                    log.exception("receipts.sweep_failed")
+                    pass_failed(log, "receipts.sweep_failed")
             try:
                 first = await asyncio.wait_for(self.inbound.get(), 0.5)
             except TimeoutError:
@@ -320,7 +321,7 @@ class Dispatcher:
             try:
                 await self._apply([item for item, _ in batch])
             except Exception:
-                log.exception("receipts.apply_failed", count=len(batch))
+                pass_failed(log, "receipts.apply_failed", count=len(batch))
                 await asyncio.sleep(0.5)
                 for entry in batch:  # nothing is dropped: try again
                     self.inbound.put_nowait(entry)

@@ -15,6 +15,7 @@ from cardsms.delivery.journal import Journal
 from cardsms.delivery.leases import WorkerLease, listen
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
+from cardsms.logs import pass_failed
 from cardsms.services.core import Services
 
 log = structlog.get_logger("cardsms.delivery")
@@ -75,7 +76,7 @@ class Delivery:
                 await self._lease_pass(configs)
                 await self.lease.forget_dead()
             except Exception:
-                log.exception("leases.pass_failed")
+                pass_failed(log, "leases.pass_failed")
 
     async def _start_simulator(self) -> ConnectorConfig:
         from cardsms.simulator.digital import SimulatedDigitalChannel
@@ -103,19 +104,28 @@ class Delivery:
         return out
 
     async def stop(self) -> None:
+        """Stop within CARDSMS_STOP_SECONDS: claim nothing more, write no new submit_sm (a batch's messages not
+        yet written go back to `queued`, unflagged), let those written get their answer and their outcome
+        recorded, then unbind. What is still unanswered at the deadline stays `submitting` and is queued again
+        at the next start, flagged as a possible duplicate (it may have reached the SMSC)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.svc.settings.stop_seconds
         if self.phones is not None:  # first: a backlog of handset fetches would only fail against a closed server
             await self.phones.close()
         await self.dispatcher.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._dispatch), 10)
-        self._dispatch.cancel()
         for c in self.dispatcher.connectors:
-            await c.stop()
+            c.draining = True
+        with contextlib.suppress(Exception):  # two seconds kept for unbinding and the last writes
+            await asyncio.wait_for(asyncio.shield(self._dispatch), max(0.1, deadline - loop.time() - 2))
+        if not self._dispatch.done():
+            log.warning("delivery.stop_deadline", detail="submits still unanswered; recovered at the next start")
+        self._dispatch.cancel()
+        await asyncio.gather(*(c.stop() for c in self.dispatcher.connectors), return_exceptions=True)
         for t in self._tasks:
             t.cancel()
-        for t in [*self._tasks, self._dispatch]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        _, stuck = await asyncio.wait([*self._tasks, self._dispatch], timeout=max(0.5, deadline - loop.time()))
+        if stuck:  # never wait past the deadline; what they hold is recovered at the next start
+            log.warning("delivery.stop_stuck", tasks=sorted(t.get_name() for t in stuck))
         await self.sender.close()
         if self._listener is not None:
             await self._listener.close()

@@ -114,6 +114,7 @@ class SmppConnector:
         self.last_error = ""
         self._ref = 0
         self._stopping = asyncio.Event()
+        self.draining = False  # stopping: submit_sm already written are answered, no new one is written
 
     @property
     def up(self) -> bool:
@@ -226,6 +227,8 @@ class SmppConnector:
         await self.bucket.take()
         async with self.window:
             session = self.session
+            if self.draining:  # checked after every wait: nothing is written once the stop began
+                raise SubmitError("STOPPING", "the server is stopping; queued again", True, True)
             if session is None:
                 raise SubmitError("NOT_BOUND", f"connector {self.name} is not bound", True, link=True)
             try:

@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy import bindparam, select, update
 
 from cardsms.db.schema import webhook_outbox, webhooks
+from cardsms.logs import pass_failed
 from cardsms.services.core import Services, as_utc
 from cardsms.services.webhooks import SIGNATURE_HEADER, sign
 
@@ -110,7 +111,7 @@ class WebhookSender:
             try:
                 n = await self.pass_once()
             except Exception:
-                log.exception("webhook.pass_failed")
+                pass_failed(log, "webhook.pass_failed")
                 n = 0
             if n == 0:
                 await asyncio.sleep(0.2)

@@ -95,4 +95,7 @@ class Caches:
 
         @event.listens_for(engine, "rollback")
         def _rollback(conn: Any) -> None:
-            conn.info.pop("cardsms_written", None)
+            # a connection invalidated mid-statement (a task cancelled at shutdown) cannot even show its
+            # info; raising here would replace the cancellation with PendingRollbackError
+            if not conn.invalidated:
+                conn.info.pop("cardsms_written", None)

@@ -25,6 +25,7 @@ from cardsms.db.schema import audience_numbers, audiences, messages, replies, ta
 from cardsms.domain.errors import CardsmsError, field_error
 from cardsms.domain.numbers import PhoneNumber
 from cardsms.domain.schedule import can_revoke, check_schedule, check_task_name
+from cardsms.logs import pass_failed
 from cardsms.services import imports
 from cardsms.services.core import Services, as_utc
 from cardsms.services.sending import (
@@ -254,7 +255,7 @@ async def _run_loop(svc: Services) -> None:  # runs until cancelled
         try:
             worked = await run_once(svc)
         except Exception:
-            log.exception("tasks.pass_failed")
+            pass_failed(log, "tasks.pass_failed")
             worked = False
         if not worked:
             await asyncio.sleep(0.5)

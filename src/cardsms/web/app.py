@@ -20,6 +20,7 @@ from cardsms import __version__
 from cardsms.console.app import Console
 from cardsms.delivery.runtime import Delivery
 from cardsms.links.resolver import resolver
+from cardsms.logs import pass_failed
 from cardsms.media.sniff import sniff
 from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
 from cardsms.services import media, public, tasks
@@ -93,7 +94,7 @@ def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = Tr
             try:
                 reviews_done.inc(await run_due_reviews(svc))
             except Exception:
-                log.exception("reviewer.pass_failed")
+                pass_failed(log, "reviewer.pass_failed")
             await asyncio.sleep(svc.settings.review_poll_seconds)
 
     @contextlib.asynccontextmanager
