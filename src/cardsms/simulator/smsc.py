@@ -170,10 +170,11 @@ class SimulatedSmsc:
             self._pump(bound.system_id)
 
     def _over_limit(self, bound: _Bound) -> bool:
-        """A token bucket per bind: bind_tps a second, bursts of up to a tenth of a second's worth."""
+        """A token bucket per bind: bind_tps a second, bursts of up to a second's worth (the shape of a
+        connector's own TPS limit, so an ESME configured to the contract is not throttled)."""
         now = time.monotonic()
         rate = self.opt.bind_tps
-        bound.tokens = min(max(rate / 10, 1.0), bound.tokens + (now - bound.stamp) * rate)
+        bound.tokens = min(float(rate), bound.tokens + (now - bound.stamp) * rate)
         bound.stamp = now
         if bound.tokens < 1:
             return True
