@@ -9,6 +9,7 @@ A value computed while such a write committed is not stored (the generation move
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -54,6 +55,7 @@ class Caches:
 
     def __init__(self) -> None:
         self._by_name: dict[str, TableCache] = {}
+        self._loading: dict[tuple[str, Hashable], asyncio.Future[Any]] = {}
 
     def named(self, name: str, tables: set[str]) -> TableCache:
         """The cache called `name`, made on first use."""
@@ -64,14 +66,33 @@ class Caches:
 
     async def memo(self, name: str, tables: set[str], key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         """The cached value of `key`, or `load()`'s (stored unless a write to `tables` committed meanwhile;
-        an exception is not stored)."""
+        an exception is not stored). Concurrent misses of one key share one load: when a hot entry
+        expires under load, hundreds of requests would otherwise all read the database at once."""
         cache = self.named(name, tables)
         found = cache.get(key)
         if found is not MISSING:
             value: V = found
             return value
+        flight = (name, key)
+        loading = self._loading.get(flight)
+        if loading is not None:
+            shared: V = await asyncio.shield(loading)
+            return shared
         generation = cache.generation
-        value = await load()
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[flight] = future
+        try:
+            value = await load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a load nobody else waited for must not warn
+            raise
+        finally:
+            del self._loading[flight]
+        future.set_result(value)
         cache.put(key, value, generation)
         return value
 

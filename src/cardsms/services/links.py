@@ -180,10 +180,10 @@ _LINK_BY_CODE = select(short_links).where(short_links.c.code == bindparam("code"
 async def resolve(svc: Services, code: str) -> Resolved | None:
     if not _CODE.fullmatch(code):
         return None
-    async with svc.point_read() as conn:
-        link = (await conn.execute(_LINK_BY_CODE, {"code": code})).mappings().first()
-    if link is None:
+    found = await svc.point_query(_LINK_BY_CODE, code=code)
+    if not found:
         return None
+    link = found[0]
     return Resolved(link, bool(link["deleted"]) or as_utc(link["expires_at"]) <= svc.now())
 
 
