@@ -76,7 +76,7 @@ class Console:
         self.secure_cookies = svc.settings.base_url.startswith("https://")
         self.env = Environment(
             loader=ChoiceLoader([FileSystemLoader(HERE / "templates"),
-                                 FileSystemLoader(HERE.parent / "links" / "templates")]),
+                                 FileSystemLoader(HERE.parent / "links" / "templates")]), auto_reload=False,
             autoescape=select_autoescape(default=True, default_for_string=True))
         self.env.filters["cn_time"] = lambda v: china_time(v) if v else ""
         self.env.filters["fromjson"] = json.loads

@@ -14,7 +14,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
-_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+# auto_reload off: the templates ship with the package; checking their mtime cost every link open a stat()
+_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), auto_reload=False,
                    autoescape=select_autoescape(default=True, default_for_string=True))
 
 
