@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cardsms.crypto import hash_password, new_access_key
@@ -124,17 +124,15 @@ def _key(row: object, svc: Services) -> AccessKey:
     )
 
 
+_KEY_BY_ID = (select(access_keys, accounts.c.name, accounts.c.qps_limit)
+              .join(accounts, accounts.c.id == access_keys.c.account_id)
+              .where(access_keys.c.key_id == bindparam("key_id")))
+
+
 async def find_access_key(svc: Services, key_id: str) -> AccessKey | None:
     """Read on every API call, never cached: a key disabled from another process stops at once."""
-    async with svc.point_read() as conn:
-        row = (
-            await conn.execute(
-                select(access_keys, accounts.c.name, accounts.c.qps_limit)
-                .join(accounts, accounts.c.id == access_keys.c.account_id)
-                .where(access_keys.c.key_id == key_id)
-            )
-        ).mappings().first()
-    return _key(row, svc) if row else None
+    rows = await svc.point_query(_KEY_BY_ID, key_id=key_id)
+    return _key(rows[0], svc) if rows else None
 
 
 async def set_access_key_enabled(svc: Services, key_id: str, enabled: bool) -> None:
