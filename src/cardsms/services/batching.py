@@ -37,11 +37,16 @@ Write = Callable[[Callable[[AsyncConnection], Coroutine[Any, Any, Sequence[R]]]]
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, write: Write[R], apply: Apply[T, R], max_batch: int = 500, linger: float = 0.0) -> None:
+    def __init__(self, write: Write[R], apply: Apply[T, R], max_batch: int = 500, linger: float = 0.0,
+                 in_flight: int = 1) -> None:
         self.write = write
         self.apply = apply
         self.max_batch = max_batch
         self.linger = linger
+        # batches on their way at once: with 2, what queues while one is written goes to the writer at once
+        # and joins that transaction if it is still open, instead of waiting for its commit
+        self._slots = asyncio.Semaphore(in_flight)
+        self._batches: set[asyncio.Task[None]] = set()
         self._pending: list[tuple[T, asyncio.Future[R] | None]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
@@ -66,9 +71,9 @@ class GroupCommit(Generic[T, R]):
     async def drain(self) -> None:
         """Write everything queued so far (shutdown)."""
         self.linger = 0.0
-        while self._flusher is not None and not self._flusher.done():
+        while (self._flusher is not None and not self._flusher.done()) or self._batches:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._flusher)
+                await asyncio.gather(*[t for t in (self._flusher, *self._batches) if t is not None])
 
     async def _flush(self) -> None:
         batch: list[tuple[T, asyncio.Future[R] | None]] = []
@@ -76,23 +81,42 @@ class GroupCommit(Generic[T, R]):
             if self.linger:
                 await asyncio.sleep(self.linger)
             while self._pending:
+                await self._slots.acquire()
                 batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
-                try:
-                    await self._write(batch)
-                except Exception:
-                    for one in batch:  # isolate the item that failed; the others still commit
-                        try:
-                            await self._write([one])
-                        except Exception as exc:
-                            if one[1] is None:
-                                log.exception("group_commit.item_failed", item=repr(one[0])[:200])
-                            elif not one[1].done():
-                                one[1].set_exception(exc)
+                task = asyncio.create_task(self._commit(batch), name="group-commit-batch")
+                self._batches.add(task)
+                task.add_done_callback(self._batch_done)
+                batch = []
         except BaseException:  # cancelled (shutdown): no caller may wait forever
-            for _, future in [*batch, *self._pending]:
-                if future is not None and not future.done():
-                    future.set_exception(RuntimeError("the group commit was stopped before this item was written"))
+            self._fail([*batch, *self._pending])
             self._pending = []
+            raise
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._slots.release()
+
+    @staticmethod
+    def _fail(items: list[tuple[T, asyncio.Future[R] | None]]) -> None:
+        for _, future in items:
+            if future is not None and not future.done():
+                future.set_exception(RuntimeError("the group commit was stopped before this item was written"))
+
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[R] | None]]) -> None:
+        try:
+            try:
+                await self._write(batch)
+            except Exception:
+                for one in batch:  # isolate the item that failed; the others still commit
+                    try:
+                        await self._write([one])
+                    except Exception as exc:
+                        if one[1] is None:
+                            log.exception("group_commit.item_failed", item=repr(one[0])[:200])
+                        elif not one[1].done():
+                            one[1].set_exception(exc)
+        except BaseException:
+            self._fail(batch)
             raise
 
     async def _write(self, batch: list[tuple[T, asyncio.Future[R] | None]]) -> None:

@@ -133,13 +133,14 @@ class Services:
         return out
 
     def group_commit(self, name: str, apply: Callable[..., Coroutine[Any, Any, Sequence[Any]]],
-                     max_batch: int = 500, linger: float = 0.0, urgent: bool = True) -> GroupCommit[Any, Any]:
+                     max_batch: int = 500, linger: float = 0.0, urgent: bool = True,
+                     in_flight: int = 1) -> GroupCommit[Any, Any]:
         """This process's group commit called `name` (services.batching), made on first use;
         `apply(conn, items, svc=self)` writes a batch; `urgent`: before the dispatcher's work."""
         writer = self._group_commits.get(name)
         if writer is None:
             writer = self._group_commits[name] = GroupCommit(
-                partial(self._write_fn, urgent=urgent), partial(apply, svc=self), max_batch, linger)
+                partial(self._write_fn, urgent=urgent), partial(apply, svc=self), max_batch, linger, in_flight)
         return writer
 
     @overload

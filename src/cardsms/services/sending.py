@@ -310,7 +310,7 @@ async def commit_send(svc: Services, account_id: int, box: Outbox, answer: dict[
     """Write the rows and the idempotency record in one transaction, group-committed with the sends of
     other requests (services.batching); a concurrent twin (same idempotency key) returns the first answer."""
     try:
-        writer = svc.group_commit("sends", _write_sends, max_batch=200)
+        writer = svc.group_commit("sends", _write_sends, max_batch=200, in_flight=2)
         written: dict[str, Any] = await writer.submit(_Send(account_id, box, answer, idem_key, action))
     except IntegrityError:
         if not idem_key:
