@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -79,19 +81,29 @@ def test_an_smsc_that_keeps_dropping_the_connection_loses_none(backend: str,
         assert state["connectors"][0]["binds"] >= 5  # it reconnected after every drop
 
 
+@contextmanager
+def logging_smsc(env: dict[str, str]) -> Iterator[tuple[tuple[str, str], Path]]:
+    """`cardsms simulator smsc` in its own process, logging every accepted submit_sm: (`serve`'s --smsc
+    arguments for it, the log)."""
+    port = free_port()
+    log = Path(env["CARDSMS_DATA_DIR"]) / "smsc.jsonl"
+    out = Path(env["CARDSMS_DATA_DIR"]) / "smsc.out"
+    smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(port),
+                             "--latency-ms", "20", "--log", str(log)], env=env,
+                            stdout=out.open("w"), stderr=subprocess.STDOUT)
+    try:
+        eventually(lambda: "listening" in out.read_text(), timeout=30)
+        yield ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{port}"), log
+    finally:
+        smsc.kill()
+        smsc.wait()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_kill_9_during_a_20000_message_send_loses_none(backend: str, request: pytest.FixtureRequest) -> None:
     env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0")
-    smsc_port = free_port()
-    log = Path(env["CARDSMS_DATA_DIR"]) / "smsc.jsonl"
-    out = Path(env["CARDSMS_DATA_DIR"]) / "smsc.out"
-    smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(smsc_port),
-                             "--latency-ms", "20", "--log", str(log)], env=env,
-                            stdout=out.open("w"), stderr=subprocess.STDOUT)
-    args = ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}")
     total = 20_000
-    try:
-        eventually(lambda: "listening" in out.read_text(), timeout=30)
+    with logging_smsc(env) as (args, log):
         with running_server(env, backend, args) as server:
             tenant = new_tenant(server)
             phones = send_many(tenant, 13300000000, total)
@@ -119,9 +131,6 @@ def test_kill_9_during_a_20000_message_send_loses_none(backend: str, request: py
             # journal of what was taken but not yet in the database.
             eventually(lambda: daily(c) == (total, total), timeout=120, interval=1)
             print(f"kill -9: {at_kill} PDUs before the kill, {len(twice)} possible duplicates, every receipt stored")
-    finally:
-        smsc.kill()
-        smsc.wait()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -186,18 +195,10 @@ def test_sigterm_during_a_mass_task_stops_cleanly_and_sends_nothing_twice(backen
     back, the process exits by itself within CARDSMS_STOP_SECONDS, and the restart sends every number
     exactly once (no possible duplicates: nothing was left in doubt)."""
     env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0")
-    smsc_port = free_port()
-    log = Path(env["CARDSMS_DATA_DIR"]) / "smsc.jsonl"
-    out = Path(env["CARDSMS_DATA_DIR"]) / "smsc.out"
-    smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(smsc_port),
-                             "--latency-ms", "20", "--log", str(log)], env=env,
-                            stdout=out.open("w"), stderr=subprocess.STDOUT)
-    args = ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}")
     total = 20_000
     numbers = Path(env["CARDSMS_DATA_DIR"]) / "numbers.txt"
     numbers.write_text("".join(f"{13200000000 + i}\n" for i in range(total)))
-    try:
-        eventually(lambda: "listening" in out.read_text(), timeout=30)
+    with logging_smsc(env) as (args, log):
         with running_server(env, backend, args) as server:
             tenant = new_tenant(server)
             sign = approved_sign(tenant.client(), "停机测试")
@@ -230,6 +231,3 @@ def test_sigterm_during_a_mass_task_stops_cleanly_and_sends_nothing_twice(backen
 
         assert run_with_services(env, flagged) == 0
         print(f"SIGTERM mid-task: stopped in {took:.1f} s after {at_stop} submits; every number sent once")
-    finally:
-        smsc.kill()
-        smsc.wait()
