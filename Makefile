@@ -47,7 +47,7 @@ typecheck: test-deps
 test: lint typecheck
 	$(VENV)/bin/pytest -p no:cacheprovider
 
-# Benchmarks (loopback only; about 12 minutes on 2 cores): prints a table, writes bench/results.json.
+# Benchmarks (loopback only; about 25 minutes on 2 cores): prints a table, writes bench/results.json.
 # Debian's wrk drives the link opens; Debian's kannel (bearerbox + smsbox) is the peer gateway.
 bench: test-deps
 	@missing=""; command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
