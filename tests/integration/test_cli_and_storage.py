@@ -54,6 +54,8 @@ def test_serve_bootstraps_a_demo_account_and_accesskey_create_runs_beside_it(tmp
         assert set(key) == {"AccessKeyId", "AccessKeySecret"}
         keys = cli(env, "accesskey", "list", "--account", "demo").stdout
         assert key["AccessKeyId"] in keys
+        writer = httpx.get(f"{server.url}/healthz").json()["writer"]  # every write went through the writer thread
+        assert writer["transactions"] > 0 and writer["jobs"] + writer["holds"] > 0 and writer["failed_jobs"] == 0
     assert (tmp_path / "initial-admin-password").stat().st_mode & 0o077 == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from html import escape
 from typing import Any
@@ -55,6 +56,8 @@ def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = Tr
         body: dict[str, Any] = {"status": "ok", "version": __version__}
         if delivery is not None:
             body["delivery"] = delivery.status()
+        if svc.writer is not None:  # SQLite: how the one writer thread is doing (db/writer.py)
+            body["writer"] = dataclasses.asdict(svc.writer.stats)
         return JSONResponse(body)
 
     async def metrics(request: Request) -> Response:
