@@ -49,7 +49,8 @@ def random_digits(n: int) -> str:
 
 
 def _plan_point_query(stmt: Select[Any], dialect: Dialect) -> tuple[Any, ...]:
-    """(stmt, SQL, parameter names in order, bind processors, column keys, result processors)."""
+    """(stmt, SQL, parameter names in order, bind processors, column keys, result processors, the values of
+    parameters the statement carries itself)."""
     compiled = stmt.compile(dialect=dialect)
     names = list(compiled.positiontup or [])
     binds = {n: p for n, p in compiled._bind_processors.items() if n in names and p is not None}
