@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import case, func, select
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
@@ -35,7 +34,6 @@ from cardsms.console.auth import (
 )
 from cardsms.console.designer import DESIGNER_ACTIONS, Design, type_choices
 from cardsms.console.i18n import language, translator
-from cardsms.db.schema import messages
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
 from cardsms.domain.schedule import can_revoke, parse_local_start
@@ -47,6 +45,7 @@ from cardsms.services import (
     imports,
     media,
     public,
+    records,
     review,
     signs,
     suppression,
@@ -198,15 +197,7 @@ class Console:
     async def overview(self, request: Request, session: Session) -> Response:
         now = self.svc.now().astimezone(CHINA)
         days = [(now - timedelta(days=i)).strftime("%Y%m%d") for i in range(6, -1, -1)]
-        async with self.svc.read() as conn:
-            rows = (await conn.execute(select(
-                messages.c.send_day, func.count(),
-                func.sum(case((messages.c.state == "delivered", 1), else_=0)),
-                func.sum(case((messages.c.render_status == 1, 1), else_=0)),
-                func.sum(case((messages.c.channel == "card", 1), else_=0)),
-            ).where(messages.c.account_id == session.account_id, messages.c.send_day.in_(days),
-                    messages.c.state != "skipped").group_by(messages.c.send_day))).all()
-        by_day = {r[0]: [int(x or 0) for x in r[1:]] for r in rows}
+        by_day = await records.daily_counts(self.svc, session.account_id, days)
         series: list[tuple[str, int, int, int, int]] = [(d, *by_day.get(d, [0, 0, 0, 0])) for d in days]  # type: ignore[misc]
         today = series[-1]
         peak = max([s[1] for s in series] + [1])
@@ -577,18 +568,9 @@ class Console:
 
     async def records(self, request: Request, session: Session) -> Response:
         q = {k: request.query_params.get(k, "").strip() for k in ("phone", "day", "task", "biz")}
-        where = [messages.c.account_id == session.account_id]
-        if q["phone"]:
-            where.append(messages.c.phone.contains(q["phone"]))
-        if q["day"]:
-            where.append(messages.c.send_day == q["day"].replace("-", ""))
-        if q["task"].isdigit():
-            where.append(messages.c.task_id == int(q["task"]))
-        if q["biz"]:
-            where.append(messages.c.biz_id == q["biz"])
-        async with self.svc.read() as conn:
-            rows = (await conn.execute(select(messages).where(*where).order_by(messages.c.id.desc()).limit(100))
-                    ).mappings().all()
+        rows = await records.find_messages(self.svc, session.account_id, phone=q["phone"],
+                                           day=q["day"].replace("-", ""),
+                                           task_id=int(q["task"]) if q["task"].isdigit() else None, biz_id=q["biz"])
         return self.render(request, "records.html", session, rows=rows, q=q)
 
     async def _settings_context(self, session: Session) -> dict[str, Any]:

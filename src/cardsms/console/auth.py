@@ -13,10 +13,8 @@ from collections import defaultdict, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from cardsms.crypto import verify_password
-from cardsms.db.schema import accounts, users
+from cardsms.services.accounts import find_logins
 from cardsms.services.core import Services
 
 SESSION_COOKIE = "cardsms_session"
@@ -91,12 +89,7 @@ class LoginLimiter:
 
 async def authenticate(svc: Services, username: str, password: str, account: str) -> Session | str:
     """A new session, or the message to show (never which of name and password was wrong)."""
-    query = select(users, accounts.c.name.label("account_name")).join(accounts, accounts.c.id == users.c.account_id
-                                                                       ).where(users.c.username == username)
-    if account:
-        query = query.where(accounts.c.name == account)
-    async with svc.read() as conn:
-        rows = (await conn.execute(query)).mappings().all()
+    rows = await find_logins(svc, username, account)
     if len(rows) > 1:
         return "Several accounts have this user name: enter the account too."
     if not rows or rows[0]["disabled"] or not verify_password(password, rows[0]["password_hash"]):

@@ -11,20 +11,14 @@ Every open is recorded (per link, per visitor, per message).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from cardsms.db.schema import reviews, templates
 from cardsms.links.render import card_json, card_view, render_card_page, render_notice
 from cardsms.services import links
 from cardsms.services.core import Services
-from cardsms.services.media import resource_urls
-from cardsms.services.templates import PUBLIC_ACCOUNT
-from cardsms.vendors.gateway import ReviewState
 
 
 def _lang(request: Request) -> str:
@@ -35,40 +29,6 @@ def _notice(request: Request, status: int, zh: tuple[str, str], en: tuple[str, s
     lang = _lang(request)
     title, message = en if lang == "en" else zh
     return HTMLResponse(render_notice(title, message, lang), status)
-
-
-@dataclass(frozen=True, slots=True)
-class Card:
-    row: Any  # the card template, None when it is gone
-    vendors: frozenset[str]  # vendors that approved it
-    urls: dict[str, str]  # media resource id -> download URL
-
-
-async def _card(svc: Services, link: Any) -> Card:
-    """The card a link shows, cached for a second (services.cache; cleared when this process changes
-    templates, reviews or media)."""
-    async def load() -> Card:
-        async with svc.read() as conn:
-            row = (await conn.execute(select(templates).where(
-                templates.c.account_id.in_((link["account_id"], PUBLIC_ACCOUNT)),
-                templates.c.code == link["card_template_code"], templates.c.kind == "card"))).mappings().first()
-            vendors = frozenset() if row is None else frozenset(r.vendor for r in await conn.execute(
-                select(reviews.c.vendor).where(
-                    reviews.c.account_id == row["account_id"], reviews.c.subject_kind == "template",
-                    reviews.c.subject_id == row["id"], reviews.c.state == int(ReviewState.APPROVED))))
-        urls = await resource_urls(svc, link["account_id"], _media_ids(row["body"] or {})) if row else {}
-        return Card(row, vendors, urls)
-
-    return await svc.caches.memo("link-cards", {"templates", "reviews", "media"},
-                                 (link["account_id"], link["card_template_code"]), load)
-
-
-def _media_ids(body: dict[str, Any]) -> list[str]:
-    ids = []
-    for page in (body.get("templateContent") or {}).get("pages", []):
-        for el in page.get("tmpCards", []):
-            ids += [str(el[k]) for k in ("src", "coverSrc") if el.get(k)]
-    return ids
 
 
 def resolver(svc: Services) -> Any:
@@ -87,7 +47,7 @@ def resolver(svc: Services) -> Any:
         if link["kind"] == "url":
             links.record_open(svc, found, "redirect", visitor)
             return RedirectResponse(link["source_url"], 302)
-        card = await _card(svc, link)
+        card = await links.link_card(svc, link)
         parser = request.headers.get("x-card-parser", "")
         wants_json = bool(parser) or "application/json" in request.headers.get("accept", "")
         params = link["params"] or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -155,3 +156,13 @@ async def count_users(svc: Services, account: str) -> int:
     acc = await account_id(svc, account)
     async with svc.read() as conn:
         return int(await conn.scalar(select(func.count()).where(users.c.account_id == acc)) or 0)
+
+
+async def find_logins(svc: Services, username: str, account: str = "") -> list[dict[str, Any]]:
+    """The console users called `username` (in `account` when given), with their account's name."""
+    query = select(users, accounts.c.name.label("account_name")).join(accounts, accounts.c.id == users.c.account_id
+                                                                       ).where(users.c.username == username)
+    if account:
+        query = query.where(accounts.c.name == account)
+    async with svc.read() as conn:
+        return [dict(r) for r in (await conn.execute(query)).mappings()]

@@ -16,12 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.bulk import insert_rows
-from cardsms.db.schema import link_opens, messages, short_links
+from cardsms.db.schema import link_opens, messages, reviews, short_links, templates
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
 from cardsms.services import review, sending
 from cardsms.services.core import Services, as_utc, china_time
-from cardsms.services.templates import get_template
+from cardsms.services.media import resource_urls
+from cardsms.services.templates import PUBLIC_ACCOUNT, get_template
 from cardsms.vendors.gateway import ReviewState
 
 MAX_LINK_NUMBERS = 10_000
@@ -249,3 +250,37 @@ async def record_opens(conn: AsyncConnection, opens: Sequence[Open], *, svc: Ser
     await receipts.mark_rendered(conn, svc, rendered)
     await receipts.mark_opened(conn, svc, opened)
     return message_ids
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    row: Any  # the card template, None when it is gone
+    vendors: frozenset[str]  # vendors that approved it
+    urls: dict[str, str]  # media resource id -> download URL
+
+
+async def link_card(svc: Services, link: Any) -> Card:
+    """The card a link shows, cached for a second (services.cache; cleared when this process changes
+    templates, reviews or media)."""
+    async def load() -> Card:
+        async with svc.read() as conn:
+            row = (await conn.execute(select(templates).where(
+                templates.c.account_id.in_((link["account_id"], PUBLIC_ACCOUNT)),
+                templates.c.code == link["card_template_code"], templates.c.kind == "card"))).mappings().first()
+            vendors = frozenset() if row is None else frozenset(r.vendor for r in await conn.execute(
+                select(reviews.c.vendor).where(
+                    reviews.c.account_id == row["account_id"], reviews.c.subject_kind == "template",
+                    reviews.c.subject_id == row["id"], reviews.c.state == int(ReviewState.APPROVED))))
+        urls = await resource_urls(svc, link["account_id"], _media_ids(row["body"] or {})) if row else {}
+        return Card(row, vendors, urls)
+
+    return await svc.caches.memo("link-cards", {"templates", "reviews", "media"},
+                                 (link["account_id"], link["card_template_code"]), load)
+
+
+def _media_ids(body: dict[str, Any]) -> list[str]:
+    ids = []
+    for page in (body.get("templateContent") or {}).get("pages", []):
+        for el in page.get("tmpCards", []):
+            ids += [str(el[k]) for k in ("src", "coverSrc") if el.get(k)]
+    return ids

@@ -140,3 +140,33 @@ async def timelines(svc: Services, account_id: int, biz_id: str, phone: str) -> 
     return [{"Channel": r["channel"], "State": r["state"], "ErrCode": err_code(r), "Attempts": r["attempts"],
              "PossibleDuplicate": bool(r["possible_duplicate"]), "Segments": r["segments"],
              "Opens": r["opens"], "Events": by_message.get(r["id"], [])} for r in rows]
+
+
+async def daily_counts(svc: Services, account_id: int, days: list[str]) -> dict[str, list[int]]:
+    """yyyyMMdd -> [messages, delivered, rendered, card messages] of those days (skipped ones left out)."""
+    async with svc.read() as conn:
+        rows = (await conn.execute(select(
+            messages.c.send_day, func.count(),
+            func.sum(case((messages.c.state == "delivered", 1), else_=0)),
+            func.sum(case((messages.c.render_status == 1, 1), else_=0)),
+            func.sum(case((messages.c.channel == "card", 1), else_=0)),
+        ).where(messages.c.account_id == account_id, messages.c.send_day.in_(days),
+                messages.c.state != "skipped").group_by(messages.c.send_day))).all()
+    return {r[0]: [int(x or 0) for x in r[1:]] for r in rows}
+
+
+async def find_messages(svc: Services, account_id: int, *, phone: str = "", day: str = "", task_id: int | None = None,
+                        biz_id: str = "", limit: int = 100) -> list[Any]:
+    """The newest messages of the account matching every filter given (phone: a part of the number)."""
+    where = [messages.c.account_id == account_id]
+    if phone:
+        where.append(messages.c.phone.contains(phone))
+    if day:
+        where.append(messages.c.send_day == day)
+    if task_id is not None:
+        where.append(messages.c.task_id == task_id)
+    if biz_id:
+        where.append(messages.c.biz_id == biz_id)
+    async with svc.read() as conn:
+        return list((await conn.execute(select(messages).where(*where).order_by(messages.c.id.desc()).limit(limit))
+                     ).mappings().all())
