@@ -14,8 +14,8 @@ import pytest
 from alibabacloud_dysmsapi20170525.client import Client
 from alibabacloud_tea_openapi.utils_models import Config
 
+from cardsms.compose import build_services
 from cardsms.db.migrate import upgrade
-from cardsms.services.build import build_services
 from cardsms.services.core import Services
 from cardsms.settings import Settings
 from tests.harness import PostgresServer, Server, cardsms_env, cli, running_server

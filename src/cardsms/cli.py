@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cardsms import __version__
+from cardsms.compose import build_delivery, build_services, standalone_smsc
 from cardsms.db.migrate import PendingMigrations, check_current, upgrade
 from cardsms.domain.errors import CardsmsError
 from cardsms.services import accounts
-from cardsms.services.build import build_services
 from cardsms.services.core import Services
 from cardsms.settings import Settings
 
@@ -173,7 +173,7 @@ def serve(
         if welcome.key_id:
             out.print(f"  AccessKey: {welcome.key_id} / {welcome.key_secret}", highlight=False)
         out.print(f"  data dir:  {settings.data_dir.resolve()}", highlight=False)
-        await http_server(create_app(svc), settings).serve()
+        await http_server(create_app(svc, build_delivery(svc)), settings).serve()
 
     profiled(lambda: asyncio.run(_main()))
 
@@ -197,7 +197,7 @@ def api(
     async def _main() -> None:
         svc = await open_services(settings)
         out.print(f"cardsms {__version__} api listening on {settings.base_url}", highlight=False)
-        await http_server(create_app(svc, run_delivery=False), settings).serve()
+        await http_server(create_app(svc, None), settings).serve()
 
     asyncio.run(_main())
 
@@ -211,7 +211,6 @@ def worker(
     """Scale-out: dispatch messages, hold SMPP binds, run mass tasks; PostgreSQL. Start several."""
     import signal
 
-    from cardsms.delivery.runtime import Delivery
     from cardsms.logs import configure_logging
     from cardsms.services import tasks
 
@@ -224,7 +223,7 @@ def worker(
 
     async def _main() -> None:
         svc = await open_services(settings)
-        delivery = Delivery(svc)
+        delivery = build_delivery(svc)
         await delivery.start()
         assert delivery.lease is not None
         out.print(f"cardsms {__version__} worker {delivery.lease.worker_id} running", highlight=False)
@@ -574,9 +573,6 @@ def simulator_smsc(
 ) -> None:
     """Run the simulated SMSC alone (any ESME may bind; receipts follow every accepted message)."""
     from cardsms.logs import configure_logging
-    from cardsms.simulator.handsets import SimulatedHandsets, load_overrides
-    from cardsms.simulator.phones import SimulatedPhones
-    from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
 
     settings = load_settings()
     configure_logging(settings)
@@ -584,17 +580,9 @@ def simulator_smsc(
         raise fail(f"--phones: must be the http(s) base URL of the server's short links, got {phones!r}")
 
     async def _main() -> None:
-        handset_phones = None
-        if phones:
-            overrides = load_overrides(settings.sim_handsets_csv) if settings.sim_handsets_csv else {}
-            handset_phones = SimulatedPhones(SimulatedHandsets(settings.sim_card_share, overrides),
-                                             phones.rstrip("/"), settings.sim_open_share, settings.sim_reply_share)
-        smsc = SimulatedSmsc(SmscOptions(host=host, port=port, latency_ms=latency_ms, fail_share=fail_share,
-                                         throttle_share=throttle_share, disconnect_every=disconnect_every,
-                                         log_path=log_file, bind_tps=bind_tps),
-                             on_delivered=handset_phones.on_delivered if handset_phones else None)
-        if handset_phones is not None:
-            handset_phones.reply = smsc.send_mo
+        smsc, handset_phones = standalone_smsc(
+            settings, phones, host=host, port=port, latency_ms=latency_ms, fail_share=fail_share,
+            throttle_share=throttle_share, disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps)
         await smsc.start()
         out.print(f"simulated SMSC listening on {host}:{smsc.port}", highlight=False)
         try:

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from cardsms.compose import build_services
 from cardsms.db.migrate import upgrade
 from cardsms.db.schema import messages
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.schedule import CHINA
 from cardsms.services import accounts, imports, public, signs, suppression, tasks, templates
-from cardsms.services.build import build_services
 from cardsms.services.core import Services
 from cardsms.settings import Settings
 from tests.conftest import BACKENDS

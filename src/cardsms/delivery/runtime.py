@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import structlog
 
 from cardsms.delivery.config import ConnectorConfig, parse_connectors
-from cardsms.delivery.dispatcher import Dispatcher, NoDigitalChannel
+from cardsms.delivery.dispatcher import DigitalChannel, Dispatcher, NoDigitalChannel
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.leases import WorkerLease, listen
-from cardsms.delivery.smpp import SmppConnector
+from cardsms.delivery.smpp import Inbound, SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
 from cardsms.logs import pass_failed
 from cardsms.services.core import Services
@@ -21,13 +22,28 @@ from cardsms.services.core import Services
 log = structlog.get_logger("cardsms.delivery")
 
 
+class LocalNetwork(Protocol):
+    """An SMSC, a digital channel and handsets that run inside this process when no SMSC is configured: the
+    embedded default. Which one is the composition root's choice (cardsms.compose); delivery only knows this."""
+
+    async def start(self, on_inbound: Callable[[Inbound], None]) -> tuple[ConnectorConfig, DigitalChannel]:
+        """Start listening; the connector to bind to it and the digital channel, whose receipts go to on_inbound."""
+
+    async def close_handsets(self) -> None:
+        """Stop what the handsets do (first, at a stop: the server is going away)."""
+
+    async def stop(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
 class Delivery:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, local: LocalNetwork | None = None) -> None:
         self.svc = svc
         self.dispatcher = Dispatcher(svc, [], NoDigitalChannel(), Journal(svc.settings.data_dir / "journal"))
         self.sender = WebhookSender(svc)
-        self.simulator: Any = None
-        self.phones: Any = None
+        self.local = local  # what runs in this process when no SMSC is configured (the composition root's choice)
+        self._local_started = False
         self._tasks: list[asyncio.Task[None]] = []
         # PostgreSQL may have several dispatching processes: they coordinate through leases
         self.lease = WorkerLease(svc) if not svc.settings.is_sqlite else None
@@ -38,7 +54,11 @@ class Delivery:
         configs = parse_connectors(s.smsc, window=s.smsc_window, tps=s.smsc_tps, system_type=s.smsc_system_type)
         await self.dispatcher.replay_journal()
         if not configs:
-            configs = [await self._start_simulator()]
+            if self.local is None:
+                raise RuntimeError("no SMSC is configured (CARDSMS_SMSC) and this process has no local one")
+            config, self.dispatcher.digital = await self.local.start(self.dispatcher.on_inbound)
+            self._local_started = True
+            configs = [config]
         if self.lease is None:
             for cfg in configs:
                 self._start_connector(cfg)
@@ -78,29 +98,12 @@ class Delivery:
             except Exception:
                 pass_failed(log, "leases.pass_failed")
 
-    async def _start_simulator(self) -> ConnectorConfig:
-        from cardsms.simulator.digital import SimulatedDigitalChannel
-        from cardsms.simulator.phones import SimulatedPhones
-        from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
-
-        s = self.svc.settings
-        self.phones = SimulatedPhones(self.svc.handsets, s.link_base, s.sim_open_share, s.sim_reply_share)
-        self.simulator = SimulatedSmsc(SmscOptions(
-            port=s.sim_smsc_port, latency_ms=s.sim_smsc_latency_ms, fail_share=s.sim_smsc_fail_share,
-            throttle_share=s.sim_smsc_throttle_share, disconnect_every=s.sim_smsc_disconnect_every,
-        ), on_delivered=self.phones.on_delivered)
-        self.phones.reply = self.simulator.send_mo
-        await self.simulator.start()
-        self.dispatcher.digital = SimulatedDigitalChannel(s.sim_smsc_latency_ms, self.dispatcher.on_inbound)
-        return ConnectorConfig(name="sim", host="127.0.0.1", port=self.simulator.port, system_id="cardsms",
-                               password="sim", window=s.smsc_window, tps=s.smsc_tps)
-
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"connectors": [c.status() for c in self.dispatcher.connectors],
                                "submitted": self.dispatcher.submitted, "receipts": self.dispatcher.receipts,
                                "webhooks_delivered": self.sender.delivered}
-        if self.simulator is not None:
-            out["simulator"] = self.simulator.stats()
+        if self.local is not None and self._local_started:
+            out["simulator"] = self.local.stats()
         return out
 
     async def stop(self) -> None:
@@ -110,8 +113,8 @@ class Delivery:
         at the next start, flagged as a possible duplicate (it may have reached the SMSC)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.svc.settings.stop_seconds
-        if self.phones is not None:  # first: a backlog of handset fetches would only fail against a closed server
-            await self.phones.close()
+        if self.local is not None and self._local_started:  # first: its handsets' fetches would only fail now
+            await self.local.close_handsets()
         await self.dispatcher.stop()
         for c in self.dispatcher.connectors:
             c.draining = True
@@ -134,5 +137,5 @@ class Delivery:
                 await self.lease.release()
         if self.dispatcher.journal is not None:
             self.dispatcher.journal.close()
-        if self.simulator is not None:
-            await self.simulator.stop()
+        if self.local is not None and self._local_started:
+            await self.local.stop()

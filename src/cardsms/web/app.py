@@ -38,12 +38,12 @@ def _upload_error(code: str, message: str, status: int) -> Response:
     return Response(xml, status, media_type="application/xml")
 
 
-def create_app(svc: Services, run_reviewer: bool = True, run_delivery: bool = True) -> Starlette:
+def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True) -> Starlette:
+    """The ASGI app; `delivery` (cardsms.compose.build_delivery) also dispatches in this process, None: API only."""
     registry = CollectorRegistry()
     api = ApiEndpoint(svc, ApiMetrics(registry))
     reviews_done = Gauge("cardsms_reviews_decided", "reviews decided by this process", registry=registry)
     state = {"ready": False}
-    delivery = Delivery(svc) if run_delivery else None
 
     async def root(request: Request) -> Response:
         if request.headers.get("x-acs-action") or "Action" in request.query_params or request.method == "POST":
