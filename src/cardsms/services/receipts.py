@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,7 @@ from cardsms.services import webhooks
 from cardsms.services.core import Services, china_time
 
 FINAL_STATES = ("delivered", "failed", "expired", "skipped")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +52,8 @@ class Outcome:
     maybe_sent: bool = False  # the submit_sm may have reached the SMSC (connection lost before the answer)
 
 
-def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
-    return (ids[i:i + size] for i in range(0, len(ids), size))
+def _chunks(items: list[T], size: int = 500) -> Iterable[list[T]]:
+    return (items[i:i + size] for i in range(0, len(items), size))
 
 
 OPEN_STATES = ("queued", "submitting", "submitted")
@@ -183,14 +184,14 @@ async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Re
         by_connector.setdefault(r.connector, []).append(r.smsc_id)
     mapping: dict[tuple[str, str], int] = {}
     for connector, ids in by_connector.items():
-        for i in range(0, len(ids), 500):
+        for chunk in _chunks(ids):
             for hit in await fetch_all(conn, select(smsc_ids.c.smsc_id, smsc_ids.c.message_id).where(
-                    smsc_ids.c.connector == connector, smsc_ids.c.smsc_id.in_(ids[i:i + 500]))):
+                    smsc_ids.c.connector == connector, smsc_ids.c.smsc_id.in_(chunk))):
                 mapping[(connector, hit["smsc_id"])] = hit["message_id"]
     message_ids = sorted(set(mapping.values()))
     rows: dict[int, dict[str, Any]] = {}
-    for i in range(0, len(message_ids), 500):
-        for found in await fetch_all(conn, select(*_RECEIPT_COLUMNS).where(messages.c.id.in_(message_ids[i:i + 500]))):
+    for id_chunk in _chunks(message_ids):
+        for found in await fetch_all(conn, select(*_RECEIPT_COLUMNS).where(messages.c.id.in_(id_chunk))):
             rows[found["id"]] = found
     now = svc.now()
     reporting = await webhooks.subscribed(conn, "SmsReport", {r["account_id"] for r in rows.values()})
