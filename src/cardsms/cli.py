@@ -8,7 +8,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -47,6 +47,21 @@ T = TypeVar("T")
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="data directory (default: $CARDSMS_DATA_DIR or ./var)")
 ]
+
+
+def run_server(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a long-lived process (serve, api, worker, simulator) on uvloop, whose transports and callbacks
+    cost about half of asyncio's on the HTTP and SMPP paths (docs/performance.md); CARDSMS_EVENT_LOOP=asyncio
+    runs the standard loop instead (to compare, or to debug with asyncio's own tools)."""
+    choice = os.environ.get("CARDSMS_EVENT_LOOP", "uvloop")
+    if choice not in ("uvloop", "asyncio"):
+        raise fail(f"CARDSMS_EVENT_LOOP: must be uvloop or asyncio, got {choice!r}")
+    if choice == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -175,7 +190,7 @@ def serve(
         out.print(f"  data dir:  {settings.data_dir.resolve()}", highlight=False)
         await http_server(create_app(svc, build_delivery(svc)), settings).serve()
 
-    profiled(lambda: asyncio.run(_main()))
+    profiled(lambda: run_server(_main))
 
 
 @app.command()
@@ -199,7 +214,7 @@ def api(
         out.print(f"cardsms {__version__} api listening on {settings.base_url}", highlight=False)
         await http_server(create_app(svc, None), settings).serve()
 
-    asyncio.run(_main())
+    run_server(_main)
 
 
 @app.command()
@@ -241,7 +256,7 @@ def worker(
             await delivery.stop()
             await svc.close()
 
-    asyncio.run(_main())
+    run_server(_main)
 
 
 @app.command()
@@ -593,7 +608,7 @@ def simulator_smsc(
                 await handset_phones.close()
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+        run_server(_main)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from typing import Protocol
+from typing import Protocol, cast
 
 import structlog
 
@@ -62,8 +62,8 @@ class Session(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's does not subclass asyncio.Transport, so no isinstance check)
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
         self._tick = self.loop.call_later(1.0, self._on_tick)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
 # auto_reload off: the templates ship with the package; checking their mtime cost every link open a stat()
@@ -69,8 +70,14 @@ def card_json(body: dict[str, Any], params: dict[str, Any], media_urls: dict[str
             "pages": view["pages"], "extendInfo": body.get("extendInfo", {})}
 
 
+# the card page's style sheet is static: read once, not included (a template context each) per open
+_CARD_CSS = Markup("".join((Path(__file__).parent / "templates" / name).read_text(encoding="utf-8")
+                           for name in ("card.css", "card_parts.css")))
+_card_page = _env.get_template("card.html")
+
+
 def render_card_page(view: dict[str, Any], title: str, lang: str = "zh-CN") -> str:
-    return _env.get_template("card.html").render(view=view, title=title, lang=lang)
+    return _card_page.render(view=view, title=title, lang=lang, card_css=_CARD_CSS)
 
 
 def render_notice(title: str, message: str, lang: str = "zh-CN") -> str:
