@@ -49,14 +49,11 @@ DataDir = Annotated[
 ]
 
 
-def run_server(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def run_server(main: Callable[[], Coroutine[Any, Any, None]], settings: Settings) -> None:
     """Run a long-lived process (serve, api, worker, simulator) on uvloop, whose transports and callbacks
-    cost about half of asyncio's on the HTTP and SMPP paths (docs/performance.md); CARDSMS_EVENT_LOOP=asyncio
-    runs the standard loop instead (to compare, or to debug with asyncio's own tools)."""
-    choice = os.environ.get("CARDSMS_EVENT_LOOP", "uvloop")
-    if choice not in ("uvloop", "asyncio"):
-        raise fail(f"CARDSMS_EVENT_LOOP: must be uvloop or asyncio, got {choice!r}")
-    if choice == "uvloop":
+    cost less than asyncio's on the HTTP and SMPP paths (docs/performance.md), unless
+    CARDSMS_EVENT_LOOP=asyncio."""
+    if settings.event_loop == "uvloop":
         import uvloop
 
         uvloop.run(main())
@@ -190,7 +187,7 @@ def serve(
         out.print(f"  data dir:  {settings.data_dir.resolve()}", highlight=False)
         await http_server(create_app(svc, build_delivery(svc)), settings).serve()
 
-    profiled(lambda: run_server(_main))
+    profiled(lambda: run_server(_main, settings))
 
 
 @app.command()
@@ -214,7 +211,7 @@ def api(
         out.print(f"cardsms {__version__} api listening on {settings.base_url}", highlight=False)
         await http_server(create_app(svc, None), settings).serve()
 
-    run_server(_main)
+    run_server(_main, settings)
 
 
 @app.command()
@@ -256,7 +253,7 @@ def worker(
             await delivery.stop()
             await svc.close()
 
-    run_server(_main)
+    run_server(_main, settings)
 
 
 @app.command()
@@ -608,7 +605,7 @@ def simulator_smsc(
                 await handset_phones.close()
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_server(_main)
+        run_server(_main, settings)
 
 
 def main() -> None:

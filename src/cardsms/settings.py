@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     open_flush_ms: int = Field(100, ge=1, le=10_000, description="link opens and render receipts are answered at "
                                "once and written in batches this often; a killed process loses at most the last "
                                "interval's")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="event loop of serve, api, worker and the simulators; asyncio = the standard one "
+        "(to compare, or to debug with asyncio's own tools)")
     retention_days: int = Field(30, ge=1, le=3650, description="how long message records are kept")
     webhook_timeout_seconds: float = Field(3.0, gt=0, le=60, description="webhook POST timeout")
     webhook_retry_base_seconds: float = Field(10.0, gt=0, le=3600, description="first webhook retry delay")
