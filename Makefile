@@ -36,7 +36,14 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-test-deps: $(VENV)/.test-installed system-deps
+# Alibaba's official Node.js SDK, exactly as pinned in tests/node/package-lock.json, from the npm registry
+# (node and npm come with the machine; apt installs them when missing).
+tests/node/node_modules/.installed: tests/node/package.json tests/node/package-lock.json
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-deps: $(VENV)/.test-installed system-deps tests/node/node_modules/.installed
 
 lint: test-deps
 	$(VENV)/bin/ruff check src tests bench

@@ -142,6 +142,8 @@ def http_server(app: Any, settings: Settings) -> Any:
     would raise the signal again and die of it), and open HTTP connections get a few seconds, not forever."""
     import uvicorn
 
+    from cardsms.web.http import HttpProtocol
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -152,7 +154,8 @@ def http_server(app: Any, settings: Settings) -> Any:
                     self._captured_signals.clear()
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                            server_header=False, timeout_graceful_shutdown=max(1, int(settings.stop_seconds / 3)))
+                            http=HttpProtocol, server_header=False,
+                            timeout_graceful_shutdown=max(1, int(settings.stop_seconds / 3)))
     return Server(config)
 
 

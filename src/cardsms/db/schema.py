@@ -87,6 +87,11 @@ signs = Table(
     Column("reason", Text, nullable=False, default=""),
     _ts("created_at"),
     _ts("updated_at"),
+    # the current operations (CreateSmsSign ...): the approved qualification the signature rests on, and
+    # the rest of what they take (third_party, authorization_letter_id, trademark_id, app_icp_record_id,
+    # apply_scene, more_data); NULL for signatures made with AddSmsSign
+    Column("qualification_id", Id, nullable=True),
+    Column("details", JSON, nullable=True),
     UniqueConstraint("account_id", "name_key"),
 )
 
@@ -108,8 +113,51 @@ templates = Table(
     Column("reason", Text, nullable=False, default=""),
     _ts("created_at"),
     _ts("updated_at"),
+    # the current operations (CreateSmsTemplate ...): template_rule (variable -> attribute), more_data,
+    # apply_scene, intl_type, traffic_driving; the related signature is sign_name
+    Column("details", JSON, nullable=True),
     UniqueConstraint("account_id", "code"),
     Index("ix_templates_account_kind", "account_id", "kind"),
+)
+
+# Qualification records (SubmitSmsQualification ...): the company behind signatures, reviewed like them
+# (reviews.subject_kind "qual"). The id is both the QualificationGroupId and the work order id.
+qualifications = Table(
+    "qualifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("company_name", String(128), nullable=False),
+    Column("company_type", String(32), nullable=False, default=""),
+    Column("organization_code", String(32), nullable=False),  # unified social credit code
+    Column("legal_person_name", String(64), nullable=False, default=""),
+    Column("use_by_self", Boolean, nullable=False),
+    Column("whether_share", Boolean, nullable=False, default=False),
+    Column("details", JSON, nullable=False),  # administrator, ID cards, licence pictures, other files, remark
+    Column("status", Integer, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    _ts("created_at"),
+    _ts("updated_at"),
+    Index("ix_qualifications_account", "account_id"),
+)
+
+# Records a signature may reference besides its qualification: authorization letters (kind "letter",
+# reviewed: reviews.subject_kind "letter"), trademarks ("trademark") and app ICP filings ("app_icp").
+sign_documents = Table(
+    "sign_documents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("organization_code", String(32), nullable=False, default=""),
+    Column("details", JSON, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    _ts("created_at"),
+    _ts("updated_at"),
+    Index("ix_sign_documents_account", "account_id", "kind"),
 )
 
 # One row per (subject, vendor). vendor '' is the platform/carrier review of signatures and

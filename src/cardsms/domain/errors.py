@@ -45,6 +45,9 @@ _TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("isv.REVIEW_IN_PROGRESS", 200, "The object is being reviewed and cannot be changed now."),
     ErrorCode("isv.MOBILE_NUMBER_ILLEGAL", 200, "A phone number is invalid; the message names it."),
     ErrorCode("isv.FILE_ILLEGAL", 200, "An attached file is too large, empty or of an unsupported type."),
+    ErrorCode("isv.QUALIFICATION_ILLEGAL", 200,
+              "A qualification record, authorization letter, trademark or app ICP filing that a signature needs is "
+              "missing, not approved, not this account's or does not match; the message names it and the rule."),
     # business errors of card operations (HTTP 200, Success false)
     ErrorCode("FORBIDDEN_ACTION", 200, "The action is not allowed for this account or object."),
     ErrorCode("SYSTEM_ERROR", 200, "The card service failed; retry later."),

@@ -15,6 +15,8 @@ def sniff(data: bytes) -> str | None:
         return "image/gif"
     if len(data) >= 12 and data[4:8] == b"ftyp":
         return "video/mp4"
+    if data.startswith(b"%PDF-"):
+        return "application/pdf"
     if data.startswith(b"ID3") or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
         return "audio/mpeg"
     return None

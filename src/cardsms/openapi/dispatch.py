@@ -14,18 +14,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cardsms.domain.errors import CardsmsError
-from cardsms.openapi import auth, ops_cards, ops_links, ops_send, ops_signs, ops_templates
+from cardsms.openapi import auth, ops_cards, ops_links, ops_qualifications, ops_send, ops_signs, ops_templates
 from cardsms.openapi.context import Ctx, Operation
 from cardsms.openapi.envelope import error_body, new_request_id, render
 from cardsms.openapi.params import Params
 from cardsms.services.accounts import find_access_key
 from cardsms.services.core import Services
+from cardsms.web.http import MAX_URL_BYTES, URL_TOO_LONG
 
 API_VERSION = "2017-05-25"
 MAX_BODY = 16 * 1024 * 1024
 OPERATIONS: dict[str, Operation] = {
     **ops_signs.OPERATIONS, **ops_templates.OPERATIONS, **ops_cards.OPERATIONS, **ops_send.OPERATIONS,
-    **ops_links.OPERATIONS,
+    **ops_links.OPERATIONS, **ops_qualifications.OPERATIONS,
 }
 
 log = structlog.get_logger("cardsms.api")
@@ -105,6 +106,9 @@ class ApiEndpoint:
 
     @staticmethod
     async def _decode(request: Request) -> auth.ApiRequest:
+        if url_size := request.scope.get(URL_TOO_LONG):
+            raise CardsmsError("InvalidParameter", f"request URL: {url_size:,} bytes, over the limit of "
+                               f"{MAX_URL_BYTES:,}; send large parameters in the form body")
         body = b""
         async for chunk in request.stream():
             body += chunk

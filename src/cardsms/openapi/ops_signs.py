@@ -1,4 +1,6 @@
-"""AddSmsSign, QuerySmsSign, QuerySmsSignList, ModifySmsSign, DeleteSmsSign."""
+"""Signatures: the current CreateSmsSign, GetSmsSign, UpdateSmsSign (on the grounds of a qualification
+record), and the older AddSmsSign, QuerySmsSign, QuerySmsSignList, ModifySmsSign, DeleteSmsSign. Both
+sets are views of the same signatures."""
 
 from __future__ import annotations
 
@@ -6,8 +8,10 @@ from typing import Any
 
 from cardsms.openapi.context import Ctx, Operation, audit_fields, page_args
 from cardsms.openapi.params import Params
-from cardsms.services import signs
+from cardsms.services import media, signs
 from cardsms.services.core import china_time
+from cardsms.services.signs import SignInput
+from cardsms.vendors.gateway import ReviewState
 
 _BUSINESS_TYPE = {0: "Verification code", 1: "General-purpose"}
 
@@ -56,7 +60,57 @@ async def delete_sms_sign(ctx: Ctx, p: Params) -> dict[str, Any]:
     return {"SignName": name}
 
 
+def _current_sign(p: Params) -> SignInput:
+    return SignInput(
+        name=p.str("SignName", required=True, max_len=64).strip(),
+        sign_source=p.int("SignSource", required=True, low=0, high=99),
+        sign_type=p.int("SignType", default=1, low=0, high=99),
+        remark=p.str("Remark", max_len=1000),
+        qualification_id=p.int("QualificationId", required=True, low=1, high=1 << 62),
+        third_party=p.bool("ThirdParty"),
+        authorization_letter_id=p.optional_int("AuthorizationLetterId"),
+        trademark_id=p.optional_int("TrademarkId"),
+        app_icp_record_id=p.optional_int("AppIcpRecordId"),
+        apply_scene=p.str("ApplySceneContent", max_len=500).strip(),
+        more_data=p.strings("MoreData", max_items=10),
+    )
+
+
+async def create_sms_sign(ctx: Ctx, p: Params) -> dict[str, Any]:
+    name, sign_id = await signs.create_sign(ctx.svc, ctx.account_id, _current_sign(p))
+    return {"SignName": name, "OrderId": f"SIGN-{sign_id}"}
+
+
+async def update_sms_sign(ctx: Ctx, p: Params) -> dict[str, Any]:
+    name, sign_id = await signs.update_sign(ctx.svc, ctx.account_id, _current_sign(p))
+    return {"SignName": name, "OrderId": f"SIGN-{sign_id}"}
+
+
+async def get_sms_sign(ctx: Ctx, p: Params) -> dict[str, Any]:
+    row = await signs.get_sign(ctx.svc, ctx.account_id, p.str("SignName", required=True, max_len=64))
+    d = row["details"] or {}
+    decided = row["status"] in (ReviewState.APPROVED, ReviewState.REJECTED)
+    letter = d.get("authorization_letter_id")
+    return {
+        "SignName": row["name"], "SignCode": f"SIGN_{row['id']}", "SignStatus": row["status"],
+        "SignType": row["sign_type"], "SignSource": row["sign_source"],
+        "AuditInfo": {"RejectInfo": row["reason"], "AuditDate": china_time(row["updated_at"]) if decided else ""},
+        "CreateDate": china_time(row["created_at"]), "OrderId": f"SIGN-{row['id']}", "Remark": row["remark"],
+        "QualificationId": row["qualification_id"], "ThirdParty": bool(d.get("third_party", False)),
+        "AuthorizationLetterId": letter, "AuthorizationLetterAuditPass":
+        await signs.letter_passed(ctx.svc, ctx.account_id, letter),
+        "TrademarkId": d.get("trademark_id"), "AppIcpRecordId": d.get("app_icp_record_id"),
+        "ApplyScene": d.get("apply_scene", ""), "SignUsage": "",
+        "FileUrlList": [media.download_url(ctx.svc, key) for key in d.get("more_data", [])]
+        + [media.download_url(ctx.svc, f["key"]) for f in row["files"]],
+        "SignTag": "2", "RegisterResult": -1, "SignIspRegisterDetailList": [],
+    }
+
+
 OPERATIONS = {
+    "CreateSmsSign": Operation(create_sms_sign),
+    "UpdateSmsSign": Operation(update_sms_sign),
+    "GetSmsSign": Operation(get_sms_sign),
     "AddSmsSign": Operation(add_sms_sign),
     "ModifySmsSign": Operation(modify_sms_sign),
     "QuerySmsSign": Operation(query_sms_sign),

@@ -16,6 +16,7 @@ _Str = str
 _Int = int
 _List = list
 _Dict = dict
+_Bool = bool
 
 
 class Params:
@@ -28,7 +29,7 @@ class Params:
                 raise invalid(k, "must not contain NUL characters")
             self.values[k] = v
 
-    def str(self, name: _Str, required: bool = False, max_len: _Int | None = None, default: _Str = "") -> _Str:
+    def str(self, name: _Str, required: _Bool = False, max_len: _Int | None = None, default: _Str = "") -> _Str:
         value = self.values.get(name)
         if value is None or (required and not value.strip()):
             if required:
@@ -38,7 +39,7 @@ class Params:
             raise invalid(name, f"must be at most {max_len} characters, got {len(value)}")
         return value
 
-    def int(self, name: _Str, required: bool = False, default: _Int | None = None,
+    def int(self, name: _Str, required: _Bool = False, default: _Int | None = None,
             low: _Int | None = None, high: _Int | None = None) -> _Int:
         raw = self.values.get(name, "").strip()
         if not raw:
@@ -53,7 +54,30 @@ class Params:
             raise invalid(name, f"must be between {low} and {high}, got {value}")
         return value
 
-    def json(self, name: _Str, required: bool = False) -> Any:
+    def bool(self, name: _Str, required: _Bool = False, default: _Bool = False) -> _Bool:
+        raw = self.values.get(name, "").strip().lower()
+        if not raw:
+            if required:
+                raise missing(name)
+            return default
+        if raw not in ("true", "false"):
+            raise invalid(name, f"must be true or false, got {raw[:40]!r}")
+        return raw == "true"
+
+    def optional_int(self, name: _Str, low: _Int = 1, high: _Int = 1 << 62) -> _Int | None:
+        return self.int(name, low=low, high=high) if self.values.get(name, "").strip() else None
+
+    def strings(self, name: _Str, max_items: _Int = 100, max_len: _Int = 300) -> _List[_Str]:
+        """A list of strings: `Name.1 ...` or a JSON array."""
+        items = self.list(name)
+        if len(items) > max_items:
+            raise invalid(name, f"at most {max_items} items, got {len(items)}")
+        for i, item in enumerate(items, 1):
+            if not isinstance(item, str) or not item or len(item) > max_len:
+                raise invalid(f"{name}[{i}]", f"must be a string of 1-{max_len} characters")
+        return items
+
+    def json(self, name: _Str, required: _Bool = False) -> Any:
         from cardsms.services.sending import parse_json_param
 
         raw = self.values.get(name)
@@ -81,7 +105,7 @@ class Params:
                 items[index] = value
         return items
 
-    def list(self, name: _Str, required: bool = False) -> _List[Any]:
+    def list(self, name: _Str, required: _Bool = False) -> _List[Any]:
         """A list parameter: `Name.1`, `Name.1.field`, or `Name` as a JSON array."""
         items = self._indexed(name)
         if items:
@@ -98,7 +122,7 @@ class Params:
             raise CardsmsError("isv.INVALID_JSON_PARAM", f"{name} must be a JSON array")
         return value
 
-    def objects(self, name: _Str, required: bool = False) -> _List[_Dict[_Str, Any]]:
+    def objects(self, name: _Str, required: _Bool = False) -> _List[_Dict[_Str, Any]]:
         items = self.list(name, required)
         for i, item in enumerate(items, 1):
             if not isinstance(item, dict):

@@ -23,6 +23,11 @@ OSS_ACCESS_KEY_ID = "cardsms-upload"
 RESOURCE_TYPES = {2: "image", 4: "video"}
 IMAGE_TYPES = ("image/jpeg", "image/png")
 VIDEO_TYPES = ("video/mp4",)
+PDF_TYPE = "application/pdf"
+FILE_MAX_BYTES = 10 * 1024 * 1024
+# what an upload policy is for: card media (GetOSSInfoForCardTemplate), or the files that signatures,
+# templates and qualification records reference (GetOSSInfoForUploadFile, GetQualificationOssInfo)
+PURPOSES = {"card": "card", "file": "file"}
 
 
 class UploadError(ValueError):
@@ -33,10 +38,19 @@ class UploadError(ValueError):
         self.code, self.message, self.status = code, message, status
 
 
-def oss_policy(svc: Services, account_id: int) -> dict[str, Any]:
+def file_prefix(account_id: int) -> str:
+    """Where an account's uploaded files (not card media) live: MoreData and licence pictures name keys here."""
+    return f"file/{account_id}/"
+
+
+def oss_policy(svc: Services, account_id: int, purpose: str = "card") -> dict[str, Any]:
     expires = svc.now() + timedelta(seconds=svc.settings.upload_policy_seconds)
-    start_path = f"card/{account_id}/{svc.now():%Y%m%d}/"
-    max_bytes = max(svc.settings.media_image_max_bytes, svc.settings.media_video_max_bytes)
+    if purpose == "card":
+        start_path = f"card/{account_id}/{svc.now():%Y%m%d}/"
+        max_bytes = max(svc.settings.media_image_max_bytes, svc.settings.media_video_max_bytes)
+    else:
+        start_path = f"{file_prefix(account_id)}{svc.now():%Y%m%d}/"
+        max_bytes = FILE_MAX_BYTES
     policy = {
         "expiration": expires.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
         "conditions": [
@@ -44,6 +58,7 @@ def oss_policy(svc: Services, account_id: int) -> dict[str, Any]:
             ["starts-with", "$key", start_path],
             ["content-length-range", 1, max_bytes],
             {"x-cardsms-account": str(account_id)},
+            {"x-cardsms-purpose": PURPOSES[purpose]},
         ],
     }
     encoded = base64.b64encode(json.dumps(policy, separators=(",", ":")).encode()).decode()
@@ -61,8 +76,8 @@ class Upload:
     content_type: str
 
 
-def _policy_conditions(svc: Services, policy_b64: str, signature: str) -> tuple[int, str, int]:
-    """Verify a policy; returns (account id, start path, max bytes)."""
+def _policy_conditions(svc: Services, policy_b64: str, signature: str) -> tuple[int, str, int, str]:
+    """Verify a policy; returns (account id, start path, max bytes, purpose)."""
     if not svc.crypto.verify(policy_b64.encode(), signature):
         raise UploadError("SignatureDoesNotMatch", "field signature: the policy signature does not match", 403)
     try:
@@ -73,12 +88,14 @@ def _policy_conditions(svc: Services, policy_b64: str, signature: str) -> tuple[
                               and "x-cardsms-account" in c))
         start_path = next(c[2] for c in conditions if isinstance(c, list) and c[0] == "starts-with")
         max_bytes = int(next(c[2] for c in conditions if isinstance(c, list) and c[0] == "content-length-range"))
+        purpose = next((c["x-cardsms-purpose"] for c in conditions if isinstance(c, dict)
+                        and "x-cardsms-purpose" in c), "card")  # policies issued before purposes existed
     except (ValueError, KeyError, StopIteration, TypeError, IndexError):
         raise UploadError("InvalidPolicyDocument", "field policy: not a policy issued by this server") from None
     if svc.now().replace(tzinfo=None) > expires:
         raise UploadError("AccessDenied", "field policy: the upload policy has expired; call "
                           "GetOSSInfoForCardTemplate again", 403)
-    return account_id, start_path, max_bytes
+    return account_id, start_path, max_bytes, purpose
 
 
 async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | None) -> Upload:
@@ -91,7 +108,7 @@ async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | Non
     if fields.get("OSSAccessKeyId", OSS_ACCESS_KEY_ID) != OSS_ACCESS_KEY_ID:
         raise UploadError("InvalidAccessKeyId", "field OSSAccessKeyId: use the AccessKeyId that "
                           "GetOSSInfoForCardTemplate returned", 403)
-    account_id, start_path, max_bytes = _policy_conditions(svc, fields["policy"], fields["signature"])
+    account_id, start_path, max_bytes, purpose = _policy_conditions(svc, fields["policy"], fields["signature"])
     key = fields["key"]
     try:
         svc.media_store.check_key(key)
@@ -104,6 +121,11 @@ async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | Non
     if len(data) > max_bytes:
         raise UploadError("EntityTooLarge", f"field file: {len(data)} bytes, at most {max_bytes}")
     content_type = sniff(data)
+    if purpose == "file":
+        if content_type not in (*IMAGE_TYPES, PDF_TYPE):
+            raise UploadError("InvalidArgument", "field file: only JPG/PNG images and PDF documents can be "
+                              f"uploaded here (this file looks like {content_type or 'unknown data'})")
+        return await _store_upload(svc, account_id, key, data, content_type, None)
     if content_type not in IMAGE_TYPES + VIDEO_TYPES:
         raise UploadError("InvalidArgument", "field file: only JPG/PNG images and MP4 videos can be uploaded "
                           f"(this file looks like {content_type or 'unknown data'})")
@@ -114,6 +136,11 @@ async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | Non
     size = image_size(data, content_type) if content_type in IMAGE_TYPES else None
     if content_type in IMAGE_TYPES and size is None:
         raise UploadError("InvalidArgument", "field file: the image header is unreadable (corrupt file?)")
+    return await _store_upload(svc, account_id, key, data, content_type, size)
+
+
+async def _store_upload(svc: Services, account_id: int, key: str, data: bytes, content_type: str,
+                        size: tuple[int, int] | None) -> Upload:
     svc.media_store.put(key, data)
     async with svc.write() as conn:
         exists = await conn.scalar(

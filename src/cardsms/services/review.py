@@ -14,14 +14,15 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cardsms.db.schema import reviews, signs, templates
+from cardsms.db.schema import qualifications, reviews, sign_documents, signs, templates
 from cardsms.domain.card import TYPE_RULES, CardTemplate
 from cardsms.domain.vendors import Vendor, parse_factorys, unsupported_reason
 from cardsms.services import webhooks
 from cardsms.services.core import Services, china_time
 from cardsms.vendors.gateway import ReviewRequest, ReviewState
 
-_SUBJECT_TABLES = {"sign": signs, "template": templates}
+# subject kinds: signatures, templates, qualification records ("qual") and authorization letters ("letter")
+_SUBJECT_TABLES = {"sign": signs, "template": templates, "qual": qualifications, "letter": sign_documents}
 
 
 def card_vendor_states(card: CardTemplate, factorys: str) -> dict[str, tuple[ReviewState, str]]:
@@ -113,6 +114,8 @@ async def _review_report(conn: AsyncConnection, account_id: int, kind: str, subj
            ).mappings().first()
     if row is None:
         return None
+    if kind in ("qual", "letter"):
+        return None  # no report type for these in Alibaba's push reports; QuerySmsQualificationRecord shows them
     if kind == "sign":
         return account_id, "SignSmsReport", {"sign_name": row["name"], "sign_status": row["status"],
                                              "reason": row["reason"], "audit_date": china_time(row["updated_at"])}
@@ -141,6 +144,12 @@ async def _review_request(conn: AsyncConnection, row: Any) -> ReviewRequest | No
     if row["subject_kind"] == "sign":
         texts: tuple[str, ...] = (subject["name"], subject["remark"])
         kind, card_type = "sign", None
+    elif row["subject_kind"] == "qual":
+        texts = (subject["name"], subject["company_name"], str(subject["details"].get("Remark", "")))
+        kind, card_type = "qual", None
+    elif row["subject_kind"] == "letter":
+        texts = (subject["name"], str(subject["details"].get("Authorization", "")))
+        kind, card_type = "letter", None
     else:
         kind = subject["kind"]
         texts = (subject["name"], subject["content"], subject["sign_name"])

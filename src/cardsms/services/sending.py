@@ -27,6 +27,7 @@ from cardsms.db.schema import idempotency_keys, message_events, messages, short_
 from cardsms.domain import sms
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, PhoneNumber, normalise_mainland_mobile, normalise_number
+from cardsms.domain.variables import check_values
 from cardsms.services import review
 from cardsms.services.core import CHINA, Services, random_digits
 from cardsms.services.signs import _get as get_sign_row
@@ -108,7 +109,14 @@ async def approved_text_template(conn: AsyncConnection, account_id: int, code: s
     return row
 
 
-def render(content: str, params: Any, field_name: str) -> str:
+def render_template(tpl: Any, params: Any, field_name: str) -> str:
+    """A text template filled: its variables' values are also checked against the rules it declared
+    (CreateSmsTemplate's TemplateRule; templates made with AddSmsTemplate declare none)."""
+    rule = (tpl["details"] or {}).get("template_rule") if "details" in tpl else None
+    return render(tpl["content"], params, field_name, rule)
+
+
+def render(content: str, params: Any, field_name: str, rule: dict[str, str] | None = None) -> str:
     """Fill `${name}` variables; every variable needs a value (string or number, ≤ 500 characters)."""
     names = _VAR.findall(content)
     if not names:
@@ -127,6 +135,8 @@ def render(content: str, params: Any, field_name: str) -> str:
             raise CardsmsError("isv.INVALID_PARAMETERS", f"{field_name}.{n} must be a string or a number")
         if len(str(value)) > 500:
             raise CardsmsError("isv.INVALID_PARAMETERS", f"{field_name}.{n} is longer than 500 characters")
+    if rule:
+        check_values(rule, params, field_name)
     return _VAR.sub(lambda m: str(params[m.group(1)]), content)
 
 
@@ -351,7 +361,7 @@ async def send_sms(svc: Services, account_id: int, *, phone_numbers: str, sign_n
         await approved_sign(conn, account_id, sign_name)
         tpl = await approved_text_template(conn, account_id, template_code, "TemplateCode")
         numbers = list({n.e164: n for n in _text_numbers(raws, "PhoneNumbers", tpl["template_type"])}.values())
-        body = render(tpl["content"], parse_json_param(template_param, "TemplateParam"), "TemplateParam")
+        body = render_template(tpl, parse_json_param(template_param, "TemplateParam"), "TemplateParam")
         promo = tpl["template_type"] == 2
         blocked = await suppressed(conn, account_id, [n.national for n in numbers]) if promo else set()
     text = sms.compose(sign_name.strip(), body, opt_out=promo)
@@ -400,7 +410,7 @@ async def send_batch_sms(svc: Services, account_id: int, *, phone_number_json: A
         blocked = await suppressed(conn, account_id, [n.national for n in numbers]) if promo else set()
     box, biz_id, skipped = Outbox(svc, account_id), new_biz_id(), []
     for i, n in enumerate(numbers):
-        body = render(tpl["content"], params[i] if params else None, f"TemplateParamJson[{i + 1}]")
+        body = render_template(tpl, params[i] if params else None, f"TemplateParamJson[{i + 1}]")
         text = sms.compose(str(sign_names[i]).strip(), body, opt_out=promo)
         blocked_here = n.national in blocked
         if blocked_here:
@@ -538,7 +548,7 @@ def queue_card(svc: Services, plan: CardPlan, spec: CardSend, recipients: Sequen
             code = new_link_code()
             link = f"{link_base}/{code}"
             if plan.custom_tpl is not None:
-                text_body = render(plan.custom_tpl["content"], r.custom_params, f"TemplateParam[{i}]")
+                text_body = render_template(plan.custom_tpl, r.custom_params, f"TemplateParam[{i}]")
             else:
                 text_body = fill_card_text(card_title(body), r.card_params) or "您有一条新消息"
             content = sms.compose(r.sign_name, text_body, link=link, opt_out=True)
@@ -553,7 +563,7 @@ def queue_card(svc: Services, plan: CardPlan, spec: CardSend, recipients: Sequen
         legs.not_media.append(r.number.national)
         if plan.sms_tpl is not None:
             tpl = plan.sms_tpl
-            text = sms.compose(r.sign_name, render(tpl["content"], r.sms_params, f"SmsTemplateParam[{i}]"),
+            text = sms.compose(r.sign_name, render_template(tpl, r.sms_params, f"SmsTemplateParam[{i}]"),
                                opt_out=tpl["template_type"] == 2)
             box.add(biz_id=biz["sms"], channel="sms", number=r.number, content=text,
                     priority=PRIORITY_BY_TYPE.get(tpl["template_type"], 1), sign_name=r.sign_name,

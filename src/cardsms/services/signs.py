@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cardsms.db.schema import reviews, signs
+from cardsms.db.schema import reviews, sign_documents, signs
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.text import SIGN_SOURCES, SIGN_TYPES, check_remark, check_sign_name
 from cardsms.services import review
@@ -137,3 +138,120 @@ async def delete_sign(svc: Services, account_id: int, name: str) -> str:
     for f in current["files"]:
         svc.media_store.delete(f["key"])
     return str(current["name"])
+
+
+# --- the current operations: CreateSmsSign, UpdateSmsSign, GetSmsSign ----------------------------
+
+CURRENT_SIGN_SOURCES = {0: "enterprise or public institution", 2: "app", 5: "trademark"}
+
+
+@dataclass(frozen=True, slots=True)
+class SignInput:
+    """What CreateSmsSign / UpdateSmsSign carry."""
+
+    name: str
+    sign_source: int
+    sign_type: int
+    remark: str
+    qualification_id: int
+    third_party: bool
+    authorization_letter_id: int | None
+    trademark_id: int | None
+    app_icp_record_id: int | None
+    apply_scene: str
+    more_data: list[str]
+
+
+async def _check_grounds(conn: AsyncConnection, account_id: int, s: SignInput) -> dict[str, Any]:
+    """The records a signature rests on, each checked against the rule that requires it; returns `details`."""
+    from cardsms.services import qualifications as q
+
+    qual = await q.get_qualification(conn, account_id, s.qualification_id)
+    if qual["status"] != ReviewState.APPROVED:
+        state = "under review" if qual["status"] == ReviewState.REVIEWING else "rejected"
+        raise q.bad(f"QualificationId {s.qualification_id}: the qualification is {state}; a signature needs an "
+                    "approved qualification")
+    if s.third_party == bool(qual["use_by_self"]):
+        use = "third-party use (ThirdParty true)" if s.third_party else "the account's own use (ThirdParty false)"
+        raise q.bad(f"QualificationId {s.qualification_id}: a signature for {use} needs a qualification "
+                    f"submitted with UseBySelf {str(not s.third_party).lower()}")
+    if s.third_party:
+        if s.authorization_letter_id is None:
+            raise q.bad("AuthorizationLetterId is required when ThirdParty is true: a signature for third-party "
+                        "use rests on an authorization letter (CreateSmsAuthorizationLetter)")
+        letter = await q.get_document(conn, account_id, "letter", s.authorization_letter_id, "AuthorizationLetterId")
+        if letter["status"] != ReviewState.APPROVED:
+            raise q.bad(f"AuthorizationLetterId {letter['id']}: the letter is not approved yet")
+        if letter["organization_code"] != qual["organization_code"]:
+            raise q.bad(f"AuthorizationLetterId {letter['id']}: its unified social credit code "
+                        f"{letter['organization_code']} is not the qualification's {qual['organization_code']}")
+        if s.name not in letter["details"].get("SignList", []):
+            raise q.bad(f"AuthorizationLetterId {letter['id']}: the letter does not authorize the signature "
+                        f"{s.name!r} (its SignList)")
+    if s.sign_source == 5:
+        if s.trademark_id is None:
+            raise q.bad("TrademarkId is required when SignSource is 5 (trademark): CreateSmsTrademark first")
+        await q.get_document(conn, account_id, "trademark", s.trademark_id, "TrademarkId")
+    if s.sign_source == 2:
+        if s.app_icp_record_id is None:
+            raise q.bad("AppIcpRecordId is required when SignSource is 2 (app): CreateSmsAppIcpRecord first")
+        await q.get_document(conn, account_id, "app_icp", s.app_icp_record_id, "AppIcpRecordId")
+        if not s.apply_scene.startswith(("http://", "https://")):
+            raise CardsmsError("isv.INVALID_PARAMETERS", "ApplySceneContent: for an app signature (SignSource 2), "
+                               "the app store link, starting http:// or https://")
+    await q.check_files(conn, account_id, s.more_data, "MoreData")
+    return {"third_party": s.third_party, "authorization_letter_id": s.authorization_letter_id,
+            "trademark_id": s.trademark_id, "app_icp_record_id": s.app_icp_record_id,
+            "apply_scene": s.apply_scene, "more_data": s.more_data}
+
+
+def _check_input(s: SignInput) -> str:
+    _check_choice("SignSource", s.sign_source, CURRENT_SIGN_SOURCES)
+    _check_choice("SignType", s.sign_type, SIGN_TYPES)
+    if len(s.remark) > 200:
+        raise CardsmsError("isv.INVALID_PARAMETERS", f"Remark: at most 200 characters, got {len(s.remark)}")
+    return check_sign_name(s.name)
+
+
+async def create_sign(svc: Services, account_id: int, s: SignInput) -> tuple[str, int]:
+    """A signature on the grounds of an approved qualification (and letter, trademark or app filing as its
+    source needs); returns (name, id)."""
+    name = _check_input(s)
+    now = svc.now()
+    try:
+        async with svc.write() as conn:
+            details = await _check_grounds(conn, account_id, s)
+            result = await conn.execute(insert(signs).values(
+                account_id=account_id, name=name, name_key=name.lower(), sign_type=s.sign_type,
+                sign_source=s.sign_source, remark=s.remark.strip(), files=[], status=0, reason="",
+                created_at=now, updated_at=now, qualification_id=s.qualification_id, details=details))
+            sign_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            await review.submit(conn, svc, account_id, "sign", sign_id, {"": (ReviewState.REVIEWING, "")})
+    except IntegrityError:
+        raise CardsmsError("isv.SMS_SIGN_NAME_EXIST", f"signature {name!r} already exists in this account") from None
+    return name, sign_id
+
+
+async def update_sign(svc: Services, account_id: int, s: SignInput) -> tuple[str, int]:
+    """Change a signature that is not under review and submit it again (its name stays)."""
+    _check_input(s)
+    async with svc.write() as conn:
+        current = await _get(conn, account_id, s.name)
+        if current["status"] == ReviewState.REVIEWING:
+            raise CardsmsError("isv.REVIEW_IN_PROGRESS", f"signature {s.name!r} is being reviewed; update it after "
+                               "the review has finished")
+        details = await _check_grounds(conn, account_id, s)
+        await conn.execute(update(signs).where(signs.c.account_id == account_id, signs.c.id == current["id"]).values(
+            sign_source=s.sign_source, sign_type=s.sign_type, remark=s.remark.strip(), status=0, reason="",
+            updated_at=svc.now(), qualification_id=s.qualification_id, details=details))
+        await review.submit(conn, svc, account_id, "sign", current["id"], {"": (ReviewState.REVIEWING, "")})
+    return str(current["name"]), int(current["id"])
+
+
+async def letter_passed(svc: Services, account_id: int, letter_id: int | None) -> bool:
+    if letter_id is None:
+        return False
+    async with svc.read() as conn:
+        status = await conn.scalar(select(sign_documents.c.status).where(
+            sign_documents.c.account_id == account_id, sign_documents.c.id == letter_id))
+    return status == ReviewState.APPROVED

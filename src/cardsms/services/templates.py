@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -14,7 +15,9 @@ from cardsms.domain.text import (
     check_remark,
     check_template_name,
     check_text_template,
+    template_variables,
 )
+from cardsms.domain.variables import check_template_rule
 from cardsms.services import review, signs
 from cardsms.services.core import Services, random_digits
 from cardsms.services.files import decode_inline_file
@@ -171,3 +174,86 @@ async def create_digital_template(
         await conn.execute(update(templates).where(templates.c.id == template_id).values(body={"parts": stored}))
         await review.submit(conn, svc, account_id, "template", template_id, {"": (ReviewState.REVIEWING, "")})
     return code
+
+
+# --- the current operations: CreateSmsTemplate, UpdateSmsTemplate, GetSmsTemplate(List) ----------
+
+@dataclass(frozen=True, slots=True)
+class TemplateInput:
+    """What CreateSmsTemplate / UpdateSmsTemplate carry."""
+
+    name: str
+    content: str
+    template_type: int
+    remark: str
+    related_sign_name: str
+    template_rule: Any  # the decoded TemplateRule JSON
+    more_data: list[str]
+    apply_scene: str
+    intl_type: int | None
+    traffic_driving: str
+
+
+async def _checked(conn: AsyncConnection, svc: Services, account_id: int, t: TemplateInput) -> dict[str, Any]:
+    from cardsms.services import qualifications
+
+    content = check_text_template(t.template_type, t.content)
+    rule = check_template_rule(t.template_rule if t.template_rule is not None else {},
+                               template_variables(content), t.template_type)
+    if t.template_type != 3 and not t.related_sign_name.strip():
+        raise CardsmsError("MissingParameter", "RelatedSignName is mandatory for templates sent in the Chinese "
+                           "mainland (TemplateType 0, 1, 2): the signature the template is sent with")
+    if t.related_sign_name.strip():
+        sign = await signs._get(conn, account_id, t.related_sign_name)
+        if sign["status"] == ReviewState.REJECTED:
+            raise CardsmsError("isv.SMS_SIGNATURE_ILLEGAL", f"RelatedSignName {t.related_sign_name!r}: the "
+                               "signature was rejected; update it first")
+    await qualifications.check_files(conn, account_id, t.more_data, "MoreData")
+    return {
+        "name": check_template_name(t.name), "template_type": t.template_type, "content": content,
+        "remark": check_remark(t.remark), "sign_name": t.related_sign_name.strip(),
+        "details": {"template_rule": rule, "more_data": t.more_data, "apply_scene": t.apply_scene,
+                    "intl_type": t.intl_type, "traffic_driving": t.traffic_driving},
+    }
+
+
+async def create_template(svc: Services, account_id: int, t: TemplateInput) -> tuple[str, int]:
+    async with svc.write() as conn:
+        values = await _checked(conn, svc, account_id, t)
+        template_id, code = await insert_template(conn, svc, account_id, "text", values)
+        await review.submit(conn, svc, account_id, "template", template_id, {"": (ReviewState.REVIEWING, "")})
+    return code, template_id
+
+
+async def update_template(svc: Services, account_id: int, code: str, t: TemplateInput) -> tuple[str, int]:
+    async with svc.write() as conn:
+        row = await get_template(conn, account_id, code, ("text",))
+        if row["status"] == ReviewState.REVIEWING:
+            raise CardsmsError("isv.REVIEW_IN_PROGRESS",
+                               f"template {code!r} is being reviewed; update it after the review has finished")
+        values = await _checked(conn, svc, account_id, t)
+        await conn.execute(update(templates).where(templates.c.id == row["id"], templates.c.account_id == account_id)
+                           .values(updated_at=svc.now(), **values))
+        await review.submit(conn, svc, account_id, "template", row["id"], {"": (ReviewState.REVIEWING, "")})
+    return str(row["code"]), int(row["id"])
+
+
+async def search_templates(svc: Services, account_id: int, filters: dict[str, Any], page: int, size: int
+                           ) -> tuple[int, list[Any]]:
+    """GetSmsTemplateList: text templates of the account, filtered."""
+    where = [templates.c.account_id == account_id, templates.c.kind == "text"]
+    if filters.get("code"):
+        where.append(templates.c.code == filters["code"])
+    if filters.get("name"):
+        where.append(templates.c.name.contains(filters["name"], autoescape=True))
+    if filters.get("sign_name"):
+        where.append(templates.c.sign_name == filters["sign_name"])
+    if filters.get("template_type") is not None:
+        where.append(templates.c.template_type == filters["template_type"])
+    if filters.get("status") is not None:
+        where.append(templates.c.status == filters["status"])
+    async with svc.read() as conn:
+        total = await conn.scalar(select(func.count()).select_from(templates).where(*where))
+        rows = (await conn.execute(select(templates).where(*where).order_by(templates.c.id.desc())
+                                   .offset((page - 1) * size).limit(size))).mappings().all()
+    return int(total or 0), list(rows)

@@ -22,8 +22,8 @@ class ReviewState(IntEnum):
 @dataclass(frozen=True, slots=True)
 class ReviewRequest:
     account_id: int
-    subject_kind: str  # sign | template
-    kind: str  # sign | text | digital | card
+    subject_kind: str  # sign | template | qual (qualification record) | letter (authorization letter)
+    kind: str  # sign | text | digital | card | qual | letter
     vendor: str  # "" for the platform/carrier review of signatures and text/digital templates
     texts: tuple[str, ...]
     card_type: int | None = None

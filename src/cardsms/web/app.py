@@ -27,6 +27,7 @@ from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
 from cardsms.services import media, public, tasks
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
+from cardsms.web.http import URL_TOO_LONG
 
 log = structlog.get_logger("cardsms.web")
 MAX_UPLOAD = 64 * 1024 * 1024
@@ -46,7 +47,8 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
     state = {"ready": False}
 
     async def root(request: Request) -> Response:
-        if request.headers.get("x-acs-action") or "Action" in request.query_params or request.method == "POST":
+        if (request.headers.get("x-acs-action") or "Action" in request.query_params or request.method == "POST"
+                or URL_TOO_LONG in request.scope):
             return await api(request)
         return RedirectResponse("/console/", 303)
 
