@@ -160,6 +160,21 @@ sign_documents = Table(
     Index("ix_sign_documents_account", "account_id", "kind"),
 )
 
+# Tags (TagResources): key/value labels on templates (resource type TEMPLATE, resource id the code) and
+# signatures (SIGN, the name).
+resource_tags = Table(
+    "resource_tags",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("resource_type", String(16), nullable=False),
+    Column("resource_id", String(64), nullable=False),
+    Column("tag_key", String(128), nullable=False),
+    Column("tag_value", String(128), nullable=False, default=""),
+    _ts("created_at"),
+    UniqueConstraint("account_id", "resource_type", "resource_id", "tag_key"),
+)
+
 # One row per (subject, vendor). vendor '' is the platform/carrier review of signatures and
 # text/digital templates; card templates get one row per handset vendor.
 reviews = Table(

@@ -44,7 +44,7 @@ def resolver(svc: Services) -> Any:
         link = found.link
         ip = request.client.host if request.client else ""
         visitor = links.visitor_id(ip, request.headers.get("user-agent", ""))
-        if link["kind"] == "url":
+        if link["kind"] in ("url", "smart"):  # AddShortUrl's and CreateSmartShortUrl's links redirect
             links.record_open(svc, found, "redirect", visitor)
             return RedirectResponse(link["source_url"], 302)
         card = await links.link_card(svc, link)

@@ -12,7 +12,7 @@ from typing import Any
 from cardsms.domain.errors import invalid
 from cardsms.openapi.context import AUDIT_STATE, Ctx, Operation, audit_fields, page_args
 from cardsms.openapi.params import Params
-from cardsms.services import media, templates
+from cardsms.services import media, tags, templates
 from cardsms.services.core import china_time
 from cardsms.services.templates import TemplateInput
 from cardsms.vendors.gateway import ReviewState
@@ -141,12 +141,20 @@ async def get_sms_template_list(ctx: Ctx, p: Params) -> dict[str, Any]:
         raise invalid("AuditStatus", f"must be one of {', '.join(states)}, got {status[:40]!r}")
     filters = {"code": p.str("TemplateCode", max_len=32), "name": p.str("TemplateName", max_len=200),
                "sign_name": p.str("SignName", max_len=64), "status": states.get(status),
-               "template_type": p.optional_int("TemplateType", low=0, high=3)}
+               "template_type": p.optional_int("TemplateType", low=0, high=3),
+               "tag_key": p.str("TemplateTag", max_len=128).strip()}
+    usable = p.strings("UsableStateList", max_items=5, max_len=20)
+    if any(u != "normal" for u in usable):
+        raise invalid("UsableStateList", "takes normal (approved templates)")
+    if usable:
+        filters["status"] = int(ReviewState.APPROVED)
     total, rows = await templates.search_templates(ctx.svc, ctx.account_id, filters, page, size)
+    tagged = await tags.tags_of(ctx.svc, ctx.account_id, "TEMPLATE", [r["code"] for r in rows])
     items = [{"TemplateCode": r["code"], "TemplateName": r["name"], "TemplateContent": r["content"],
               "TemplateType": r["template_type"], "AuditStatus": AUDIT_STATE[r["status"]],
               "GmtCreate": china_time(r["created_at"]), "SignName": r["sign_name"], "WorkOrderId": f"TPL-{r['id']}",
-              "TemplateTag": [], "UsableStateList": ["normal"] if r["status"] == ReviewState.APPROVED else []}
+              "TemplateTag": [{"TagKey": k, "TagValue": v} for k, v in tagged.get(r["code"], [])],
+              "UsableStateList": ["normal"] if r["status"] == ReviewState.APPROVED else []}
              for r in rows]
     return {"Data": {"List": items, "PageNo": page, "PageSize": size, "Total": total}}
 

@@ -7,11 +7,11 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +26,7 @@ from cardsms.services.templates import PUBLIC_ACCOUNT, get_template
 from cardsms.vendors.gateway import ReviewState
 
 MAX_LINK_NUMBERS = 10_000
+MAX_SMART_NUMBERS = 1_000
 _CUSTOM_CODE = re.compile(r"[A-Za-z0-9]{4,8}")
 _CODE = re.compile(r"[A-Za-z0-9]{4,16}")
 
@@ -131,6 +132,57 @@ async def add_short_url(svc: Services, account_id: int, source_url: str, name: s
     }])
     return {"ShortUrl": f"{svc.settings.link_base}/{code}", "SourceUrl": url,
             "ExpireDate": china_time(expires)}
+
+
+async def create_smart_short_urls(svc: Services, account_id: int, source_url: str, phones: list[str],
+                                  out_id: str) -> list[dict[str, Any]]:
+    """CreateSmartShortUrl: one personal link per number to the same page, so each click tells who opened it
+    (QueryPageSmartShortUrlLog). A smart link redirects like AddShortUrl's and lives CARDSMS_LINK_TTL_DAYS."""
+    url = _check_source_url(source_url, "SourceUrl")
+    if not phones:
+        raise CardsmsError("MissingParameter", "PhoneNumbers is mandatory for this action.")
+    if len(phones) > MAX_SMART_NUMBERS:
+        raise CardsmsError("isv.INVALID_PARAMETERS", f"PhoneNumbers: at most {MAX_SMART_NUMBERS} numbers, "
+                           f"got {len(phones)}")
+    if len(out_id) > 64:
+        raise CardsmsError("isv.INVALID_PARAMETERS", f"OutId: at most 64 characters, got {len(out_id)}")
+    numbers = sending.numbers_or_error(phones, "PhoneNumbers", mainland_only=True)
+    now = svc.now()
+    expires = now + timedelta(days=svc.settings.link_ttl_days)
+    rows = [{"account_id": account_id, "code": sending.new_link_code(), "kind": "smart", "source_url": url,
+             "name": out_id, "card_template_code": "", "phone": n.national, "params": None, "deleted": False,
+             "page_views": 0, "unique_visitors": 0, "created_at": now, "expires_at": expires, "message_id": None}
+            for n in numbers]
+    await _insert_links(svc, rows)
+    domain = urlsplit(svc.settings.link_base).netloc
+    return [{"PhoneNumber": r["phone"], "ShortName": r["code"], "ShortUrl": f"{svc.settings.link_base}/{r['code']}",
+             "Domain": domain, "Expiration": int(expires.timestamp() * 1000)} for r in rows]
+
+
+async def smart_link_log(svc: Services, account_id: int, *, phone: str, short_url: str, start_ms: int | None,
+                         end_ms: int | None, page: int, size: int) -> tuple[int, list[dict[str, Any]]]:
+    """QueryPageSmartShortUrlLog: the account's smart links with whether and when each was first clicked."""
+    where = [short_links.c.account_id == account_id, short_links.c.kind == "smart"]
+    if phone:
+        where.append(short_links.c.phone == sending.numbers_or_error([phone], "PhoneNumber", True)[0].national)
+    if short_url:
+        where.append(short_links.c.code == code_of(short_url, svc))
+    if start_ms is not None:
+        where.append(short_links.c.created_at >= datetime.fromtimestamp(start_ms / 1000, UTC))
+    if end_ms is not None:
+        where.append(short_links.c.created_at <= datetime.fromtimestamp(end_ms / 1000, UTC))
+    first_click = (select(func.min(link_opens.c.at)).where(
+        link_opens.c.account_id == account_id, link_opens.c.link_id == short_links.c.id).scalar_subquery())
+    async with svc.read() as conn:
+        total = await conn.scalar(select(func.count()).select_from(short_links).where(*where))
+        rows = (await conn.execute(select(short_links.c.code, short_links.c.phone, short_links.c.created_at,
+                                          first_click.label("clicked_at")).where(*where)
+                                   .order_by(short_links.c.id.desc()).offset((page - 1) * size).limit(size))).all()
+    ms = lambda t: int(as_utc(t).timestamp() * 1000)  # noqa: E731
+    return int(total or 0), [
+        {"PhoneNumber": r.phone, "ShortName": r.code, "ShortUrl": f"{svc.settings.link_base}/{r.code}",
+         "CreateTime": ms(r.created_at), "ClickState": 1 if r.clicked_at else 0,
+         "ClickTime": ms(r.clicked_at) if r.clicked_at else None} for r in rows]
 
 
 def code_of(short_url: str, svc: Services) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cardsms.db.schema import reviews, sign_documents, signs
+from cardsms.db.schema import resource_tags, reviews, sign_documents, signs
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.text import SIGN_SOURCES, SIGN_TYPES, check_remark, check_sign_name
 from cardsms.services import review
@@ -129,6 +129,9 @@ async def delete_sign(svc: Services, account_id: int, name: str) -> str:
     async with svc.write() as conn:
         current = await _get(conn, account_id, name)
         await conn.execute(delete(signs).where(signs.c.account_id == account_id, signs.c.id == current["id"]))
+        await conn.execute(delete(resource_tags).where(
+            resource_tags.c.account_id == account_id, resource_tags.c.resource_type == "SIGN",
+            resource_tags.c.resource_id == current["name"]))
         await conn.execute(
             delete(reviews).where(
                 reviews.c.account_id == account_id, reviews.c.subject_kind == "sign",

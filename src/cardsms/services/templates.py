@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cardsms.db.schema import reviews, templates
+from cardsms.db.schema import resource_tags, reviews, templates
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.text import (
     DIGITAL_TEMPLATE_TYPE,
@@ -125,6 +125,9 @@ async def delete_template(svc: Services, account_id: int, code: str) -> str:
     async with svc.write() as conn:
         row = await get_template(conn, account_id, code, ("text", "digital", "card"))
         await conn.execute(delete(templates).where(templates.c.id == row["id"], templates.c.account_id == account_id))
+        await conn.execute(delete(resource_tags).where(
+            resource_tags.c.account_id == account_id, resource_tags.c.resource_type == "TEMPLATE",
+            resource_tags.c.resource_id == row["code"]))
         await conn.execute(
             delete(reviews).where(
                 reviews.c.account_id == account_id, reviews.c.subject_kind == "template",
@@ -252,6 +255,10 @@ async def search_templates(svc: Services, account_id: int, filters: dict[str, An
         where.append(templates.c.template_type == filters["template_type"])
     if filters.get("status") is not None:
         where.append(templates.c.status == filters["status"])
+    if filters.get("tag_key"):
+        where.append(templates.c.code.in_(select(resource_tags.c.resource_id).where(
+            resource_tags.c.account_id == account_id, resource_tags.c.resource_type == "TEMPLATE",
+            resource_tags.c.tag_key == filters["tag_key"])))
     async with svc.read() as conn:
         total = await conn.scalar(select(func.count()).select_from(templates).where(*where))
         rows = (await conn.execute(select(templates).where(*where).order_by(templates.c.id.desc())
