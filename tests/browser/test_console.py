@@ -27,7 +27,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshot
 PASSWORD = "console-pass-1"
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
 XSS_TITLE = "Sale<script>__xss=2</script>"  # a title may hold 30 characters
-MAIN_PAGES = ["", "signs", "templates", "cards", "cards/new", "public", "public/PUB_ORDER_SHIPPED", "tasks",
+MAIN_PAGES = ["", "qualifications", "signs",
+              "templates", "cards", "cards/new", "public", "public/PUB_ORDER_SHIPPED", "tasks",
               "tasks/new", "audiences", "records", "settings"]
 
 
@@ -161,6 +162,33 @@ def test_text_and_digital_templates(ops: Page, tmp_path: Path) -> None:
     ops.set_input_files("#f-d_media", png_16x9(tmp_path / "page1.png"))
     ops.click("#digital-form button")
     expect(ops.locator("tbody").nth(1)).to_contain_text("brochure")
+
+
+def test_qualification_with_files_is_refused_field_by_field_then_reviewed(ops: Page, tmp_path: Path) -> None:
+    ops.goto("/console/qualifications")
+    values = {"#f-name": "headquarters", "#f-company_name": "杭州卡片科技有限公司",
+              "#f-organization_code": "91330100799655058C", "#f-legal_person_name": "张三",
+              "#f-legal_id": "11010519491231002X", "#f-admin_name": "李四", "#f-admin_phone": "13800138000",
+              "#f-admin_id": "11010519491231002X"}
+    for selector, value in values.items():
+        ops.fill(selector, value)
+    ops.set_input_files("#f-license", png_16x9(tmp_path / "licence.png"))
+    ops.click("form.stack button")
+    # a typo in the credit code: named next to its field, nothing stored, the form keeps what was typed
+    expect(ops.locator("[data-field=organization_code] .err")).to_contain_text("GB 32100")
+    expect(ops.locator("#f-company_name")).to_have_value("杭州卡片科技有限公司")
+    expect(ops.locator("#qualifications tbody")).not_to_contain_text("headquarters")
+    ops.fill("#f-organization_code", "91330100799655058B")
+    ops.set_input_files("#f-license", png_16x9(tmp_path / "licence.png"))
+    ops.click("form.stack button")
+    row = ops.locator("#qualifications tbody tr", has_text="headquarters")
+    expect(row).to_contain_text("91330100799655058B")
+    for _ in range(50):  # the (simulated) review approves it after 2 s
+        if row.locator(".badge.s1").count():
+            break
+        ops.wait_for_timeout(200)
+        ops.reload()
+    expect(row.locator(".badge.s1")).to_have_count(1)
 
 
 def test_designer_names_the_broken_rule(ops: Page) -> None:
@@ -363,4 +391,9 @@ def test_screenshots_without_overflow(browser: Browser, console_server: Server, 
         page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"/console/{path} overflows by {overflow}px at {width}px"
+        spilled = page.evaluate("""[...document.querySelectorAll('.vendor')].filter(v => {
+            const b = v.querySelector('.badge'); if (!b) return false;
+            const o = v.getBoundingClientRect(), i = b.getBoundingClientRect();
+            return i.right > o.right - 1 || i.left < o.left + 1; }).map(v => v.dataset.vendor)""")
+        assert not spilled, f"/console/{path} at {width}px: the review badges of {spilled} spill over their chip"
     ctx.close()

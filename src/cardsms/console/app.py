@@ -7,6 +7,7 @@ domain/; a `CardsmsError` with a `field` is shown next to that field.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,7 @@ from cardsms.services import (
     imports,
     media,
     public,
+    qualifications,
     records,
     review,
     signs,
@@ -54,12 +56,14 @@ from cardsms.services import (
     webhooks,
 )
 from cardsms.services.core import CHINA, Services, as_utc, china_time
+from cardsms.services.qualifications import QualificationInput
 from cardsms.services.sending import CardRecipient, CardSend, send_card
 
 HERE = Path(__file__).parent
 Handler = Callable[[Request, Session], Awaitable[Response]]
 MAX_FORM_BYTES = 4 * 1024 * 1024
-NAV = [("overview", "/console/", "Overview"), ("signs", "/console/signs", "Signatures"),
+NAV = [("overview", "/console/", "Overview"), ("qualifications", "/console/qualifications", "Qualifications"),
+       ("signs", "/console/signs", "Signatures"),
        ("templates", "/console/templates", "Text templates"), ("cards", "/console/cards", "Card templates"),
        ("public", "/console/public", "Public templates"), ("tasks", "/console/tasks", "Mass tasks"),
        ("audiences", "/console/audiences", "Audiences"), ("records", "/console/records", "Send records"),
@@ -118,6 +122,7 @@ class Console:
             Route("/console/logout", self.logout, methods=["POST"]),
             Route("/console/lang", self.switch_language),
             Route("/console/", v(self.overview)),
+            Route("/console/qualifications", v(self.qualifications), methods=["GET", "POST"]),
             Route("/console/signs", v(self.signs), methods=["GET", "POST"]),
             Route("/console/templates", v(self.text_templates), methods=["GET", "POST"]),
             Route("/console/cards", v(self.cards)),
@@ -205,6 +210,56 @@ class Console:
                            delivery_rate=_rate(today[2], today[1]), render_rate=_rate(today[3], today[4]))
 
     # --- signatures and text templates -----------------------------------------------------------
+
+    async def qualifications(self, request: Request, session: Session) -> Response:
+        """Qualification records: the list with their review state, and a form that submits one with its files
+        (the same checks as SubmitSmsQualification)."""
+        errors: dict[str, str] = {}
+        form: dict[str, str] = {}
+        if request.method == "POST":
+            raw = await request.form(max_files=4, max_fields=30, max_part_size=MAX_FORM_BYTES)
+            form = {k: v for k, v in raw.items() if isinstance(v, str)}
+            try:
+                await self._submit_qualification(session, form, {k: f for k, f in raw.items()
+                                                                  if isinstance(f, UploadFile)})
+                return RedirectResponse("/console/qualifications", 303)
+            except CardsmsError as exc:
+                errors[_qualification_field(exc)] = exc.message
+        _, rows = await qualifications.list_qualifications(self.svc, session.account_id, {}, 1, 200)
+        return self.render(request, "qualifications.html", session, 400 if errors else 200, rows=rows,
+                           errors=errors, form=form)
+
+    async def _submit_qualification(self, session: Session, form: dict[str, str], files: dict[str, UploadFile]
+                                    ) -> None:
+        company_type = form.get("company_type", "COMPANY")
+        if company_type not in ("COMPANY", "NON_PROFIT_ORGANIZATION"):
+            raise CardsmsError("InvalidField", "company_type: COMPANY or NON_PROFIT_ORGANIZATION", field="company_type")
+        details: dict[str, Any] = {
+            "AdminName": form.get("admin_name", "").strip(), "AdminPhoneNo": form.get("admin_phone", "").strip(),
+            "AdminIDCardNo": form.get("admin_id", "").strip().upper(), "AdminIDCardType": "identityCard",
+            "LegalPersonIDCardNo": form.get("legal_id", "").strip().upper(), "LegalPersonIDCardType": "identityCard",
+            "Remark": form.get("remark", "").strip(), "OtherFiles": [],
+            "BusinessLicensePics": [{"LicensePic": "", "Type": "businessLicense"}],
+        }
+        q = QualificationInput(
+            name=form.get("name", "").strip(), company_name=form.get("company_name", "").strip(),
+            company_type=company_type, organization_code=form.get("organization_code", "").strip().upper(),
+            legal_person_name=form.get("legal_person_name", "").strip(),
+            use_by_self=form.get("use_by_self", "true") != "false", whether_share=False, details=details, files=[])
+        qualifications.check_qualification(q)  # every field before any file is stored
+        datas = {name: await f.read() for name, f in files.items() if name in ("license", "id_front", "id_back")}
+        if not datas.get("license"):
+            raise CardsmsError("InvalidField", "license: choose the business licence (JPG, PNG or PDF)",
+                               field="license")
+        for name, data in datas.items():  # the types and sizes of all (the ID pictures are optional) first
+            if data:
+                media.check_console_file(data, name)
+        keys = {name: await media.store_console_file(self.svc, session.account_id, data, name)
+                for name, data in datas.items() if data}
+        details.update(BusinessLicensePics=[{"LicensePic": keys["license"], "Type": "businessLicense"}],
+                       AdminIDCardFrontFace=keys.get("id_front", ""), AdminIDCardPic=keys.get("id_back", ""))
+        await qualifications.submit_qualification(self.svc, session.account_id, dataclasses.replace(
+            q, details=details, files=[(k, [v]) for k, v in keys.items()]))
 
     async def signs(self, request: Request, session: Session) -> Response:
         errors: dict[str, str] = {}
@@ -644,6 +699,15 @@ def _api_field(exc: CardsmsError, default: str) -> str:
     """The form field an API-style message is about: the parameter it names first."""
     found = [(exc.message.find(api), -len(api), form) for api, form in _API_FIELDS.items() if api in exc.message]
     return min(found)[2] if found else _field(exc, default)
+
+
+def _qualification_field(exc: CardsmsError) -> str:
+    """The form field of a qualification error (the console's names for SubmitSmsQualification's parameters)."""
+    names = {"QualificationName": "name", "CompanyName": "company_name", "OrganizationCode": "organization_code",
+             "LegalPersonIDCardNo": "legal_id", "LegalPersonName": "legal_person_name", "AdminIDCardNo": "admin_id",
+             "AdminName": "admin_name", "AdminPhoneNo": "admin_phone"}
+    found = [(exc.message.find(api), form) for api, form in names.items() if api in exc.message]
+    return min(found)[1] if found else _field(exc, "name")
 
 
 async def _text_form(request: Request) -> dict[str, str]:

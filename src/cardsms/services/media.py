@@ -266,3 +266,27 @@ async def store_console_image(svc: Services, account_id: int, data: bytes, field
     resource_id, _ = await register_media(svc, account_id, 2, key, len(data), json.dumps({"img_rate": ratio}),
                                           "console upload")
     return resource_id
+
+
+def check_console_file(data: bytes, field_name: str) -> str:
+    """The content type of a console upload for a qualification record, or an error naming the field."""
+    if not data:
+        raise CardsmsError("InvalidField", f"{field_name}: choose a file", field=field_name)
+    content_type = sniff(data)
+    if content_type not in (*IMAGE_TYPES, PDF_TYPE):
+        raise CardsmsError("InvalidField", f"{field_name}: only JPG/PNG images and PDF documents "
+                           f"(this file looks like {content_type or 'unknown data'})", field=field_name)
+    if len(data) > FILE_MAX_BYTES:
+        raise CardsmsError("InvalidField", f"{field_name}: at most {FILE_MAX_BYTES} bytes, got {len(data)}",
+                           field=field_name)
+    return content_type
+
+
+async def store_console_file(svc: Services, account_id: int, data: bytes, field_name: str) -> str:
+    """A file uploaded in the console for a qualification record (licence, ID card pictures): stored under the
+    account's file prefix, as GetOSSInfoForUploadFile's policy would; returns its key."""
+    content_type = check_console_file(data, field_name)
+    suffix = {"image/png": ".png", "image/jpeg": ".jpg"}.get(content_type, ".pdf")
+    key = f"{file_prefix(account_id)}console/{secrets.token_hex(12)}{suffix}"
+    await _store_upload(svc, account_id, key, data, content_type, None)
+    return key
