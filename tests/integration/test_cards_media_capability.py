@@ -150,7 +150,7 @@ def test_deny_listed_card_is_rejected_by_every_vendor(tenant: Tenant) -> None:
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [
-        (lambda t: t.update(cardType=8), "not supported yet"),
+        (lambda t: t.update(cardType=8), "needs a fortyEightToSixtyFive image"),
         (lambda t: t.update(cardType=99), "cardType invalid"),
         (lambda t: t["extendInfo"].update(scene="a-very-long-scene"), "scene must < 10"),
         (lambda t: t["templateContent"]["pages"][0]["tmpCards"][0].update(src="123456789"), "resUrl not exist"),

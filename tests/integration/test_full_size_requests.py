@@ -12,7 +12,7 @@ import httpx
 from alibabacloud_dysmsapi20170525 import models as m
 
 from tests.conftest import Tenant
-from tests.integration.helpers import approved_card, approved_sign, text_template
+from tests.integration.helpers import approved_card, approved_sign, create_card, image_resource, png, text_template
 
 
 def _numbers(n: int) -> list[str]:
@@ -47,6 +47,21 @@ def test_a_thousand_card_objects_and_ten_thousand_link_numbers_pass_through_the_
     texts = c.send_sms(m.SendSmsRequest(phone_numbers=",".join(_numbers(1000)), sign_name=sign,
                                         template_code=fallback)).body
     assert texts.code == "OK", texts.to_map()
+
+    # a card template of 10 pages (horizontal-slide 1, the most a template holds)
+    square = image_resource(c, png(600, 600), "oneToOne")
+    pages = [{"tmpCards": [
+        {"type": "IMAGE", "srcType": 1, "src": square, "positionNumber": 1, "actionType": "OPEN_BROWSER",
+         "action": {"target": f"https://shop.example.com/item/{i}", "merchantName": "Shop"}},
+        {"type": "TEXT", "isTextTitle": True, "content": f"第{i}款 新品上市", "positionNumber": 2},
+        {"type": "TEXT", "isTextTitle": False, "content": "【大请求】限时八折，点击查看详情", "positionNumber": 3},
+        {"type": "BUTTON", "content": "去看看", "actionType": "OPEN_BROWSER", "positionNumber": 4,
+         "action": {"target": f"https://shop.example.com/item/{i}", "merchantName": "Shop"}}]} for i in range(10)]
+    made = create_card(c, {"cardType": 1, "cardSignName": "大请求", "extendInfo": {"scene": "new", "purpose": "1"},
+                           "templateContent": {"pages": pages}}, name="十页横滑")
+    assert made.success, made.to_map()
+    stored = c.query_card_sms_template(m.QueryCardSmsTemplateRequest(template_code=made.data.template_code)).body
+    assert len(stored.data.templates[0]["template"]["templateContent"]["pages"]) == 10
 
 
 def test_over_the_limits_the_answer_is_the_json_envelope(tenant: Tenant) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cardsms.domain.card import ACTION_TYPES, CARD_TYPE_NAMES, SUPPORTED_CARD_TYPES
 
-MAX_PAGES = 5
+MAX_PAGES = 10  # a template holds at most 10 pages (horizontal-slide cards use them all)
 MAX_ELEMENTS = 12
 _VAR = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]{0,9})\}")
 DESIGNER_TYPES = sorted(SUPPORTED_CARD_TYPES)

@@ -61,17 +61,44 @@ class TypeRule:
     max_lines: int  # 1 = line breaks not allowed
     ratio: str | None  # the image ratio the type requires
     body_max: int = BODY_MAX
+    same_count: tuple[str, ...] = ()  # element kinds that come in sets (one title and one price per product)
+    personal: bool = False  # the title or a body must hold a parameter (filled per recipient)
+    button_max: int = BUTTON_MAX
 
 
+# Per page, (min, max) of: pages, images, videos, titles, bodies, buttons. Types 3, 4, 5, 7, 11-13 and 15 follow
+# Alibaba's samples; the others are our reading of each type's name and sample picture (docs/cards.md):
+# horizontal-slide cards are 2-10 swipeable pages of a square picture with a title (type 1 also a line of
+# text); a trip notification is a title and up to 6 lines of details; a red packet a picture, a title, a line
+# and one button (personalised: with the recipient's own value in it); news up to 4 picture-and-headline
+# items; e-commerce one square product picture with its name, price lines and buttons (multi-product: 2-4
+# products, a name and a price each); video image-text and image-text video a video and a 16:9 picture with
+# their text; a coupon a title with its value and terms and a button to claim it (multi: 2-4 coupons, a name
+# and a value each).
 TYPE_RULES: dict[int, TypeRule] = {
+    1: TypeRule((2, 10), (1, 1), (0, 0), (1, 1), (0, 1), (0, 1), 1, "oneToOne"),
+    2: TypeRule((2, 10), (1, 1), (0, 0), (1, 1), (0, 0), (0, 1), 1, "oneToOne"),
     3: TypeRule((1, 1), (0, 1), (0, 0), (1, 1), (1, 3), (0, 2), 1, None),
     4: TypeRule((1, 1), (0, 0), (1, 1), (1, 1), (0, 1), (0, 2), 1, None),
     5: TypeRule((1, 1), (1, 1), (0, 0), (1, 1), (1, 1), (1, 2), 1, "sixteenToNine"),
+    6: TypeRule((1, 1), (0, 1), (0, 0), (1, 1), (1, 6), (0, 2), 1, "threeToOne"),
     7: TypeRule((1, 1), (2, 4), (0, 0), (1, 4), (0, 4), (0, 2), 1, None),
+    8: TypeRule((1, 1), (1, 1), (0, 0), (1, 1), (0, 1), (1, 1), 1, "fortyEightToSixtyFive", button_max=8),
+    9: TypeRule((1, 1), (1, 4), (0, 0), (1, 4), (0, 4), (0, 1), 1, "sixteenToNine", same_count=("images", "titles")),
+    10: TypeRule((1, 1), (1, 1), (0, 0), (1, 1), (1, 2), (1, 2), 1, "oneToOne"),
     11: TypeRule((2, 5), (1, 1), (0, 0), (1, 1), (0, 1), (0, 2), 11, "sixteenToNine"),
     12: TypeRule((2, 5), (1, 1), (0, 0), (1, 1), (0, 1), (0, 2), 11, "oneToOne"),
     13: TypeRule((2, 5), (1, 1), (0, 0), (1, 1), (0, 1), (0, 2), 11, "fortyEightToSixtyFive"),
+    14: TypeRule((1, 1), (1, 1), (1, 1), (1, 1), (0, 1), (0, 2), 1, "sixteenToNine"),
     15: TypeRule((1, 1), (0, 1), (0, 0), (1, 1), (1, 1), (0, 2), 30, None, LONG_BODY_MAX),
+    16: TypeRule((1, 1), (1, 1), (0, 0), (1, 1), (0, 1), (1, 1), 1, "fortyEightToSixtyFive", personal=True,
+                 button_max=8),
+    17: TypeRule((1, 1), (2, 4), (0, 0), (2, 4), (2, 4), (0, 2), 1, "oneToOne",
+                 same_count=("images", "titles", "bodies")),
+    18: TypeRule((1, 1), (1, 1), (1, 1), (1, 1), (0, 1), (0, 2), 1, "sixteenToNine"),
+    19: TypeRule((1, 1), (0, 1), (0, 0), (1, 1), (1, 2), (1, 1), 1, "oneToOne", button_max=8),
+    20: TypeRule((1, 1), (0, 1), (0, 0), (2, 4), (2, 4), (1, 2), 1, "oneToOne", same_count=("titles", "bodies"),
+                 button_max=8),
 }
 SUPPORTED_CARD_TYPES = frozenset(TYPE_RULES)
 
@@ -164,10 +191,6 @@ def parse_card_template(
         card_type = int(card_type)
     if not isinstance(card_type, int) or isinstance(card_type, bool) or card_type not in CARD_TYPE_NAMES:
         raise _bad(f"param cardType invalid: {card_type!r} (1-20)")
-    if card_type not in SUPPORTED_CARD_TYPES:
-        supported = ", ".join(f"{t} {CARD_TYPE_NAMES[t]}" for t in sorted(SUPPORTED_CARD_TYPES))
-        raise _bad(f"param cardType {card_type} ({CARD_TYPE_NAMES[card_type]}) is not supported yet; "
-                   f"supported: {supported}")
     rule = TYPE_RULES[card_type]
     sign_name = _text(template.get("cardSignName"), "cardSignName")
     if not sign_name:
@@ -275,6 +298,13 @@ def _parse_page(
         if not low <= count <= high:
             raise _bad(f"param {where_page}: card type {card_type} ({CARD_TYPE_NAMES[card_type]}) takes "
                        f"{low}-{high} {labels[kind]} element(s) per page, got {count}")
+    if rule.same_count and len({counts[k] for k in rule.same_count}) > 1:
+        got = ", ".join(f"{counts[k]} {labels[k]}" for k in rule.same_count)
+        raise _bad(f"param {where_page}: card type {card_type} ({CARD_TYPE_NAMES[card_type]}) holds items of one "
+                   f"{' and one '.join(labels[k] for k in rule.same_count)} each, got {got}")
+    if rule.personal and not any(_PLACEHOLDER.search(e["content"]) for e in elements if e["type"] == "TEXT"):
+        raise _bad(f"param {where_page}: card type {card_type} ({CARD_TYPE_NAMES[card_type]}) is personalised: "
+                   "its title or text must hold a parameter such as ${amount} (filled per recipient)")
     return elements
 
 
@@ -303,7 +333,7 @@ def _parse_element(
         el.update(isTextTitle=is_title, content=content)
     elif etype == "BUTTON":
         content = _text(raw.get("content"), f"{where}.content")
-        _check_text(where, content, BUTTON_MAX, 1, params)
+        _check_text(where, content, rule.button_max, 1, params)
         el["content"] = content
         if not raw.get("actionType"):
             raise CardsmsError("MissingParameter", f"param {where}.actionType is required for a button")
@@ -449,3 +479,36 @@ def _check_trial_words(card: CardTemplate) -> None:
 
 def placeholder_names(text: str) -> list[str]:
     return _PLACEHOLDER.findall(text)
+
+
+def types_table() -> str:
+    """docs/cards.md's table of the card types, made from TYPE_RULES and the vendor matrix (a test keeps the
+    document in step with this data)."""
+    from cardsms.domain.vendors import CARD_TYPE_SUPPORT, Vendor
+
+    order = (Vendor.HUAWEI, Vendor.HONOR, Vendor.XIAOMI, Vendor.OPPO, Vendor.VIVO, Vendor.MEIZU)
+    kinds = {"images": "images", "titles": "titles", "bodies": "texts"}
+
+    def span(pair: tuple[int, int]) -> str:
+        return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}-{pair[1]}"
+
+    rows = ["| cardType | type | pages | images | videos | titles | texts | buttons | image ratio | also | vendors |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in sorted(CARD_TYPE_NAMES):
+        k = TYPE_RULES[t]
+        extra = []
+        if k.same_count:
+            extra.append("as many " + " as ".join(kinds[c] for c in k.same_count))
+        if k.personal:
+            extra.append("a parameter in the title or text")
+        if k.max_lines > 1:
+            extra.append(f"line breaks, ≤{k.max_lines} lines")
+        if k.body_max != BODY_MAX:
+            extra.append(f"text ≤{k.body_max} chars")
+        if k.button_max != BUTTON_MAX:
+            extra.append(f"button labels ≤{k.button_max} chars")
+        vendors = ", ".join(v.value for v in order if v in CARD_TYPE_SUPPORT[t])
+        rows.append(f"| {t} | {CARD_TYPE_NAMES[t]} | {span(k.pages)} | {span(k.images)} | {span(k.videos)} | "
+                    f"{span(k.titles)} | {span(k.bodies)} | {span(k.buttons)} | {k.ratio or '–'} | "
+                    f"{'; '.join(extra) or '–'} | {vendors} |")
+    return "\n".join(rows) + "\n"

@@ -14,6 +14,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from cardsms.domain.card import TYPE_RULES
+
 _VAR = re.compile(r"\$\{([^}]*)\}")
 # auto_reload off: the templates ship with the package; checking their mtime cost every link open a stat()
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), auto_reload=False,
@@ -60,7 +62,21 @@ def card_view(body: dict[str, Any], params: dict[str, Any], media_urls: dict[str
                 item["action"] = action_type
             elements.append(item)
         pages.append(elements)
-    return {"sign": body.get("cardSignName", ""), "pages": pages, "type": body.get("cardType")}
+    return {"sign": body.get("cardSignName", ""), "pages": pages, "type": body.get("cardType"),
+            "items": [_items(body.get("cardType"), page) for page in pages]}
+
+
+def _items(card_type: Any, page: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Types whose page is a list of items (news, e-commerce multi-product, multi coupon): the i-th picture,
+    title and text belong together, and the page shows them as rows."""
+    rule = TYPE_RULES.get(card_type) if isinstance(card_type, int) else None
+    if rule is None or not rule.same_count:
+        return None
+    images = [e for e in page if e["type"] == "IMAGE"]
+    titles = [e for e in page if e["type"] == "TEXT" and e["title"]]
+    texts = [e for e in page if e["type"] == "TEXT" and not e["title"]]
+    return [{"image": images[i] if i < len(images) else None, "title": title,
+             "text": texts[i] if i < len(texts) else None} for i, title in enumerate(titles)]
 
 
 def card_json(body: dict[str, Any], params: dict[str, Any], media_urls: dict[str, str]) -> dict[str, Any]:
