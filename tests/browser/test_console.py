@@ -78,8 +78,7 @@ def ops(browser: Browser, console_server: Server) -> Iterator[Page]:
     ctx.close()
 
 
-def png_16x9(path: Path) -> Path:
-    width, height = 320, 180
+def png_16x9(path: Path, width: int = 320, height: int = 180) -> Path:
     rows = b"".join(b"\x00" + bytes((20, 120, 200)) * width for _ in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -397,3 +396,24 @@ def test_screenshots_without_overflow(browser: Browser, console_server: Server, 
             return i.right > o.right - 1 || i.left < o.left + 1; }).map(v => v.dataset.vendor)""")
         assert not spilled, f"/console/{path} at {width}px: the review badges of {spilled} spill over their chip"
     ctx.close()
+
+
+def test_design_a_single_coupon_card_end_to_end(ops: Page, tmp_path: Path) -> None:
+    """One of the twelve types added with issue F, designed, validated, reviewed per vendor and previewed."""
+    ops.goto("/console/cards/new")
+    ops.select_option("#f-card_type", "19")
+    ops.fill("#f-name", "Coupon")
+    ops.fill("#f-sign", "Shop")
+    ops.fill("#f-scene", "coupon")
+    ops.set_input_files("input[name=p0_e0_file]", png_16x9(tmp_path / "logo.png", 200, 200))
+    expect(ops.locator("[data-src]")).to_be_visible()
+    ops.fill("textarea[name=p0_e1_content]", "满100减20元券")
+    ops.fill("textarea[name=p0_e2_content]", "【Shop】全场通用，12月31日前有效")
+    ops.fill("input[name=p0_e3_content]", "立即领取优惠券吧")  # 8 characters: the most a coupon button takes
+    ops.fill("input[name=p0_e3_target]", "https://shop.example/coupon")
+    ops.click("button[data-action=save]")
+    ops.wait_for_url("**/console/cards/CARD_SMS_*")
+    expect(ops.locator("#vendor-progress [data-state='1']")).to_have_count(2)  # HuaWei and HONOR render coupons
+    expect(ops.locator("#vendor-progress [data-vendor=XiaoMi]")).to_have_attribute("data-state", "3")
+    expect(ops.locator("#phone-preview")).to_contain_text("满100减20元券")
+    expect(ops.locator("#phone-preview a.button")).to_have_text("立即领取优惠券吧")

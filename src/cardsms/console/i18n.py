@@ -34,6 +34,27 @@ def translator(lang: str) -> Callable[[str], str]:
 
 
 ZH: dict[str, str] = {
+    # card type names (domain.card.CARD_TYPE_NAMES)
+    'horizontal-slide 1': '横滑类1',
+    'horizontal-slide 2': '横滑类2',
+    'general notification': '一般通知',
+    'video': '视频',
+    'image-text': '图文',
+    'trip notification': '行程通知',
+    'multi image-text': '多图文',
+    'red packet': '红包',
+    'news': '新闻类',
+    'e-commerce': '电商',
+    'carousel 16:9': '16:9图片轮播',
+    'carousel 1:1': '1:1图片轮播',
+    'carousel 48:65': '48:65图片轮播',
+    'video image-text': '视频图文',
+    'long text': '长文本',
+    'personalised red packet': '个性化红包',
+    'e-commerce multi-product': '电商多商品',
+    'image-text video': '图文视频',
+    'single coupon': '单卡券',
+    'multi coupon': '多卡券',
     'Qualifications': '资质管理',
     'A signature made with CreateSmsSign rests on an approved qualification: the company, its unified social credit code and licence.': '通过 CreateSmsSign 申请的签名须关联一个审核通过的资质：企业名称、统一社会信用代码和营业执照。',
     'Company': '企业',
