@@ -6,6 +6,7 @@ import base64
 import copy
 import io
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -131,3 +132,41 @@ def eventually(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value {value!r}")
+
+
+# --- qualification records (the current signature operations rest on them) -------------------
+
+USCC = "91330100799655058B"  # a unified social credit code with a valid check character
+OTHER_USCC = "91110000802100433B"
+ID_CARD = "11010519491231002X"
+
+
+def upload_file(client: Client, data: bytes, name: str) -> str:
+    """Upload through GetOSSInfoForUploadFile's POST policy; returns the object key."""
+    info = client.get_ossinfo_for_upload_file(m.GetOSSInfoForUploadFileRequest(biz_type="fcMediaSms")).body
+    assert info.success, info.to_map()
+    key = info.model.start_path + name
+    r = httpx.post(info.model.host, data={"key": key, "policy": info.model.policy, "OSSAccessKeyId":
+                   info.model.access_key_id, "signature": info.model.signature, "success_action_status": "200"},
+                   files={"file": (name, data)}, timeout=30)
+    assert r.status_code == 200, r.text
+    return key
+
+
+def qualification(client: Client, *, use_by_self: bool = True, name: str = "", code: str = USCC,
+                  **overrides: Any) -> int:
+    pic = upload_file(client, png(400, 300), f"id-{uuid.uuid4().hex[:8]}.png")
+    values: dict[str, Any] = dict(
+        qualification_name=name or f"总部资质{uuid.uuid4().hex[:6]}", company_name="杭州卡片科技有限公司",
+        company_type="COMPANY", organization_code=code, legal_person_name="张三", legal_person_idcard_no=ID_CARD,
+        legal_person_idcard_type="identityCard", legal_person_id_card_eff_time="2020-01-01~2040-01-01",
+        admin_name="李四", admin_phone_no="13800138000", admin_idcard_no=ID_CARD, admin_idcard_type="identityCard",
+        admin_idcard_exp_date="2020-01-01~2040-01-01", admin_idcard_front_face=pic, admin_idcard_pic=pic,
+        bussiness_license_exp_date="长期", certify_code="123456", use_by_self=use_by_self,
+        business_license_pics=[m.SubmitSmsQualificationRequestBusinessLicensePics(license_pic=pic,
+                                                                                 type="businessLicense")],
+    )
+    values.update(overrides)
+    body = client.submit_sms_qualification(m.SubmitSmsQualificationRequest(**values)).body
+    assert body.success, body.to_map()
+    return int(body.data)

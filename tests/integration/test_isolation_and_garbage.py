@@ -17,7 +17,17 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException
 from cardsms.openapi.dispatch import OPERATIONS
 from tests.conftest import Tenant, new_tenant
 from tests.harness import Server
-from tests.integration.helpers import b64, card_template, create_card, legacy, png, upload
+from tests.integration.helpers import (
+    USCC,
+    b64,
+    card_template,
+    create_card,
+    legacy,
+    png,
+    qualification,
+    upload,
+    upload_file,
+)
 
 
 @dataclass
@@ -35,6 +45,14 @@ class Owned:
     biz_id: str = ""
     short_url: str = ""
     source_url: str = "https://owner.example/page"
+    qual_id: int = 0
+    letter_id: int = 0
+    trademark_id: int = 0
+    icp_id: int = 0
+    file_key: str = ""
+    smart_url: str = ""
+    current_sign: str = "Current"
+    current_code: str = ""
 
 
 _cache: dict[int, Owned] = {}
@@ -63,8 +81,31 @@ def owned(server: Server) -> Owned:
         assert sent.code == "OK", sent.to_map()
         short = c.add_short_url(m.AddShortUrlRequest(source_url="https://owner.example/page", short_url_name="o",
                                                      effective_days=7)).body.data.short_url
-        _cache[server.port] = Owned(a, b, "Owner", text, digital, card, rid, key, len(data), biz_id=sent.biz_id,
-                                    short_url=short)
+        o = Owned(a, b, "Owner", text, digital, card, rid, key, len(data), biz_id=sent.biz_id, short_url=short)
+        o.qual_id = qualification(c)
+        o.file_key = upload_file(c, png(100, 100), "owned.png")
+        o.letter_id = int(c.create_sms_authorization_letter(m.CreateSmsAuthorizationLetterRequest(
+            authorization="甲公司", proxy_authorization="乙公司", organization_code=USCC, authorization_letter_name="l",
+            authorization_letter_exp_date="2026-01-01~2030-01-01", authorization_letter_pic=o.file_key,
+            sign_list=["Owner"])).body.data)
+        o.trademark_id = int(c.create_sms_trademark(m.CreateSmsTrademarkRequest(
+            trademark_name="t", trademark_applicant_name="甲", trademark_registration_number="1",
+            trademark_eff_exp_date="2020-01-01~2030-01-01", trademark_pic=o.file_key)).body.data)
+        o.icp_id = int(c.create_sms_app_icp_record(m.CreateSmsAppIcpRecordRequest(
+            app_service_name="a", app_principal_unit_name="甲", app_icp_license_number="浙ICP备1号",
+            app_approval_date="2024-01-01", app_icp_record_pic=o.file_key)).body.data)
+        assert c.create_sms_sign(m.CreateSmsSignRequest(sign_name=o.current_sign, sign_source=0,
+                                                        qualification_id=o.qual_id)).body.code == "OK"
+        o.current_code = c.create_sms_template(m.CreateSmsTemplateRequest(
+            template_name="c", template_content="订单${order}已发货", template_type=1,
+            related_sign_name=o.current_sign, template_rule='{"order": "other_number2"}')).body.template_code
+        assert c.tag_resources(m.TagResourcesRequest(resource_type="TEMPLATE", resource_id=[o.current_code],
+                                                     region_id="cn-hangzhou", prod_code="dysms",
+                                                     tag=[m.TagResourcesRequestTag(key="team", value="a")])
+                               ).body.code == "OK"
+        o.smart_url = c.create_smart_short_url(m.CreateSmartShortUrlRequest(
+            source_url=o.source_url, phone_numbers=o.phone)).body.model[0].short_url
+        _cache[server.port] = o
     return _cache[server.port]
 
 
@@ -137,7 +178,117 @@ CASES: dict[str, Callable[[Owned], None]] = {
         o.other.client().query_short_url(m.QueryShortUrlRequest(short_url=o.short_url)).body),
     "DeleteShortUrl": lambda o: _assert_short_url_survives(o),
     "AddShortUrl": lambda o: _assert_short_urls_are_independent(o),
+    # the current catalog operations and the records they rest on
+    "GetSmsSign": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(
+        o.other.client().get_sms_sign(m.GetSmsSignRequest(sign_name=o.current_sign)).body),
+    "CreateSmsSign": lambda o: _expect("isv.QUALIFICATION_ILLEGAL", f"QualificationId {o.qual_id}")(
+        o.other.client().create_sms_sign(m.CreateSmsSignRequest(sign_name="Stolen", sign_source=0,
+                                                                qualification_id=o.qual_id)).body),
+    "UpdateSmsSign": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(o.other.client().update_sms_sign(
+        m.UpdateSmsSignRequest(sign_name=o.current_sign, sign_source=0, qualification_id=o.qual_id)).body),
+    "GetSmsTemplate": lambda o: _expect("isv.SMS_TEMPLATE_ILLEGAL")(
+        o.other.client().get_sms_template(m.GetSmsTemplateRequest(template_code=o.current_code)).body),
+    "UpdateSmsTemplate": lambda o: _expect("isv.SMS_TEMPLATE_ILLEGAL")(o.other.client().update_sms_template(
+        m.UpdateSmsTemplateRequest(template_code=o.current_code, template_name="x", template_content="x",
+                                   template_type=1, related_sign_name="x", template_rule="{}")).body),
+    "CreateSmsTemplate": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(o.other.client().create_sms_template(
+        m.CreateSmsTemplateRequest(template_name="x", template_content="x", template_type=1,
+                                   related_sign_name=o.current_sign, template_rule="{}")).body),
+    "GetSmsTemplateList": lambda o: _assert_total(o.other.client().get_sms_template_list(
+        m.GetSmsTemplateListRequest(page_index=1, page_size=10)).body.data.total),
+    "SubmitSmsQualification": lambda o: _raises(lambda: qualification(
+        o.other.client(), admin_idcard_pic=o.file_key), "uploaded"),
+    "QuerySmsQualificationRecord": lambda o: _assert_total(o.other.client().query_sms_qualification_record(
+        m.QuerySmsQualificationRecordRequest(page_no=1, page_size=10)).body.data.total),
+    "QuerySingleSmsQualification": lambda o: _expect("isv.QUALIFICATION_ILLEGAL")(
+        o.other.client().query_single_sms_qualification(m.QuerySingleSmsQualificationRequest(
+            qualification_group_id=o.qual_id)).body),
+    "UpdateSmsQualification": lambda o: _expect("isv.QUALIFICATION_ILLEGAL")(
+        o.other.client().update_sms_qualification(m.UpdateSmsQualificationRequest(
+            qualification_group_id=o.qual_id, company_name="x", legal_person_name="x", admin_name="x",
+            admin_phone_no="13800138000", admin_idcard_no="x", admin_idcard_type="identityCard",
+            legal_person_idcard_no="x", legal_person_idcard_type="identityCard")).body),
+    "DeleteSmsQualification": lambda o: _assert_qualification_survives(o),
+    "CreateSmsAuthorizationLetter": lambda o: _raises(lambda: o.other.client().create_sms_authorization_letter(
+        m.CreateSmsAuthorizationLetterRequest(authorization="甲", proxy_authorization="乙", organization_code=USCC,
+                                              authorization_letter_name="l", authorization_letter_pic=o.file_key,
+                                              authorization_letter_exp_date="2026-01-01", sign_list=["x"])),
+        "uploaded"),
+    "QuerySmsAuthorizationLetter": lambda o: _assert_total(len(o.other.client().query_sms_authorization_letter(
+        m.QuerySmsAuthorizationLetterRequest(authorization_letter_id_list=[o.letter_id])).body.data)),
+    "CreateSmsTrademark": lambda o: _raises(lambda: o.other.client().create_sms_trademark(
+        m.CreateSmsTrademarkRequest(trademark_name="t", trademark_applicant_name="甲",
+                                    trademark_registration_number="1", trademark_eff_exp_date="2020-01-01",
+                                    trademark_pic=o.file_key)), "uploaded"),
+    "QuerySmsTrademark": lambda o: _assert_total(len(o.other.client().query_sms_trademark(
+        m.QuerySmsTrademarkRequest(trademark_id_list=[o.trademark_id])).body.data)),
+    "CreateSmsAppIcpRecord": lambda o: _raises(lambda: o.other.client().create_sms_app_icp_record(
+        m.CreateSmsAppIcpRecordRequest(app_service_name="a", app_principal_unit_name="甲",
+                                       app_icp_license_number="1", app_approval_date="2024-01-01",
+                                       app_icp_record_pic=o.file_key)), "uploaded"),
+    "QuerySmsAppIcpRecord": lambda o: _assert_total(len(o.other.client().query_sms_app_icp_record(
+        m.QuerySmsAppIcpRecordRequest(app_icp_record_id_list=[o.icp_id])).body.data)),
+    "GetOSSInfoForUploadFile": lambda o: _assert_file_upload_confined(o, "upload"),
+    "GetQualificationOssInfo": lambda o: _assert_file_upload_confined(o, "qualification"),
+    "CreateSmartShortUrl": lambda o: _assert_smart_links_are_independent(o),
+    "QueryPageSmartShortUrlLog": lambda o: _assert_total(o.other.client().query_page_smart_short_url_log(
+        m.QueryPageSmartShortUrlLogRequest(page_no=1, page_size=10, short_url=o.smart_url)).body.model.total_count),
+    "TagResources": lambda o: _raises(lambda: o.other.client().tag_resources(m.TagResourcesRequest(
+        resource_type="TEMPLATE", resource_id=[o.current_code], region_id="cn-hangzhou", prod_code="dysms",
+        tag=[m.TagResourcesRequestTag(key="k", value="v")])), "does not exist"),
+    "UntagResources": lambda o: _assert_tags_survive(o),
+    "ListTagResources": lambda o: _assert_total(len(o.other.client().list_tag_resources(m.ListTagResourcesRequest(
+        resource_type="TEMPLATE", resource_id=[o.current_code], region_id="cn-hangzhou", prod_code="dysms"
+    )).body.tag_resources.tag_resource)),
 }
+
+
+def _assert_total(total: int, expected: int = 0) -> None:
+    assert total == expected
+
+
+def _assert_qualification_survives(o: Owned) -> None:
+    gone = o.other.client().delete_sms_qualification(m.DeleteSmsQualificationRequest(
+        qualification_group_id=o.qual_id)).body
+    assert gone.success is False and gone.code == "isv.QUALIFICATION_ILLEGAL"
+    mine = o.owner.client().query_single_sms_qualification(m.QuerySingleSmsQualificationRequest(
+        qualification_group_id=o.qual_id)).body
+    assert mine.success and mine.data.qualification_group_id == o.qual_id
+
+
+def _assert_file_upload_confined(o: Owned, which: str) -> None:
+    c = o.other.client()
+    if which == "upload":
+        info = c.get_ossinfo_for_upload_file(m.GetOSSInfoForUploadFileRequest(biz_type="x")).body.model
+        policy, host, key_id, signature, start = info.policy, info.host, info.access_key_id, info.signature, \
+            info.start_path
+    else:
+        data = c.get_qualification_oss_info(m.GetQualificationOssInfoRequest(biz_type="x")).body.data
+        policy, host, key_id, signature, start = data.policy, data.host, data.access_key_id, data.signature, \
+            data.start_path
+    owner_path = o.file_key.rsplit("/", 1)[0] + "/"
+    assert start != owner_path
+    r = httpx.post(host, data={"key": owner_path + "evil.png", "policy": policy, "OSSAccessKeyId": key_id,
+                               "signature": signature}, files={"file": ("evil.png", png(32, 18))})
+    assert r.status_code == 403
+
+
+def _assert_smart_links_are_independent(o: Owned) -> None:
+    theirs = o.other.client().create_smart_short_url(m.CreateSmartShortUrlRequest(
+        source_url=o.source_url, phone_numbers=o.phone)).body.model[0].short_url
+    assert theirs != o.smart_url
+    mine = o.owner.client().query_page_smart_short_url_log(m.QueryPageSmartShortUrlLogRequest(
+        page_no=1, page_size=10, phone_number=o.phone)).body.model
+    assert [r.short_url for r in mine.list] == [o.smart_url]
+
+
+def _assert_tags_survive(o: Owned) -> None:
+    o.other.client().untag_resources(m.UntagResourcesRequest(
+        resource_type="TEMPLATE", resource_id=[o.current_code], region_id="cn-hangzhou", prod_code="dysms",
+        all=True))
+    mine = o.owner.client().list_tag_resources(m.ListTagResourcesRequest(
+        resource_type="TEMPLATE", resource_id=[o.current_code], region_id="cn-hangzhou", prod_code="dysms")).body
+    assert [(t.tag_key, t.tag_value) for t in mine.tag_resources.tag_resource] == [("team", "a")]
 
 
 def _today() -> str:
@@ -254,7 +405,15 @@ def test_every_operation_fed_garbage_answers_a_named_error_never_5xx(tenant: Ten
              "CardObjects.1.mobile", "CardObjects.1.dyncParams", "FallbackType", "SmsTemplateCode", "SendDate",
              "PhoneNumber", "BizId", "BizCardId", "CurrentPage", "CardCodeType", "CardLinkType",
              "CustomShortCodeJson", "SourceUrl", "ShortUrl", "ShortUrlName", "EffectiveDays", "IsGlobe",
-             "CardTemplateParamJson", "SmsUpExtendCode", "BizSmsId"]
+             "CardTemplateParamJson", "SmsUpExtendCode", "BizSmsId",
+             # the current catalog operations, qualification records, smart links and tags
+             "QualificationId", "ThirdParty", "AuthorizationLetterId", "TrademarkId", "AppIcpRecordId",
+             "ApplySceneContent", "MoreData", "RelatedSignName", "TemplateRule", "IntlType", "QualificationGroupId",
+             "OrderId", "OrganizationCode", "UseBySelf", "BusinessLicensePics", "AdminIDCardNo", "AdminPhoneNo",
+             "AdminIDCardExpDate", "CompanyType", "QualificationName", "CompanyName", "LegalPersonName", "SignList",
+             "AuthorizationLetterIdList", "TrademarkIdList", "AppIcpRecordIdList", "ResourceId", "Tag", "TagKey",
+             "All", "NextToken", "CreateDateStart", "CreateDateEnd", "OutId", "UsableStateList", "TemplateTag",
+             "State", "WorkOrderId", "PageNo", "OtherFiles", "CertifyCode"]
     calls = 0
     for action in sorted(OPERATIONS):
         for _ in range(12):

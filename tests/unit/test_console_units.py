@@ -70,7 +70,7 @@ def test_designer_form_round_trip_and_edits() -> None:
     d.apply("addpage")
     assert [e.type for e in d.pages[0]] == ["TEXT", "IMAGE", "TEXT", "BUTTON", "TEXT"] and len(d.pages) == 2
     bad = Design.from_form({"pages": "999", "p0_n": "x", "card_type": "-3"})
-    assert len(bad.pages) == 5 and bad.pages[0] == []
+    assert len(bad.pages) == 10 and bad.pages[0] == []
 
 
 def test_schedule_window_and_revoke_limit() -> None:
