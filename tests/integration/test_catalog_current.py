@@ -119,6 +119,20 @@ def test_signatures_are_refused_without_the_records_their_source_needs(tenant: T
     total = c.query_sms_qualification_record(m.QuerySmsQualificationRecordRequest(page_no=1, page_size=50)).body
     assert total.data.total == 2  # mine and the rejected one: nothing of the refused ones was written
 
+    # a signature moves onto another qualification of the account (and is reviewed again)
+    second = qualification(c)
+    assert create_sign(c, "搬家签名", mine).code == "OK"
+    moved = c.change_signature_qualification(m.ChangeSignatureQualificationRequest(
+        signature_name="搬家签名", qualification_id=second)).body
+    assert moved.success and moved.data.success, moved.to_map()
+    assert c.get_sms_sign(m.GetSmsSignRequest(sign_name="搬家签名")).body.qualification_id == second
+    refused = c.change_signature_qualification(m.ChangeSignatureQualificationRequest(
+        signature_name="搬家签名", qualification_id=theirs)).body
+    assert refused.success is False and f"QualificationId {theirs}" in refused.message
+    assert c.get_sms_sign(m.GetSmsSignRequest(sign_name="搬家签名")).body.qualification_id == second
+    c.delete_sms_sign(m.DeleteSmsSignRequest(sign_name="搬家签名"))
+    assert c.delete_sms_qualification(m.DeleteSmsQualificationRequest(qualification_group_id=second)).body.success
+
     # a qualification in use cannot be deleted; an unused one can
     assert create_sign(c, "在用资质", mine).code == "OK"
     used = c.delete_sms_qualification(m.DeleteSmsQualificationRequest(qualification_group_id=mine)).body

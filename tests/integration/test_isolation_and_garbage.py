@@ -184,6 +184,9 @@ CASES: dict[str, Callable[[Owned], None]] = {
     "CreateSmsSign": lambda o: _expect("isv.QUALIFICATION_ILLEGAL", f"QualificationId {o.qual_id}")(
         o.other.client().create_sms_sign(m.CreateSmsSignRequest(sign_name="Stolen", sign_source=0,
                                                                 qualification_id=o.qual_id)).body),
+    "ChangeSignatureQualification": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(
+        o.other.client().change_signature_qualification(m.ChangeSignatureQualificationRequest(
+            signature_name=o.current_sign, qualification_id=o.qual_id)).body),
     "UpdateSmsSign": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(o.other.client().update_sms_sign(
         m.UpdateSmsSignRequest(sign_name=o.current_sign, sign_source=0, qualification_id=o.qual_id)).body),
     "GetSmsTemplate": lambda o: _expect("isv.SMS_TEMPLATE_ILLEGAL")(
@@ -413,7 +416,7 @@ def test_every_operation_fed_garbage_answers_a_named_error_never_5xx(tenant: Ten
              "AdminIDCardExpDate", "CompanyType", "QualificationName", "CompanyName", "LegalPersonName", "SignList",
              "AuthorizationLetterIdList", "TrademarkIdList", "AppIcpRecordIdList", "ResourceId", "Tag", "TagKey",
              "All", "NextToken", "CreateDateStart", "CreateDateEnd", "OutId", "UsableStateList", "TemplateTag",
-             "State", "WorkOrderId", "PageNo", "OtherFiles", "CertifyCode"]
+             "State", "WorkOrderId", "PageNo", "OtherFiles", "CertifyCode", "SignatureName"]
     calls = 0
     for action in sorted(OPERATIONS):
         for _ in range(12):

@@ -107,7 +107,24 @@ async def get_sms_sign(ctx: Ctx, p: Params) -> dict[str, Any]:
     }
 
 
+async def change_signature_qualification(ctx: Ctx, p: Params) -> dict[str, Any]:
+    """Move a signature onto another qualification (and letter): its other attributes stay, the grounds are
+    checked as for UpdateSmsSign and the signature is reviewed again."""
+    name = p.str("SignatureName", required=True, max_len=64)
+    row = await signs.get_sign(ctx.svc, ctx.account_id, name)
+    d = row["details"] or {}
+    letter = p.optional_int("AuthorizationLetterId")
+    await signs.update_sign(ctx.svc, ctx.account_id, SignInput(
+        name=row["name"], sign_source=row["sign_source"], sign_type=row["sign_type"], remark=row["remark"],
+        qualification_id=p.int("QualificationId", required=True, low=1, high=1 << 62),
+        third_party=bool(d.get("third_party", False)), authorization_letter_id=letter,
+        trademark_id=d.get("trademark_id"), app_icp_record_id=d.get("app_icp_record_id"),
+        apply_scene=d.get("apply_scene", ""), more_data=d.get("more_data", [])))
+    return {"Data": {"Success": True, "Data": True, "ErrCode": "", "ErrMessage": ""}}
+
+
 OPERATIONS = {
+    "ChangeSignatureQualification": Operation(change_signature_qualification, card=True),
     "CreateSmsSign": Operation(create_sms_sign),
     "UpdateSmsSign": Operation(update_sms_sign),
     "GetSmsSign": Operation(get_sms_sign),
