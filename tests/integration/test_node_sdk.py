@@ -24,7 +24,8 @@ def test_the_node_sdk_creates_a_signature_and_template_and_sends_text_and_card(t
     base = uuid.uuid4().int % 10_000_000
     phone, card_phone = f"136{base:08d}", f"135{base:08d}"
     env = {**os.environ, "CARDSMS_ENDPOINT": tenant.server.endpoint, "KEY_ID": tenant.key_id,
-           "KEY_SECRET": tenant.secret, "PHONE": phone, "CARD_PHONE": card_phone}
+           "KEY_SECRET": tenant.secret, "PHONE": phone, "CARD_PHONE": card_phone,
+           "BIG_BASE": str(13_400_000_000 + base % 5_000_000)}
     run = subprocess.run([node, "flow.js"], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
@@ -34,3 +35,7 @@ def test_the_node_sdk_creates_a_signature_and_template_and_sends_text_and_card(t
     assert out["details"] and out["details"][0]["content"] == "【Node签名】订单A-1已发货", out
     assert out["details"][0]["sendStatus"] == 3, out
     assert out["cardDetails"]["code"] == "OK" and out["cardDetails"]["records"] == 1, out
+    # the documented maximums through this SDK too: 1,000 CardObjects, 10,000 link numbers, 1,000 PhoneNumbers
+    assert out["bigCard"] == {"code": "OK", "success": True, "numbers": 1000}, out
+    assert out["bigLinks"]["success"] is True and out["bigLinks"]["links"] == out["bigLinks"]["phones"] > 0, out
+    assert out["bigSms"]["code"] == "OK", out

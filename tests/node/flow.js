@@ -75,6 +75,38 @@ async function main() {
     sendDate: today, pageSize: 10, currentPage: 1, phoneNumber: process.env.CARD_PHONE,
   }))).body;
   out.cardDetails = { code: cardDetails.code, records: ((cardDetails.cardSendDetailDTO || {}).records || []).length };
+  // full-size requests: the SDK puts every parameter in the query string
+  const base = Number(process.env.BIG_BASE);
+  const many = Array.from({ length: 1000 }, (_, i) => String(base + i));
+  const big = (await client.sendCardSms(new Dysmsapi.SendCardSmsRequest({
+    cardTemplateCode: 'PUB_SERVICE_NOTICE', signName: 'Node签名', fallbackType: 'SMS', smsTemplateCode: tpl.templateCode,
+    smsTemplateParam: JSON.stringify({ order: 'A-3' }),
+    cardObjects: many.map((m, i) => new Dysmsapi.SendCardSmsRequestCardObjects({ mobile: m, customUrl: `https://shop.example.com/o/${i}` })),
+  }))).body;
+  out.bigCard = { code: big.code, success: big.success,
+    numbers: [big.data.mediaMobiles, big.data.notMediaMobiles].filter(Boolean).join(',').split(',').length };
+  const own = (await client.createCardSmsTemplate(new Dysmsapi.CreateCardSmsTemplateRequest({
+    templateName: 'node通知', memo: 'node sdk', template: {
+      cardType: 3, cardSignName: 'Node签名', extendInfo: { scene: 'notice', purpose: '1' },
+      templateContent: { pages: [{ tmpCards: [
+        { type: 'TEXT', isTextTitle: true, content: '服务通知', positionNumber: 1 },
+        { type: 'TEXT', isTextTitle: false, content: '【Node签名】您的服务已开通。', positionNumber: 2 },
+        { type: 'BUTTON', content: '查看', actionType: 'OPEN_BROWSER', positionNumber: 3,
+          action: { target: 'https://shop.example.com/service', merchantName: 'Shop' } }] }] } },
+  }))).body;
+  if (!own.success) throw new Error('CreateCardSmsTemplate: ' + JSON.stringify(own));
+  const tenThousand = Array.from({ length: 10000 }, (_, i) => String(base + 1000 + i));
+  const links = (await client.getCardSmsLink(new Dysmsapi.GetCardSmsLinkRequest({
+    cardTemplateCode: own.data.templateCode, phoneNumberJson: JSON.stringify(tenThousand),
+    signNameJson: JSON.stringify(['Node签名']), cardCodeType: 2, cardLinkType: 1,
+  }))).body;
+  if (!links.success) throw new Error('GetCardSmsLink: ' + JSON.stringify(links));
+  out.bigLinks = { success: links.success, links: links.data.cardSmsLinks.split(',').length,
+    phones: links.data.cardPhoneNumbers.split(',').length };
+  const texts = (await client.sendSms(new Dysmsapi.SendSmsRequest({
+    phoneNumbers: many.join(','), signName: 'Node签名', templateCode: tpl.templateCode, templateParam: JSON.stringify({ order: 'A-4' }),
+  }))).body;
+  out.bigSms = { code: texts.code };
   console.log(JSON.stringify(out));
 }
 
