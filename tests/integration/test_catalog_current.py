@@ -219,3 +219,27 @@ def test_template_rules_are_checked_against_the_content(tenant: Tenant) -> None:
     _expect(wrong, "isv.INVALID_PARAMETERS", "${amount}", "money")
     # the legacy SDK sees the same template
     assert legacy(tenant, "QuerySmsTemplate", TemplateCode=good.template_code)["TemplateStatus"] == 1
+
+
+def test_unknown_codes_names_and_ids_are_named_errors(tenant: Tenant) -> None:
+    c = tenant.client()
+    _expect(c.get_sms_template(m.GetSmsTemplateRequest(template_code="SMS_000000000")).body,
+            "isv.SMS_TEMPLATE_ILLEGAL", "SMS_000000000")
+    _expect(c.update_sms_template(m.UpdateSmsTemplateRequest(
+        template_code="SMS_000000000", template_name="x", template_content="x", template_type=1,
+        related_sign_name="x", template_rule="{}")).body, "isv.SMS_TEMPLATE_ILLEGAL", "SMS_000000000")
+    _expect(c.get_sms_sign(m.GetSmsSignRequest(sign_name="没有这个")).body, "isv.SMS_SIGNATURE_ILLEGAL", "没有这个")
+    _expect(c.query_single_sms_qualification(m.QuerySingleSmsQualificationRequest(
+        qualification_group_id=999999)).body, "isv.QUALIFICATION_ILLEGAL", "999999")
+    _expect(c.update_sms_qualification(m.UpdateSmsQualificationRequest(qualification_group_id=999999)).body,
+            "isv.QUALIFICATION_ILLEGAL", "999999")
+    qual_id = qualification(c)
+    _expect(c.query_single_sms_qualification(m.QuerySingleSmsQualificationRequest(
+        qualification_group_id=qual_id, order_id=qual_id + 1)).body, "isv.QUALIFICATION_ILLEGAL", "OrderId")
+    assert create_sign(c, "商标缺失", qual_id, sign_source=5, trademark_id=424242).code == "isv.QUALIFICATION_ILLEGAL"
+    letters = c.query_sms_authorization_letter(m.QuerySmsAuthorizationLetterRequest(
+        authorization_letter_id_list=[424242])).body
+    assert letters.success and letters.data == []
+    bad_link = c.query_page_smart_short_url_log(m.QueryPageSmartShortUrlLogRequest(page_no=1, page_size=10,
+                                                                                   short_url="not a link!")).body
+    assert bad_link.success is False and "ShortUrl" in bad_link.message
