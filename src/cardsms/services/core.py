@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, TypeVar, cast, overload
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Dialect, Engine, Select
+from sqlalchemy import ColumnElement, Dialect, Engine, Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cardsms.crypto import Crypto
@@ -211,3 +211,13 @@ class Services:
 
     def now(self) -> datetime:
         return self.clock()
+
+
+async def read_page(svc: Services, table: Table, where: list[ColumnElement[bool]], page: int, size: int
+                    ) -> tuple[int, list[Any]]:
+    """One page of a table's rows, newest first, and how many rows match in all (the list operations)."""
+    async with svc.read() as conn:
+        total = await conn.scalar(select(func.count()).select_from(table).where(*where))
+        rows = (await conn.execute(select(table).where(*where).order_by(table.c.id.desc())
+                                   .offset((page - 1) * size).limit(size))).mappings().all()
+    return int(total or 0), list(rows)

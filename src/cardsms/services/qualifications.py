@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.schema import media_objects, qualifications, reviews, sign_documents, signs
 from cardsms.domain.errors import CardsmsError, invalid, missing
 from cardsms.domain.identity import id_card_problem, mobile_problem, uscc_problem
 from cardsms.services import review
-from cardsms.services.core import Services
+from cardsms.services.core import Services, read_page
 from cardsms.services.media import file_prefix
 from cardsms.vendors.gateway import ReviewState
 
@@ -163,11 +163,7 @@ async def list_qualifications(svc: Services, account_id: int, filters: dict[str,
         where.append(qualifications.c.use_by_self == filters["use_by_self"])
     if filters.get("order_id") is not None:
         where.append(qualifications.c.id == filters["order_id"])
-    async with svc.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(qualifications).where(*where))
-        rows = (await conn.execute(select(qualifications).where(*where).order_by(qualifications.c.id.desc())
-                                   .offset((page - 1) * size).limit(size))).mappings().all()
-    return int(total or 0), list(rows)
+    return await read_page(svc, qualifications, where, page, size)
 
 
 async def update_qualification(svc: Services, account_id: int, qual_id: int, order_id: int | None,

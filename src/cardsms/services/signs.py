@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,7 +13,7 @@ from cardsms.db.schema import resource_tags, reviews, sign_documents, signs
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.text import SIGN_SOURCES, SIGN_TYPES, check_remark, check_sign_name
 from cardsms.services import review
-from cardsms.services.core import Services
+from cardsms.services.core import Services, read_page
 from cardsms.services.files import decode_inline_file
 from cardsms.vendors.gateway import ReviewState
 
@@ -90,15 +90,7 @@ async def get_sign(svc: Services, account_id: int, name: str) -> Any:
 
 
 async def list_signs(svc: Services, account_id: int, page: int, size: int) -> tuple[int, list[Any]]:
-    async with svc.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(signs).where(signs.c.account_id == account_id))
-        rows = (
-            await conn.execute(
-                select(signs).where(signs.c.account_id == account_id).order_by(signs.c.id.desc())
-                .offset((page - 1) * size).limit(size)
-            )
-        ).mappings().all()
-    return int(total or 0), list(rows)
+    return await read_page(svc, signs, [signs.c.account_id == account_id], page, size)
 
 
 async def modify_sign(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.schema import resource_tags, reviews, templates
@@ -19,7 +19,7 @@ from cardsms.domain.text import (
 )
 from cardsms.domain.variables import check_template_rule
 from cardsms.services import review, signs
-from cardsms.services.core import Services, random_digits
+from cardsms.services.core import Services, random_digits, read_page
 from cardsms.services.files import decode_inline_file
 from cardsms.vendors.gateway import ReviewState
 
@@ -91,15 +91,8 @@ async def query_template(svc: Services, account_id: int, code: str, kinds: tuple
 
 async def list_templates(svc: Services, account_id: int, kinds: tuple[str, ...], page: int, size: int
                          ) -> tuple[int, list[Any]]:
-    where = (templates.c.account_id == account_id, templates.c.kind.in_(kinds))
-    async with svc.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(templates).where(*where))
-        rows = (
-            await conn.execute(
-                select(templates).where(*where).order_by(templates.c.id.desc()).offset((page - 1) * size).limit(size)
-            )
-        ).mappings().all()
-    return int(total or 0), list(rows)
+    return await read_page(svc, templates, [templates.c.account_id == account_id, templates.c.kind.in_(kinds)],
+                           page, size)
 
 
 async def modify_text_template(
@@ -259,8 +252,4 @@ async def search_templates(svc: Services, account_id: int, filters: dict[str, An
         where.append(templates.c.code.in_(select(resource_tags.c.resource_id).where(
             resource_tags.c.account_id == account_id, resource_tags.c.resource_type == "TEMPLATE",
             resource_tags.c.tag_key == filters["tag_key"])))
-    async with svc.read() as conn:
-        total = await conn.scalar(select(func.count()).select_from(templates).where(*where))
-        rows = (await conn.execute(select(templates).where(*where).order_by(templates.c.id.desc())
-                                   .offset((page - 1) * size).limit(size))).mappings().all()
-    return int(total or 0), list(rows)
+    return await read_page(svc, templates, where, page, size)
