@@ -278,6 +278,73 @@ def migrate(data_dir: DataDir = None) -> None:
     asyncio.run(_main())
 
 
+def _progress_bar() -> Any:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description:<9}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+def _progress_callback(bar: Any) -> Callable[[str, int, int], None]:
+    tasks: dict[str, Any] = {}
+
+    def update(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bar.add_task(step, total=total)
+        bar.update(tasks[step], completed=done, total=total)
+
+    return update
+
+
+@app.command()
+def backup(
+    to: Annotated[Path, typer.Option("--to", help="the archive to write (a new file; .tar.gz)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Back up a server (running or not): database snapshot, media, task imports, pending receipts, key."""
+    from cardsms.backup import BackupError
+    from cardsms.backup import backup as run_backup
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        with _progress_bar() as bar:
+            manifest = run_backup(settings, to, _progress_callback(bar))
+    except BackupError as exc:
+        raise fail(str(exc), 1) from None
+    out.print(f"backed up {manifest.database} (revision {manifest.revision}) and {manifest.files} files, "
+              f"{manifest.size:,} bytes, to {to}", highlight=False)
+
+
+@app.command()
+def restore(
+    from_: Annotated[Path, typer.Option("--from", help="an archive written by `cardsms backup`", exists=True,
+                                        dir_okay=False)],
+    data_dir: DataDir = None,
+) -> None:
+    """Restore a backup into an empty data directory (and, on PostgreSQL, an empty database), then migrate."""
+    from cardsms.backup import BackupError
+    from cardsms.backup import restore as run_restore
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        with _progress_bar() as bar:
+            manifest = run_restore(settings, from_, _progress_callback(bar))
+    except BackupError as exc:
+        raise fail(str(exc), 1) from None
+
+    async def _migrate() -> tuple[str | None, str | None]:
+        svc = build_services(settings)
+        try:
+            return await upgrade(svc.engine)
+        finally:
+            await svc.close()
+
+    before, after = asyncio.run(_migrate())
+    moved = f"; migrated from {before} to {after}" if before != after else ""
+    out.print(f"restored {manifest.database} from {from_} (taken {manifest.created_at}, cardsms "
+              f"{manifest.version}){moved}", highlight=False)
+
+
 @account_app.command("create")
 def account_create(
     name: str,
