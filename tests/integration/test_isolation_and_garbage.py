@@ -394,6 +394,7 @@ GARBAGE: list[str] = [
     "", " ", "null", "{", "[]", '{"a":', "0", "-1", "99999999999999999999999", "1e309", "NaN", "true",
     "\u0000", "😀" * 50, "x" * 5000, "${}", "'; DROP TABLE signs; --", '{"pages":[{"tmpCards":[{}]}]}',
     '"{\\"cardType\\":5}"', "[{\"mobile\": null}]", '[{"Mobile": []}]', "<xml/>", "%00", "card/../../etc",
+    "[" * 2000 + "]" * 2000, '{"a":' * 1500 + "1" + "}" * 1500,
 ]
 
 
@@ -432,6 +433,26 @@ def test_every_operation_fed_garbage_answers_a_named_error_never_5xx(tenant: Ten
             if body["Code"] != "OK":
                 assert body["Message"], (action, params)
     assert calls == 12 * len(OPERATIONS)
+
+
+@pytest.mark.parametrize(("action", "param"), [
+    ("CheckMobilesCardSupport", "Mobiles"), ("QueryCardSmsTemplateReport", "TemplateCodes"),
+    ("QueryMobilesCardSupport", "Mobiles"), ("CreateCardSmsTemplate", "Template"), ("SendSms", "TemplateParam"),
+    ("CreateSmsTemplate", "TemplateRule"), ("TagResources", "Tag"), ("GetMediaResourceId", "ExtendInfo"),
+])
+def test_json_nested_2000_levels_deep_is_a_named_error(tenant: Tenant, action: str, param: str) -> None:
+    """The five HTTP 500s of the hostile-input run: the JSON parser's recursion limit, now a named rule."""
+    for deep in ("[" * 2000 + "]" * 2000, '{"a":' * 2000 + "1" + "}" * 2000):
+        params = {param: deep, "TemplateCode": "CARD_SMS_1", "TemplateName": "x", "SignName": "x",
+                  "PhoneNumbers": "13800138000", "OssKey": "x", "FileSize": "1",
+                  "ResourceType": "TEMPLATE" if action == "TagResources" else "2",
+                  "TemplateContent": "x", "TemplateType": "1", "RelatedSignName": "x", "ResourceId": '["x"]'}
+        try:
+            body = legacy(tenant, action, **params)
+        except ServerException as exc:
+            assert exc.get_http_status() == 400 and param in exc.get_error_msg(), exc.get_error_msg()
+            continue
+        assert body["Code"] != "OK" and body["Message"], body
 
 
 def test_malformed_json_in_template_parameters_is_named(tenant: Tenant) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from cardsms.domain.errors import CardsmsError
+from cardsms.domain.errors import MAX_JSON_DEPTH, CardsmsError, json_too_deep
 
 CARD_TYPE_NAMES: dict[int, str] = {
     1: "horizontal-slide 1", 2: "horizontal-slide 2", 3: "general notification", 4: "video",
@@ -155,6 +155,8 @@ class CardTemplate:
 
 def decode_template_json(raw: str) -> tuple[dict[str, Any], bool]:
     """Decode the `Template` parameter. Returns the object and whether it was JSON-encoded twice."""
+    if isinstance(raw, str) and json_too_deep(raw):
+        raise _bad(f"param Template nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(raw)
     except (json.JSONDecodeError, TypeError) as exc:
@@ -163,6 +165,8 @@ def decode_template_json(raw: str) -> tuple[dict[str, Any], bool]:
         raise _bad("param Template must not contain NUL characters (\\u0000)")
     twice = False
     if isinstance(value, str):
+        if json_too_deep(value):
+            raise _bad(f"param Template nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             value = json.loads(value)
         except json.JSONDecodeError:

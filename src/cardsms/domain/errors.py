@@ -93,6 +93,33 @@ def invalid(name: str, rule: str) -> CardsmsError:
     return CardsmsError("InvalidParameter", f"{name}: {rule}")
 
 
+MAX_JSON_DEPTH = 32  # our parameters nest at most ~6 levels; deeper is an attack on the parser
+
+
+def json_too_deep(raw: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON text nests arrays/objects deeper than `limit` (checked before parsing: Python's parser
+    recurses once per level and would fail with a RecursionError past ~1,000)."""
+    depth = 0
+    in_string = escaped = False
+    for ch in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
 def render_markdown() -> str:
     lines = [
         "# Error codes",

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from cardsms.db.schema import media, media_objects
-from cardsms.domain.errors import CardsmsError
+from cardsms.domain.errors import CardsmsError, json_too_deep
 from cardsms.media.sniff import RATIOS, image_size, ratio_matches, sniff
 from cardsms.services.core import Services, random_digits
 
@@ -162,6 +162,8 @@ def parse_extend_info(raw: str | None, resource_type: int) -> str | None:
     if not raw:
         raise CardsmsError("MissingParameter",
                            "param ExtendInfo is required for images: {\"img_rate\": \"...\"}")
+    if json_too_deep(raw):
+        raise CardsmsError("InvalidParameter", "param ExtendInfo nests too deep (an object of img_rate expected)")
     try:
         info = json.loads(raw)
     except json.JSONDecodeError:

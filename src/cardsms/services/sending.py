@@ -25,7 +25,7 @@ from cardsms.db.bulk import insert_returning_ids, insert_rows
 from cardsms.db.engine import WORK_CHANNEL
 from cardsms.db.schema import idempotency_keys, message_events, messages, short_links, suppressions
 from cardsms.domain import sms
-from cardsms.domain.errors import CardsmsError
+from cardsms.domain.errors import MAX_JSON_DEPTH, CardsmsError, json_too_deep
 from cardsms.domain.numbers import InvalidNumber, PhoneNumber, normalise_mainland_mobile, normalise_number
 from cardsms.domain.variables import check_values
 from cardsms.services import review
@@ -145,6 +145,8 @@ def parse_json_param(raw: Any, field_name: str) -> Any:
     if isinstance(raw, str):
         if not raw.strip():
             return None
+        if json_too_deep(raw):
+            raise CardsmsError("isv.INVALID_JSON_PARAM", f"{field_name} nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
