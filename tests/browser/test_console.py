@@ -377,6 +377,8 @@ def test_screenshots_without_overflow(browser: Browser, console_server: Server, 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ctx = new_context(browser, console_server, width=width)
     page = ctx.new_page()
+    blocked: list[str] = []  # what the Content-Security-Policy stopped: must be nothing the console needs
+    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
     log_in(page)
     page.wait_for_url("**/console/")
     page.goto("/console/cards")
@@ -395,6 +397,11 @@ def test_screenshots_without_overflow(browser: Browser, console_server: Server, 
             const o = v.getBoundingClientRect(), i = b.getBoundingClientRect();
             return i.right > o.right - 1 || i.left < o.left + 1; }).map(v => v.dataset.vendor)""")
         assert not spilled, f"/console/{path} at {width}px: the review badges of {spilled} spill over their chip"
+        headers = page.request.get("/console/" + path).headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "'unsafe-inline'" not in headers["content-security-policy"].split("script-src", 1)[1].split(";")[0]
+        assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "same-origin"
+    assert not blocked, blocked
     ctx.close()
 
 

@@ -169,6 +169,8 @@ def test_card_links_open_as_pages_json_and_are_counted(tenant: Tenant) -> None:
 
     page = httpx.get(links[0], headers={"User-Agent": "Mozilla/5.0 Mobile"})
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]  # a card page is never framed
+    assert page.headers["x-content-type-options"] == "nosniff"
     assert "Your order has shipped" in page.text and "Hello N" in page.text
     parser = httpx.get(links[0], headers={"X-Card-Parser": "HuaWei", "Accept": "application/json"})
     assert parser.status_code == 200 and parser.json()["card"]["cardType"] == 5

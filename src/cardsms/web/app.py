@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -31,6 +32,35 @@ from cardsms.web.http import URL_TOO_LONG
 
 log = structlog.get_logger("cardsms.web")
 MAX_UPLOAD = 64 * 1024 * 1024
+
+
+# Every answer: no MIME sniffing, no referrer beyond this origin. Pages (console, card pages): a CSP without
+# inline script (the console's one script is a file; inline styles only), never framed (clickjacking).
+_BASE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
+_PAGE_HEADERS = [*_BASE_HEADERS, (b"x-frame-options", b"DENY"), (b"content-security-policy", (
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: http: https:; "
+    b"media-src 'self' http: https:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    b"frame-ancestors 'none'"))]
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (no per-request objects beyond a closure): adds the headers above."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = _PAGE_HEADERS if scope["path"].startswith(("/console", "/s/")) else _BASE_HEADERS
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _upload_error(code: str, message: str, status: int) -> Response:
@@ -133,5 +163,6 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
             *Console(svc, delivery).routes(),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
     )
 
