@@ -92,8 +92,10 @@ class PostgresServer:
 
 def cardsms_env(data_dir: Path, database_url: str = "", **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSMS_")}
+    # the test receivers (webhooks) listen on loopback, which a server refuses unless allowed
     env.update(CARDSMS_DATA_DIR=str(data_dir), CARDSMS_SECRET_KEY=SECRET_KEY, CARDSMS_DATABASE_URL=database_url,
-               CARDSMS_LOG_LEVEL="warning", **extra)
+               CARDSMS_LOG_LEVEL="warning", CARDSMS_OUTBOUND_ALLOW_NETWORKS='["127.0.0.0/8", "::1/128"]')
+    env.update(extra)
     return env
 
 

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
         "(to compare, or to debug with asyncio's own tools)")
     retention_days: int = Field(30, ge=1, le=3650, description="how long message records are kept")
     webhook_timeout_seconds: float = Field(3.0, gt=0, le=60, description="webhook POST timeout")
+    outbound_allow_networks: list[str] = Field([], description="networks the server may send webhooks to although "
+                                               "they are not public, e.g. [\"10.1.0.0/16\"]; empty = public only")
     webhook_retry_base_seconds: float = Field(10.0, gt=0, le=3600, description="first webhook retry delay")
     webhook_retry_hours: float = Field(24.0, gt=0, le=720, description="webhook reports are retried this long")
     sim_smsc_port: int = Field(0, ge=0, le=65535, description="port of the embedded simulated SMSC; 0 = any free")
@@ -114,6 +116,14 @@ class Settings(BaseSettings):
     def _known_driver(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("outbound_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from cardsms.domain.outbound import parse_networks
+
+        parse_networks(value)  # raises ValueError naming the entry
         return value
 
     @field_validator("smsc")

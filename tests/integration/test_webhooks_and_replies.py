@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from alibabacloud_dysmsapi20170525 import models as m
 
-from tests.conftest import new_tenant
-from tests.harness import Server, cli
+from tests.conftest import env_for, new_tenant
+from tests.harness import Server, cli, running_server
 from tests.integration.helpers import approved_card, approved_sign, eventually, legacy, text_template
 from tests.integration.test_sending import TODAY, numbers
 
@@ -125,3 +125,36 @@ def test_reports_reach_a_failing_receiver_signed_and_replies_opt_out(lively_serv
     listed = json.loads(cli(lively_server.env, "webhook", "list", "--account", tenant.name, "--json").stdout)
     by_type = {h["type"]: h for h in listed}
     assert by_type["SmsUp"]["delivered"] >= len(phones) and by_type["SmsUp"]["failed"] == 0
+
+
+def test_webhooks_reach_only_public_addresses_unless_allowed(request: pytest.FixtureRequest,
+                                                             receiver: Receiver) -> None:
+    """Without CARDSMS_OUTBOUND_ALLOW_NETWORKS a server refuses internal targets: visibly internal ones when the
+    webhook is set, names that resolve inside when a report is sent (the receiver here would answer)."""
+    import socket
+
+    env = env_for("sqlite", request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_OUTBOUND_ALLOW_NETWORKS="[]",
+                  CARDSMS_WEBHOOK_RETRY_BASE_SECONDS="0.2")
+    with running_server(env, "sqlite") as server:
+        tenant = new_tenant(server)
+        for url, words in (("http://127.0.0.1:9/hook", "loopback"), ("http://localhost:9/", "server itself"),
+                           ("http://169.254.169.254/latest/meta-data", "link-local"),
+                           ("http://10.0.0.7/hook", "private"), ("http://[::1]:9/", "loopback")):
+            refused = cli(env, "webhook", "set", "--account", tenant.name, "--type", "SmsReport", "--url", url,
+                          check=False)
+            assert refused.returncode == 2 and words in refused.stderr, (url, refused.stderr)
+        port = receiver.url.split(":")[2].split("/")[0]
+        inside = f"http://{socket.gethostname()}:{port}/hook"  # a name for this machine (loopback here)
+        cli(env, "webhook", "set", "--account", tenant.name, "--type", "SmsReport", "--url", inside)
+        c = tenant.client()
+        sign = approved_sign(c, "出站测试")
+        code = text_template(c, "您的订单已发货。")
+        assert c.send_sms(m.SendSmsRequest(phone_numbers="13900007777", sign_name=sign,
+                                           template_code=code)).body.code == "OK"
+
+        def refused_at_delivery() -> Any:
+            hooks = json.loads(cli(env, "webhook", "list", "--account", tenant.name, "--json").stdout)
+            return hooks if hooks and hooks[0]["last_error"].startswith("refused:") else None
+
+        hooks = eventually(refused_at_delivery, timeout=30)
+        assert hooks[0]["delivered"] == 0 and receiver.calls == 0, hooks

@@ -7,15 +7,21 @@ hour apart) until `CARDSMS_WEBHOOK_RETRY_HOURS` after it was queued, then marked
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
 from sqlalchemy import bindparam, select, update
 
 from cardsms.db.schema import webhook_outbox, webhooks
+from cardsms.domain.outbound import MAX_ANSWER_BYTES, Network, OutboundRefused, parse_networks, refusal
 from cardsms.logs import pass_failed
 from cardsms.services.core import Services, as_utc
 from cardsms.services.webhooks import SIGNATURE_HEADER, sign
@@ -24,10 +30,39 @@ log = structlog.get_logger("cardsms.webhooks")
 BATCH = 100
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    url: str  # with the checked address in place of the host name
+    host: str  # for the Host header and the TLS server name
+
+
+async def resolve(url: str, allowed: Sequence[Network]) -> Target:
+    """The URL pinned to an address the rules allow (domain/outbound.py); every address of the name must be."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        raise OutboundRefused(f"{url[:100]!r} is not an http(s) URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise OutboundRefused(f"{host} does not resolve ({exc})") from None
+    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+    for address in addresses:
+        if reason := refusal(address, allowed):
+            raise OutboundRefused(f"{host} resolves to {reason}")
+    chosen = addresses[0]
+    literal = f"[{chosen}]" if chosen.version == 6 else str(chosen)
+    return Target(urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, "")),
+                  parts.netloc.rsplit("@", 1)[-1])
+
+
 class WebhookSender:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.client = httpx.AsyncClient(timeout=svc.settings.webhook_timeout_seconds)
+        # no redirects (a 3xx is a failed delivery): a redirect could lead past the address rules
+        self.client = httpx.AsyncClient(timeout=svc.settings.webhook_timeout_seconds, follow_redirects=False)
+        self.allowed = parse_networks(svc.settings.outbound_allow_networks)
         self.delivered = 0
         self.failed_attempts = 0
 
@@ -89,16 +124,29 @@ class WebhookSender:
         body = json.dumps([r["payload"] for r in items], ensure_ascii=False, separators=(",", ":")).encode()
         secret = self.svc.crypto.decrypt(hook["secret_enc"])
         try:
-            resp = await self.client.post(hook["url"], content=body, headers={
-                "content-type": "application/json; charset=utf-8", SIGNATURE_HEADER: sign(secret, body),
-                "x-cardsms-report-type": hook["kind"],
-            })
+            target = await resolve(hook["url"], self.allowed)
+        except OutboundRefused as exc:
+            return f"refused: {exc}"[:500]
+        request = self.client.build_request("POST", target.url, content=body, headers={
+            "host": target.host, "content-type": "application/json; charset=utf-8",
+            SIGNATURE_HEADER: sign(secret, body), "x-cardsms-report-type": hook["kind"],
+        }, extensions={"sni_hostname": urlsplit(hook["url"]).hostname or ""})
+        try:
+            resp = await self.client.send(request, stream=True)
+            try:
+                if resp.status_code != 200:
+                    return f"HTTP {resp.status_code}"
+                raw = b""
+                async for chunk in resp.aiter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_ANSWER_BYTES:
+                        return f"the answer is longer than {MAX_ANSWER_BYTES} bytes"
+            finally:
+                await resp.aclose()
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"[:500]
-        if resp.status_code != 200:
-            return f"HTTP {resp.status_code}"
         try:
-            answer = resp.json()
+            answer = json.loads(raw)
         except ValueError:
             return "the answer is not JSON with a numeric code"
         code = answer.get("code") if isinstance(answer, dict) else None

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cardsms.db.bulk import insert_rows
 from cardsms.db.schema import webhook_outbox, webhooks
 from cardsms.domain.errors import CardsmsError
+from cardsms.domain.outbound import OutboundRefused, check_literal, parse_networks
 from cardsms.services.core import Services, china_time
 
 KINDS = ("SmsReport", "SmsUp", "MnsCardVender", "MnsCardTemplate", "TemplateSmsReport", "SignSmsReport")
@@ -42,6 +43,10 @@ async def set_webhook(svc: Services, account_id: int, kind: str, url: str) -> st
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise CardsmsError("InvalidParameter", f"url: must be an http(s) URL, got {url!r}")
+    try:
+        check_literal(url, parse_networks(svc.settings.outbound_allow_networks))
+    except OutboundRefused as exc:
+        raise CardsmsError("InvalidParameter", f"url: {exc}") from None
     secret = secrets.token_urlsafe(32)
     async with svc.write() as conn:
         await conn.execute(delete(webhooks).where(webhooks.c.account_id == account_id, webhooks.c.kind == kind))
