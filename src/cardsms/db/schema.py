@@ -160,6 +160,33 @@ sign_documents = Table(
     Index("ix_sign_documents_account", "account_id", "kind"),
 )
 
+# Daily counts of messages whose records were purged after CARDSMS_RETENTION_DAYS (services/retention.py):
+# statistics read these and the live rows together, so a chart or a task report outlives its records. A message
+# is counted in exactly one of the two: its aggregate is written in the transaction that deletes it.
+daily_stats = Table(
+    "daily_stats",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("day", String(8), nullable=False),  # yyyyMMdd, China time (messages.send_day)
+    Column("task_id", Id, nullable=False),  # 0: not a task's
+    Column("channel", String(8), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("sign_name", String(64), nullable=False),
+    Column("template_code", String(32), nullable=False),
+    Column("card_template_code", String(32), nullable=False),
+    Column("template_type", Integer, nullable=False),
+    Column("international", Boolean, nullable=False),
+    Column("messages", BigInteger, nullable=False),
+    Column("segments", BigInteger, nullable=False),
+    Column("rendered", BigInteger, nullable=False),
+    Column("opened", BigInteger, nullable=False),
+    Column("replies", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "day", "task_id", "channel", "state", "sign_name", "template_code",
+                     "card_template_code", "template_type", "international", name="uq_daily_stats_key"),
+    Index("ix_daily_stats_task", "task_id"),
+)
+
 # Tags (TagResources): key/value labels on templates (resource type TEMPLATE, resource id the code) and
 # signatures (SIGN, the name).
 resource_tags = Table(

@@ -17,10 +17,10 @@ from functools import partial
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, insert, select, update
 
 from cardsms.db.bulk import fetch_all
-from cardsms.db.schema import early_receipts, link_opens, message_events, messages, webhook_outbox
+from cardsms.db.schema import early_receipts, message_events, messages
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.smpp import Inbound, SmppConnector, SubmitError
 from cardsms.logs import pass_failed
@@ -144,22 +144,11 @@ class Dispatcher:
                                  "validity period ended before submission")
 
     async def purge(self) -> int:
-        """Delete records older than the retention period (a batch at a time: the writer is shared)."""
-        cutoff = self.svc.now() - timedelta(days=self.svc.settings.retention_days)
+        """Fold records older than the retention period into daily counts and delete them, in small batches
+        (services/retention.py): sends never wait for more than one batch."""
+        from cardsms.services import retention
 
-        async def delete_old(conn: Any) -> int:
-            old = [r[0] for r in await conn.execute(select(messages.c.id).where(
-                messages.c.created_at < cutoff, messages.c.state.in_(receipts.FINAL_STATES)).limit(10_000))]
-            if old:
-                await conn.execute(delete(message_events).where(message_events.c.message_id.in_(old)))
-                await conn.execute(delete(messages).where(messages.c.id.in_(old)))
-            await conn.execute(delete(link_opens).where(link_opens.c.at < cutoff))
-            await conn.execute(delete(early_receipts).where(early_receipts.c.received_at < cutoff))
-            await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.created_at < cutoff,
-                                                            webhook_outbox.c.state != "pending"))
-            return len(old)
-
-        return await self.svc.write(delete_old)
+        return (await retention.purge(self.svc)).messages
 
     # --- the dispatch loop ----------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, select
 
-from cardsms.db.schema import message_events, messages
+from cardsms.db.schema import daily_stats, message_events, messages
 from cardsms.domain.errors import CardsmsError
 from cardsms.services.core import CHINA, Services, china_time
+from cardsms.services.retention import stats_filters
 
 PENDING = ("queued", "paused", "submitting", "submitted")
 
@@ -114,12 +115,26 @@ async def send_statistics(svc: Services, account_id: int, *, international: bool
         func.sum(messages.c.segments).label("total"),
         func.sum(case((messages.c.state == "delivered", messages.c.segments), else_=0)).label("ok"),
         func.sum(case((messages.c.state.in_(("failed", "expired")), messages.c.segments), else_=0)).label("bad"),
-    ).where(*where).group_by(messages.c.send_day).order_by(messages.c.send_day.desc()))
+    ).where(*where).group_by(messages.c.send_day))
+    # and the days' purged messages, folded into daily_stats (services/retention.py)
+    d = daily_stats.c
+    folded = [*stats_filters(account_id=account_id, days=(start, end)), d.channel.in_(("sms", "card")),
+              d.state != "skipped", d.international.is_(international)]
+    if template_type is not None:
+        folded.append(and_(d.channel == "sms", d.template_type == template_type))
+    if sign_name:
+        folded.append(d.sign_name == sign_name)
+    kept = (select(d.day, func.sum(d.segments), func.sum(case((d.state == "delivered", d.segments), else_=0)),
+                   func.sum(case((d.state.in_(("failed", "expired")), d.segments), else_=0)))
+            .where(*folded).group_by(d.day))
+    by_day: dict[str, list[int]] = {}
     async with svc.read() as conn:
-        rows = (await conn.execute(stmt)).all()
-    out = [{"SendDate": r.send_day, "TotalCount": int(r.total), "RespondedSuccessCount": int(r.ok),
-            "RespondedFailCount": int(r.bad), "NoRespondedCount": int(r.total) - int(r.ok) - int(r.bad)}
-           for r in rows]
+        for row in [*(await conn.execute(stmt)).all(), *(await conn.execute(kept)).all()]:
+            sums = by_day.setdefault(row[0], [0, 0, 0])
+            for i in range(3):
+                sums[i] += int(row[i + 1] or 0)
+    out = [{"SendDate": day, "TotalCount": t, "RespondedSuccessCount": ok, "RespondedFailCount": bad,
+            "NoRespondedCount": t - ok - bad} for day, (t, ok, bad) in sorted(by_day.items(), reverse=True)]
     return len(out), out[(page - 1) * size : page * size]
 
 
@@ -143,16 +158,27 @@ async def timelines(svc: Services, account_id: int, biz_id: str, phone: str) -> 
 
 
 async def daily_counts(svc: Services, account_id: int, days: list[str]) -> dict[str, list[int]]:
-    """yyyyMMdd -> [messages, delivered, rendered, card messages] of those days (skipped ones left out)."""
+    """yyyyMMdd -> [messages, delivered, rendered, card messages] of those days (skipped ones left out), the
+    live records and the purged ones' daily counts together."""
+    d = daily_stats.c
     async with svc.read() as conn:
-        rows = (await conn.execute(select(
+        rows = [*(await conn.execute(select(
             messages.c.send_day, func.count(),
             func.sum(case((messages.c.state == "delivered", 1), else_=0)),
             func.sum(case((messages.c.render_status == 1, 1), else_=0)),
             func.sum(case((messages.c.channel == "card", 1), else_=0)),
         ).where(messages.c.account_id == account_id, messages.c.send_day.in_(days),
-                messages.c.state != "skipped").group_by(messages.c.send_day))).all()
-    return {r[0]: [int(x or 0) for x in r[1:]] for r in rows}
+                messages.c.state != "skipped").group_by(messages.c.send_day))).all(),
+            *(await conn.execute(select(
+                d.day, func.sum(d.messages), func.sum(case((d.state == "delivered", d.messages), else_=0)),
+                func.sum(d.rendered), func.sum(case((d.channel == "card", d.messages), else_=0)),
+            ).where(*stats_filters(account_id=account_id, days=days), d.state != "skipped").group_by(d.day))).all()]
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        sums = out.setdefault(r[0], [0, 0, 0, 0])
+        for i in range(4):
+            sums[i] += int(r[i + 1] or 0)
+    return out
 
 
 async def find_messages(svc: Services, account_id: int, *, phone: str = "", day: str = "", task_id: int | None = None,

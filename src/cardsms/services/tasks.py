@@ -21,13 +21,14 @@ from typing import Any
 import structlog
 from sqlalchemy import case, func, select, text, update
 
-from cardsms.db.schema import audience_numbers, audiences, messages, replies, tasks
+from cardsms.db.schema import audience_numbers, audiences, daily_stats, messages, replies, tasks
 from cardsms.domain.errors import CardsmsError, field_error
 from cardsms.domain.numbers import PhoneNumber
 from cardsms.domain.schedule import can_revoke, check_schedule, check_task_name
 from cardsms.logs import pass_failed
 from cardsms.services import imports
 from cardsms.services.core import Services, as_utc
+from cardsms.services.retention import stats_filters
 from cardsms.services.sending import (
     _VAR,
     CardLegs,
@@ -387,9 +388,16 @@ async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[
             func.sum(case((messages.c.opens > 0, 1), else_=0)),
         ).where(messages.c.task_id.in_(task_ids)).group_by(messages.c.task_id, messages.c.channel,
                                                             messages.c.state))).all()
-        replied = (await conn.execute(select(messages.c.task_id, func.count()).select_from(replies).join(
+        replied = [*(await conn.execute(select(messages.c.task_id, func.count()).select_from(replies).join(
             messages, messages.c.id == replies.c.message_id).where(messages.c.task_id.in_(task_ids))
-            .group_by(messages.c.task_id))).all()
+            .group_by(messages.c.task_id))).all()]
+        # the tasks' purged messages, folded into daily counts (services/retention.py)
+        d = daily_stats.c
+        rows = [*rows, *(await conn.execute(select(
+            d.task_id, d.channel, d.state, func.sum(d.messages), func.sum(d.rendered), func.sum(d.opened),
+        ).where(*stats_filters(task_ids=list(task_ids))).group_by(d.task_id, d.channel, d.state))).all()]
+        replied += (await conn.execute(select(d.task_id, func.sum(d.replies)).where(
+            *stats_filters(task_ids=list(task_ids))).group_by(d.task_id))).all()
     for task_id, channel, state, n, rendered, opened in rows:
         stats = out[task_id]
         if state == "skipped":
@@ -404,7 +412,7 @@ async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[
         stats["rendered"] += int(rendered or 0)
         stats["opened"] += int(opened or 0)
     for task_id, n in replied:
-        out[task_id]["replies"] = int(n)
+        out[task_id]["replies"] += int(n or 0)
     return out
 
 
