@@ -38,8 +38,9 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_current)
 
 
-async def upgrade(engine: AsyncEngine) -> tuple[str | None, str | None]:
-    """Apply every pending migration; returns (revision before, revision after)."""
+async def upgrade(engine: AsyncEngine, target: str = "head") -> tuple[str | None, str | None]:
+    """Apply every pending migration (up to `target`: the upgrade test builds old schemas with it); returns
+    (revision before, revision after)."""
     before = await current_revision(engine)
     cfg = _config()
 
@@ -47,7 +48,7 @@ async def upgrade(engine: AsyncEngine) -> tuple[str | None, str | None]:
         if sync_conn.dialect.name == "postgresql":
             sync_conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
         cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, target)
 
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
