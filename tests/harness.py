@@ -54,8 +54,9 @@ class PostgresServer:
 
     def start(self) -> None:
         data = self.dir / "data"
-        subprocess.run([*self._as_user, str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                        "-A", "trust", "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+        if not data.exists():
+            subprocess.run([*self._as_user, str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                            "-A", "trust", "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
         self.proc = subprocess.Popen(
             [*self._as_user, str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
              "-h", "127.0.0.1", "-k", str(self.dir), "-c", "fsync=off", "-c", "max_connections=200"],
@@ -83,10 +84,15 @@ class PostgresServer:
         asyncio.run(self._execute(f'CREATE DATABASE "{name}"'))
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
-    def stop(self) -> None:
+    def pause(self) -> None:
+        """Stop the server, keep its data: `start()` brings it back on the same port (an outage)."""
         if self.proc:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+            self.proc = None
+
+    def stop(self) -> None:
+        self.pause()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

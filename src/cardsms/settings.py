@@ -81,6 +81,10 @@ class Settings(BaseSettings):
         "uvloop", description="event loop of serve, api, worker and the simulators; asyncio = the standard one "
         "(to compare, or to debug with asyncio's own tools)")
     retention_days: int = Field(30, ge=1, le=3650, description="how long message records are kept")
+    queue_limit: int = Field(2_000_000, ge=0, description="API sends answer Throttling.Queue while more messages than "
+                             "this wait to be submitted; 0 = no limit")
+    sqlite_max_mb: int = Field(0, ge=0, description="SQLite: the database may grow to this many MB (writes beyond "
+                               "fail as on a full disk: HTTP 503); 0 = no limit")
     webhook_timeout_seconds: float = Field(3.0, gt=0, le=60, description="webhook POST timeout")
     outbound_allow_networks: list[str] = Field([], description="networks the server may send webhooks to although "
                                                "they are not public, e.g. [\"10.1.0.0/16\"]; empty = public only")

@@ -21,7 +21,7 @@ CACHE_KIB = 64 * 1024  # per connection
 WORK_CHANNEL = "cardsms_work"  # PostgreSQL: a send NOTIFYs it at commit; idle workers LISTEN on it
 
 
-def _sqlite_setup(engine: Engine, busy_ms: int = 30_000) -> None:
+def _sqlite_setup(engine: Engine, busy_ms: int = 30_000, max_mb: int = 0) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -35,6 +35,8 @@ def _sqlite_setup(engine: Engine, busy_ms: int = 30_000) -> None:
         # turns every update into a read() of a page the OS has cached anyway; map the file instead
         cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        if max_mb:  # a cap on the file: past it a write fails with SQLITE_FULL, exactly as on a full disk
+            cursor.execute(f"PRAGMA max_page_count={max_mb * 1024 * 1024 // 4096}")  # SQLite's default page size
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -47,7 +49,7 @@ def make_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-        _sqlite_setup(engine.sync_engine)
+        _sqlite_setup(engine.sync_engine, max_mb=settings.sqlite_max_mb)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
 
@@ -76,5 +78,5 @@ def make_writer(settings: Settings) -> SqliteWriter | None:
     # writer waits (never both at once), hence check_same_thread off
     engine = create_engine(url.replace("+aiosqlite", "", 1), poolclass=StaticPool,
                            connect_args={"timeout": 30, "check_same_thread": False})
-    _sqlite_setup(engine)
+    _sqlite_setup(engine, max_mb=settings.sqlite_max_mb)
     return SqliteWriter(engine)

@@ -33,6 +33,10 @@ _TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("InvalidTimeStamp.Expired", 400, "The request time is too far from the server's clock."),
     ErrorCode("SignatureNonceUsed", 400, "The signature nonce was already used within the replay window."),
     ErrorCode("Throttling.User", 400, "The account is over its API QPS limit; retry after x-acs-retry-after ms."),
+    ErrorCode("Throttling.Queue", 400, "The send queue is over CARDSMS_QUEUE_LIMIT messages (the links are behind); "
+              "nothing was sent; retry later."),
+    ErrorCode("ServiceUnavailable", 503, "The database cannot store the request now (disk full, database down); "
+              "nothing was stored; retry later."),
     ErrorCode("Forbidden", 403, "The caller may not perform this operation."),
     ErrorCode("InternalError", 500, "A server fault; the RequestId is in the log."),
     # business errors of text SMS operations (HTTP 200, Code other than OK)

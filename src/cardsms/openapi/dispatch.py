@@ -10,6 +10,8 @@ from urllib.parse import parse_qsl
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,6 +25,9 @@ from cardsms.services.core import Services
 from cardsms.web.http import MAX_URL_BYTES, URL_TOO_LONG
 
 API_VERSION = "2017-05-25"
+# what a database that cannot store raises: SQLite's "database or disk is full" or I/O errors, a PostgreSQL
+# server gone (refused connections, dropped sessions, a pool that cannot connect)
+STORAGE_DOWN = (OperationalError, InterfaceError, SqlTimeoutError, OSError)
 MAX_BODY = 16 * 1024 * 1024
 OPERATIONS: dict[str, Operation] = {
     **ops_signs.OPERATIONS, **ops_templates.OPERATIONS, **ops_cards.OPERATIONS, **ops_send.OPERATIONS,
@@ -91,6 +96,11 @@ class ApiEndpoint:
                     body["Success"] = False
             else:
                 body = error_body(request_id, exc.code, exc.message)
+        except STORAGE_DOWN as exc:  # the request was not stored: a retryable answer, not a fault of ours
+            log.warning("api.storage_unavailable", request_id=request_id, action=action, error=str(exc)[:300])
+            status, code = 503, "ServiceUnavailable"
+            body = error_body(request_id, code, "The database cannot store the request now (disk full or database "
+                              f"unreachable); nothing was stored; retry later. RequestId {request_id} is in the log.")
         except Exception:
             log.exception("api.fault", request_id=request_id, action=action)
             status, code = 500, "InternalError"

@@ -7,17 +7,19 @@ event, its short link and the idempotency record, and only then is the caller to
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -317,10 +319,41 @@ async def _write_sends(conn: AsyncConnection, sends: Sequence[_Send], *, svc: Se
     return [s.answer for s in sends]
 
 
+BACKLOG_TTL = 1.0  # seconds a count of the waiting messages is used before it is counted again
+_backlog: dict[int, tuple[float, int]] = {}  # id(svc) -> (valid until, messages waiting)
+_backlog_lock = asyncio.Lock()
+
+
+async def waiting_messages(svc: Services) -> int:
+    """How many messages wait to be submitted (state queued), counted at most once a second per process."""
+    found = _backlog.get(id(svc))
+    if found is not None and found[0] > time.monotonic():
+        return found[1]
+    async with _backlog_lock:
+        found = _backlog.get(id(svc))
+        if found is not None and found[0] > time.monotonic():
+            return found[1]
+        async with svc.read() as conn:
+            n = int(await conn.scalar(select(func.count()).select_from(messages).where(messages.c.state == "queued"))
+                    or 0)
+        _backlog[id(svc)] = (time.monotonic() + BACKLOG_TTL, n)
+        return n
+
+
+async def check_queue(svc: Services, adding: int) -> None:
+    """Past CARDSMS_QUEUE_LIMIT waiting messages a send is refused (retry later) instead of queued without
+    bound: the links are behind, and a queue of days helps nobody."""
+    limit = svc.settings.queue_limit
+    if limit and await waiting_messages(svc) + adding > limit:
+        raise CardsmsError("Throttling.Queue", f"the send queue holds more than {limit} messages waiting for the "
+                           "SMSC links (CARDSMS_QUEUE_LIMIT); nothing was sent; retry later")
+
+
 async def commit_send(svc: Services, account_id: int, box: Outbox, answer: dict[str, Any],
                       idem_key: str | None, action: str) -> dict[str, Any]:
     """Write the rows and the idempotency record in one transaction, group-committed with the sends of
     other requests (services.batching); a concurrent twin (same idempotency key) returns the first answer."""
+    await check_queue(svc, sum(1 for r in box.rows if r.get("state") == "queued"))
     try:
         writer = svc.group_commit("sends", _write_sends, max_batch=200, in_flight=2)
         written: dict[str, Any] = await writer.submit(_Send(account_id, box, answer, idem_key, action))
