@@ -91,6 +91,9 @@ async def open_services(settings: Settings) -> Services:
 
 def run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
     async def _main() -> T:
+        from cardsms.services import audit
+
+        audit.set_actor("cli")  # what the CLI changes is logged as the operator at the terminal
         svc = await open_services(settings)
         try:
             return await work(svc)

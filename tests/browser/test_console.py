@@ -29,7 +29,7 @@ XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
 XSS_TITLE = "Sale<script>__xss=2</script>"  # a title may hold 30 characters
 MAIN_PAGES = ["", "qualifications", "signs",
               "templates", "cards", "cards/new", "public", "public/PUB_ORDER_SHIPPED", "tasks",
-              "tasks/new", "audiences", "records", "settings"]
+              "tasks/new", "audiences", "records", "settings", "users", "audit", "password"]
 
 
 @pytest.fixture(scope="module")
@@ -424,3 +424,66 @@ def test_design_a_single_coupon_card_end_to_end(ops: Page, tmp_path: Path) -> No
     expect(ops.locator("#vendor-progress [data-vendor=XiaoMi]")).to_have_attribute("data-state", "3")
     expect(ops.locator("#phone-preview")).to_contain_text("满100减20元券")
     expect(ops.locator("#phone-preview a.button")).to_have_text("立即领取优惠券吧")
+
+
+def test_users_page_password_change_and_audit_log(ops: Page, browser: Browser, console_server: Server) -> None:
+    ops.goto("/console/users")
+    ops.fill("#f-username", "clerk")
+    ops.select_option("#f-role", "operator")
+    ops.fill("#f-password", "clerk-pass-1")
+    ops.click("form.stack button")
+    expect(ops.locator("tr[data-user=clerk]")).to_be_visible()
+
+    clerk_ctx = new_context(browser, console_server)
+    clerk = clerk_ctx.new_page()
+    log_in(clerk, "clerk", "clerk-pass-1")
+    clerk.wait_for_url("**/console/")
+    expect(clerk.locator("nav.side a[href='/console/users']")).to_have_count(0)  # not an admin
+    assert clerk.request.get("/console/users").status == 403
+
+    # an admin resets the password: shown once; the clerk's session ends at once
+    ops.locator("tr[data-user=clerk] button[data-action=reset]").click()
+    new_password = ops.locator("#reset-password code").inner_text().strip()
+    assert len(new_password) >= 12
+    clerk.goto("/console/templates")
+    clerk.wait_for_url("**/console/login**")
+    log_in(clerk, "clerk", new_password)
+    clerk.wait_for_url("**/console/")
+
+    # the clerk changes the password: signed out everywhere, the new one works
+    clerk.goto("/console/password")
+    clerk.fill("#f-current", "wrong-password")
+    clerk.fill("#f-new", "clerk-pass-2")
+    clerk.fill("#f-again", "clerk-pass-2")
+    clerk.click("form.stack button")
+    expect(clerk.locator("[data-field=current] .err")).to_be_visible()
+    clerk.fill("#f-current", new_password)
+    clerk.fill("#f-new", "clerk-pass-2")
+    clerk.fill("#f-again", "clerk-pass-2")
+    clerk.click("form.stack button")
+    clerk.wait_for_url("**/console/login**")
+    log_in(clerk, "clerk", "clerk-pass-2")
+    clerk.wait_for_url("**/console/")
+
+    # disabled: the session ends and no new one starts
+    ops.goto("/console/users")
+    ops.locator("tr[data-user=clerk] button[data-action=disable]").click()
+    expect(ops.locator("tr[data-user=clerk] .badge.s2")).to_be_visible()
+    clerk.goto("/console/")
+    clerk.wait_for_url("**/console/login**")
+    log_in(clerk, "clerk", "clerk-pass-2")
+    expect(clerk.locator("[role=alert]")).to_be_visible()
+    clerk_ctx.close()
+    # the last enabled admin cannot disable themself
+    ops.locator("tr[data-user=ops] button[data-action=disable]").click()
+    expect(ops.locator("p.err")).to_contain_text("admin")
+
+    # who did what, viewable and exportable
+    ops.goto("/console/audit")
+    for action in ("user.create", "user.reset", "user.password", "user.disable"):
+        expect(ops.locator(f"#audit tr[data-action='{action}']").first).to_contain_text("clerk")
+    expect(ops.locator("#audit tr[data-action='user.password']").first).to_contain_text("user:clerk")
+    with ops.expect_download() as dl:
+        ops.click("a[data-action=export]")
+    exported = Path(dl.value.path()).read_text()
+    assert exported.splitlines()[0] == "time,actor,action,subject,detail" and "user:ops,user.disable,clerk" in exported

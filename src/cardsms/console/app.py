@@ -42,6 +42,7 @@ from cardsms.domain.vendors import Vendor
 from cardsms.links.render import card_view
 from cardsms.services import (
     accounts,
+    audit,
     cards,
     imports,
     media,
@@ -67,7 +68,9 @@ NAV = [("overview", "/console/", "Overview"), ("qualifications", "/console/quali
        ("templates", "/console/templates", "Text templates"), ("cards", "/console/cards", "Card templates"),
        ("public", "/console/public", "Public templates"), ("tasks", "/console/tasks", "Mass tasks"),
        ("audiences", "/console/audiences", "Audiences"), ("records", "/console/records", "Send records"),
-       ("settings", "/console/settings", "Settings")]
+       ("settings", "/console/settings", "Settings"), ("users", "/console/users", "Users"),
+       ("audit", "/console/audit", "Audit log"), ("password", "/console/password", "Password")]
+ADMIN_PAGES = ("users", "audit")
 REVIEW_NAMES = {0: "Reviewing", 1: "Approved", 2: "Rejected", 3: "Not submitted"}
 
 
@@ -90,13 +93,19 @@ class Console:
                **context: Any) -> HTMLResponse:
         lang = language(request)
         html = self.env.get_template(name).render(
-            _=translator(lang), lang=lang, session=session, nav=NAV, path=request.url.path, version=__version__,
+            _=translator(lang), lang=lang, session=session, nav=NAV, admin_pages=ADMIN_PAGES, path=request.url.path, version=__version__,
             review_names=REVIEW_NAMES, **context)
         return HTMLResponse(html, status)
 
     def view(self, handler: Handler, role: str = "viewer") -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             session = self.codec.decode(request.cookies.get(SESSION_COOKIE))
+            if session is not None:  # the user may have been disabled, reset or changed password meanwhile
+                state = await accounts.session_state(self.svc, session.user_id)
+                if state is None or state["disabled"] or state["session_version"] != session.version:
+                    session = None
+                elif state["role"] != session.role:  # a role changed by an admin applies at once
+                    session = dataclasses.replace(session, role=state["role"])
             if session is None:
                 target = "/console/login?next=" + quote(request.url.path)
                 if request.headers.get("hx-request"):
@@ -106,6 +115,7 @@ class Console:
             if not session.may(need):
                 return self.render(request, "notice.html", session, 403, title="Not allowed",
                                    message="Your role may not do this; ask an administrator.")
+            audit.set_actor(f"user:{session.username}")
             if request.method == "POST":
                 form = await request.form(max_files=20, max_fields=500, max_part_size=MAX_FORM_BYTES)
                 token = str(form.get("csrf") or request.headers.get("x-csrf-token") or "")
@@ -146,6 +156,11 @@ class Console:
             Route("/console/audiences/{id:int}/delete", op(self.audience_delete), methods=["POST"]),
             Route("/console/records", v(self.records)),
             Route("/console/settings", v(self.settings_page)),
+            Route("/console/users", admin(self.users_page), methods=["GET", "POST"]),
+            Route("/console/users/{id:int}/{action}", admin(self.user_action), methods=["POST"]),
+            Route("/console/password", v(self.password_page), methods=["GET", "POST"]),
+            Route("/console/audit", admin(self.audit_page)),
+            Route("/console/audit.csv", admin(self.audit_export)),
             Route("/console/settings/{section}", admin(self.settings_post), methods=["POST"]),
             Route("/console/static/public/{code}.png", self.public_image),
             Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static"),
@@ -651,7 +666,8 @@ class Console:
                                                                   form.get("description", "")[:200])
                 created = (key_id, secret)
             elif section == "keys-toggle":
-                await accounts.set_access_key_enabled(self.svc, form.get("key_id", ""), form.get("enable") == "1")
+                await accounts.set_access_key_enabled(self.svc, form.get("key_id", ""), form.get("enable") == "1",
+                                                      account_id=session.account_id)
             elif section == "webhook":
                 await webhooks.set_webhook(self.svc, session.account_id, form.get("kind", ""), form.get("url", ""))
             elif section == "webhook-remove":
@@ -671,6 +687,72 @@ class Console:
             return RedirectResponse("/console/settings", 303)
         return self.render(request, "settings.html", session, 400 if errors else 200, errors=errors,
                            created=created, **await self._settings_context(session))
+
+
+    # --- users, password, audit log (admins; the password page is everyone's) -------------------------
+
+    async def users_page(self, request: Request, session: Session) -> Response:
+        errors: dict[str, str] = {}
+        form: dict[str, str] = {}
+        if request.method == "POST":
+            form = await _text_form(request)
+            try:
+                await accounts.create_user(self.svc, session.account, form.get("username", "").strip(),
+                                           form.get("password", ""), form.get("role", "operator"))
+                return RedirectResponse("/console/users", 303)
+            except accounts.AccountError as exc:
+                errors["username" if "user" in str(exc) else "password" if "password" in str(exc)
+                       else "role"] = str(exc)
+        return await self._users(request, session, errors, form)
+
+    async def _users(self, request: Request, session: Session, errors: dict[str, str], form: dict[str, str],
+                     reset: tuple[str, str] | None = None) -> Response:
+        rows = await accounts.list_users(self.svc, session.account_id)
+        return self.render(request, "users.html", session, 400 if errors else 200, rows=rows, errors=errors,
+                           form=form, roles=accounts.ROLES, reset=reset)
+
+    async def user_action(self, request: Request, session: Session) -> Response:
+        form = await _text_form(request)
+        user_id, action = request.path_params["id"], request.path_params["action"]
+        try:
+            password = await accounts.manage_user(self.svc, session.account_id, user_id, action,
+                                                  form.get("role", ""))
+        except accounts.AccountError as exc:
+            return await self._users(request, session, {"action": str(exc)}, {})
+        if password is not None:  # shown once, to the admin who reset it
+            name = next(str(r["username"]) for r in await accounts.list_users(self.svc, session.account_id)
+                        if r["id"] == user_id)
+            return await self._users(request, session, {}, {}, reset=(name, password))
+        return RedirectResponse("/console/users", 303)
+
+    async def password_page(self, request: Request, session: Session) -> Response:
+        errors: dict[str, str] = {}
+        if request.method == "POST":
+            form = await _text_form(request)
+            try:
+                if form.get("new", "") != form.get("again", ""):
+                    raise accounts.AccountError("new password: the two entries differ")
+                await accounts.change_password(self.svc, session.user_id, form.get("current", ""),
+                                               form.get("new", ""))
+            except accounts.AccountError as exc:
+                errors["current" if str(exc).startswith("current") else "new"] = str(exc)
+            else:  # every session of this user ended: sign in again with the new password
+                response = RedirectResponse("/console/login", 303)
+                response.delete_cookie(SESSION_COOKIE, path="/")
+                return response
+        return self.render(request, "password.html", session, 400 if errors else 200, errors=errors)
+
+    async def audit_page(self, request: Request, session: Session) -> Response:
+        rows = await audit.entries(self.svc, session.account_id, limit=500)
+        return self.render(request, "audit.html", session, rows=rows)
+
+    async def audit_export(self, request: Request, session: Session) -> Response:
+        rows = await audit.entries(self.svc, session.account_id, limit=100_000)
+        text = tasks.csv_text([("time", "actor", "action", "subject", "detail"),
+                               *[(china_time(r["at"]), r["actor"], r["action"], r["subject"], r["detail"])
+                                 for r in rows]])
+        return Response(text, media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": 'attachment; filename="audit-log.csv"'})
 
 
 # --- helpers ---------------------------------------------------------------------------------------

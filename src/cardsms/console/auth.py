@@ -32,6 +32,7 @@ class Session:
     role: str
     csrf: str
     expires: int
+    version: int = 0  # the user's session_version when signed in: raised by a password change, reset or disable
 
     def may(self, role: str) -> bool:
         return ROLE_RANK.get(self.role, -1) >= ROLE_RANK[role]
@@ -96,4 +97,4 @@ async def authenticate(svc: Services, username: str, password: str, account: str
         return "Wrong user name or password."
     row = rows[0]
     return Session(int(row["id"]), int(row["account_id"]), row["account_name"], row["username"], row["role"],
-                   secrets.token_urlsafe(24), int(time.time()) + SESSION_SECONDS)
+                   secrets.token_urlsafe(24), int(time.time()) + SESSION_SECONDS, int(row["session_version"]))

@@ -34,6 +34,26 @@ def translator(lang: str) -> Callable[[str], str]:
 
 
 ZH: dict[str, str] = {
+    'Users': '用户管理',
+    'Audit log': '操作审计',
+    'New password of': '新密码：',
+    'shown once; the user signs in with it and should change it.': '仅显示一次；该用户用它登录后应立即修改。',
+    'User': '用户',
+    'Role': '角色',
+    'Actions': '操作',
+    'Set': '设置',
+    'Reset password': '重置密码',
+    'Add user': '添加用户',
+    'At least 8 characters': '至少 8 个字符',
+    'Change password': '修改密码',
+    'After the change every session of yours ends, on every device: sign in again with the new password.': '修改后您在所有设备上的登录都会失效，请用新密码重新登录。',
+    'Current password': '当前密码',
+    'New password': '新密码',
+    'New password again': '再次输入新密码',
+    'Export CSV': '导出 CSV',
+    'Who': '操作人',
+    'Subject': '对象',
+    'Nothing recorded yet.': '暂无记录。',
     # card type names (domain.card.CARD_TYPE_NAMES)
     'horizontal-slide 1': '横滑类1',
     'horizontal-slide 2': '横滑类2',

@@ -54,6 +54,8 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     _ts("created_at"),
+    # raised by a password change, reset or disable: the sessions signed with an older value end at once
+    Column("session_version", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("account_id", "username"),
     Index("ix_users_username", "username"),
 )
@@ -158,6 +160,21 @@ sign_documents = Table(
     _ts("created_at"),
     _ts("updated_at"),
     Index("ix_sign_documents_account", "account_id", "kind"),
+)
+
+# Who did what and when (services/audit.py): console users, the CLI and API keys changing keys, users,
+# webhooks, suppression, signatures, templates and tasks. Written in the transaction of the change.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("actor", String(96), nullable=False),  # user:NAME | api:KEYID | cli
+    Column("action", String(48), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    _ts("at"),
+    Index("ix_audit_log_account", "account_id", "id"),
 )
 
 # Daily counts of messages whose records were purged after CARDSMS_RETENTION_DAYS (services/retention.py):

@@ -20,6 +20,7 @@ from cardsms.openapi import auth, ops_cards, ops_links, ops_qualifications, ops_
 from cardsms.openapi.context import Ctx, Operation
 from cardsms.openapi.envelope import error_body, new_request_id, render
 from cardsms.openapi.params import Params
+from cardsms.services import audit
 from cardsms.services.accounts import find_access_key
 from cardsms.services.core import Services
 from cardsms.web.http import MAX_URL_BYTES, URL_TOO_LONG
@@ -76,6 +77,7 @@ class ApiEndpoint:
             op = self._operation(action, request.headers.get("x-acs-version") or params.values.get("Version", ""))
             key = await self._authenticate(api_request)
             account = key.account_name
+            audit.set_actor(f"api:{key.key_id}")
             wait_ms = self.limiter.acquire(key.account_id, key.qps_limit or self.svc.settings.api_qps)
             if wait_ms:
                 headers["x-acs-retry-after"] = str(wait_ms)

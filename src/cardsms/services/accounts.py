@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from cardsms.crypto import hash_password, new_access_key
+from cardsms.crypto import hash_password, new_access_key, verify_password
 from cardsms.db.schema import access_keys, accounts, users
+from cardsms.services import audit
 from cardsms.services.core import Services, as_utc
 
 ROLES = ("admin", "operator", "viewer")
@@ -85,6 +87,7 @@ async def create_user(svc: Services, account: str, username: str, password: str,
                     disabled=False, created_at=svc.now(),
                 )
             )
+            await audit.record(conn, svc, acc, "user.create", username, f"role {role}")
     except IntegrityError:
         raise AccountError(f"user {username!r} already exists in account {account!r}") from None
 
@@ -99,6 +102,7 @@ async def create_access_key(svc: Services, account: str, description: str = "") 
                 description=description[:200], created_at=svc.now(),
             )
         )
+        await audit.record(conn, svc, acc, "accesskey.create", key_id, description)
     return key_id, secret
 
 
@@ -136,18 +140,26 @@ async def find_access_key(svc: Services, key_id: str) -> AccessKey | None:
     return _key(rows[0], svc) if rows else None
 
 
-async def set_access_key_enabled(svc: Services, key_id: str, enabled: bool) -> None:
+async def set_access_key_enabled(svc: Services, key_id: str, enabled: bool, account_id: int | None = None) -> None:
+    """Enable or disable a key; with `account_id` (the console) only a key of that account."""
+    where = [access_keys.c.key_id == key_id]
+    if account_id is not None:
+        where.append(access_keys.c.account_id == account_id)
     async with svc.write() as conn:
-        result = await conn.execute(
-            update(access_keys).where(access_keys.c.key_id == key_id).values(enabled=enabled)
-        )
+        owner = await conn.scalar(select(access_keys.c.account_id).where(*where))
+        result = await conn.execute(update(access_keys).where(*where).values(enabled=enabled))
+        if owner is not None:
+            await audit.record(conn, svc, owner, "accesskey.enable" if enabled else "accesskey.disable", key_id)
     if result.rowcount == 0:
         raise AccountError(f"access key {key_id!r} does not exist")
 
 
 async def delete_access_key(svc: Services, key_id: str) -> None:
     async with svc.write() as conn:
+        owner = await conn.scalar(select(access_keys.c.account_id).where(access_keys.c.key_id == key_id))
         result = await conn.execute(delete(access_keys).where(access_keys.c.key_id == key_id))
+        if owner is not None:
+            await audit.record(conn, svc, owner, "accesskey.delete", key_id)
     if result.rowcount == 0:
         raise AccountError(f"access key {key_id!r} does not exist")
 
@@ -166,3 +178,75 @@ async def find_logins(svc: Services, username: str, account: str = "") -> list[d
         query = query.where(accounts.c.name == account)
     async with svc.read() as conn:
         return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+# --- console users: the users page and the password page (issue G) --------------------------------
+
+async def list_users(svc: Services, account_id: int) -> list[Any]:
+    async with svc.read() as conn:
+        return list((await conn.execute(select(users).where(users.c.account_id == account_id)
+                                        .order_by(users.c.username))).mappings().all())
+
+
+async def session_state(svc: Services, user_id: int) -> Any:
+    """What a console request checks of its user: still there, not disabled, the same session version."""
+    async with svc.point_read() as conn:
+        return (await conn.execute(select(users.c.disabled, users.c.session_version, users.c.role)
+                                   .where(users.c.id == user_id))).mappings().first()
+
+
+async def _user(conn: Any, account_id: int, user_id: int) -> Any:
+    row = (await conn.execute(select(users).where(users.c.account_id == account_id, users.c.id == user_id))
+           ).mappings().first()
+    if row is None:
+        raise AccountError(f"user #{user_id} does not exist in this account")
+    return row
+
+
+async def _admins_left(conn: Any, account_id: int, without: int) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(users).where(
+        users.c.account_id == account_id, users.c.role == "admin", users.c.disabled.is_(False),
+        users.c.id != without)) or 0)
+
+
+async def manage_user(svc: Services, account_id: int, user_id: int, action: str, role: str = "") -> str | None:
+    """disable | enable | reset (returns the new password, shown once) | role. Disabling and resetting end the
+    user's sessions; an account always keeps an enabled admin."""
+    new_password = None
+    async with svc.write() as conn:
+        row = await _user(conn, account_id, user_id)
+        values: dict[str, Any] = {}
+        if action in ("disable", "role") and row["role"] == "admin" and (action == "disable" or role != "admin") \
+                and await _admins_left(conn, account_id, user_id) == 0:
+            raise AccountError("the account would be left without an enabled admin")
+        if action == "disable":
+            values = {"disabled": True, "session_version": row["session_version"] + 1}
+        elif action == "enable":
+            values = {"disabled": False}
+        elif action == "reset":
+            new_password = secrets.token_urlsafe(12)
+            values = {"password_hash": hash_password(new_password), "session_version": row["session_version"] + 1}
+        elif action == "role":
+            if role not in ROLES:
+                raise AccountError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+            values = {"role": role}
+        else:
+            raise AccountError(f"unknown action {action!r}")
+        await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+        await audit.record(conn, svc, account_id, f"user.{action}", str(row["username"]), role)
+    return new_password
+
+
+async def change_password(svc: Services, user_id: int, current: str, new: str) -> None:
+    """A user's own password; every session of the user ends (sign-out everywhere), this one included."""
+    if len(new) < 8:
+        raise AccountError("new password: at least 8 characters")
+    async with svc.write() as conn:
+        row = (await conn.execute(select(users).where(users.c.id == user_id))).mappings().first()
+        if row is None or not verify_password(current, row["password_hash"]):
+            raise AccountError("current password: wrong password")
+        if current == new:
+            raise AccountError("new password: must differ from the current one")
+        await conn.execute(update(users).where(users.c.id == user_id).values(
+            password_hash=hash_password(new), session_version=row["session_version"] + 1))
+        await audit.record(conn, svc, int(row["account_id"]), "user.password", str(row["username"]))

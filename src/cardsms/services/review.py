@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cardsms.db.schema import qualifications, reviews, sign_documents, signs, templates
 from cardsms.domain.card import TYPE_RULES, CardTemplate
 from cardsms.domain.vendors import Vendor, parse_factorys, unsupported_reason
-from cardsms.services import webhooks
+from cardsms.services import audit, webhooks
 from cardsms.services.core import Services, china_time
 from cardsms.vendors.gateway import ReviewRequest, ReviewState
 
@@ -63,6 +63,11 @@ async def submit(
         ],
     )
     await refresh_status(conn, account_id, subject_kind, subject_id)
+    table = _SUBJECT_TABLES[subject_kind]
+    name_column = table.c.code if subject_kind == "template" else table.c.name
+    name = await conn.scalar(select(name_column).where(table.c.id == subject_id))
+    await audit.record(conn, svc, account_id, f"{subject_kind}.submit", f"{name} (#{subject_id})",
+                       "created or changed, submitted for review")
     if svc.reviewer.delay_seconds() == 0:
         await process_due(conn, svc, subject=(account_id, subject_kind, subject_id))
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cardsms.db.schema import resource_tags, reviews, sign_documents, signs
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.text import SIGN_SOURCES, SIGN_TYPES, check_remark, check_sign_name
-from cardsms.services import review
+from cardsms.services import audit, review
 from cardsms.services.core import Services, read_page
 from cardsms.services.files import decode_inline_file
 from cardsms.vendors.gateway import ReviewState
@@ -121,6 +121,7 @@ async def delete_sign(svc: Services, account_id: int, name: str) -> str:
     async with svc.write() as conn:
         current = await _get(conn, account_id, name)
         await conn.execute(delete(signs).where(signs.c.account_id == account_id, signs.c.id == current["id"]))
+        await audit.record(conn, svc, account_id, "sign.delete", str(current["name"]))
         await conn.execute(delete(resource_tags).where(
             resource_tags.c.account_id == account_id, resource_tags.c.resource_type == "SIGN",
             resource_tags.c.resource_id == current["name"]))

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from cardsms.db.schema import suppressions
 from cardsms.domain.errors import field_error
 from cardsms.domain.numbers import InvalidNumber, normalise_number
+from cardsms.services import audit
 from cardsms.services.core import Services
 
 
@@ -38,6 +39,7 @@ async def add_suppressed(svc: Services, account_id: int, raw: str, detail: str =
         async with svc.write() as conn:
             await conn.execute(insert(suppressions).values(account_id=account_id, phone=phone, source="manual",
                                                            detail=detail[:200], created_at=svc.now()))
+            await audit.record(conn, svc, account_id, "suppression.add", phone, detail)
     except IntegrityError:
         raise field_error("phone", f"phone: {phone} is already on the suppression list") from None
     return phone
@@ -46,5 +48,8 @@ async def add_suppressed(svc: Services, account_id: int, raw: str, detail: str =
 async def remove_suppressed(svc: Services, account_id: int, raw: str) -> bool:
     phone = _phone(raw)
     async with svc.write() as conn:
-        return bool((await conn.execute(delete(suppressions).where(
+        removed = bool((await conn.execute(delete(suppressions).where(
             suppressions.c.account_id == account_id, suppressions.c.phone == phone))).rowcount)
+        if removed:
+            await audit.record(conn, svc, account_id, "suppression.remove", phone)
+        return removed

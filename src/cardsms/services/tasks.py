@@ -26,7 +26,7 @@ from cardsms.domain.errors import CardsmsError, field_error
 from cardsms.domain.numbers import PhoneNumber
 from cardsms.domain.schedule import can_revoke, check_schedule, check_task_name
 from cardsms.logs import pass_failed
-from cardsms.services import imports
+from cardsms.services import audit, imports
 from cardsms.services.core import Services, as_utc
 from cardsms.services.retention import stats_filters
 from cardsms.services.sending import (
@@ -190,6 +190,7 @@ async def _transition(svc: Services, account_id: int, task_id: int, allowed: tup
         if not done:
             raise CardsmsError("TaskStateConflict", f"task {task_id} is {task['state']}; only a task that is "
                                f"{' or '.join(allowed)} can be {verb}", field="task")
+        await audit.record(conn, svc, account_id, f"task.{verb}", f"task {task_id} {task['name']}")
 
 
 async def revoke_task(svc: Services, account_id: int, task_id: int) -> None:

@@ -18,7 +18,7 @@ from cardsms.domain.text import (
     template_variables,
 )
 from cardsms.domain.variables import check_template_rule
-from cardsms.services import review, signs
+from cardsms.services import audit, review, signs
 from cardsms.services.core import Services, random_digits, read_page
 from cardsms.services.files import decode_inline_file
 from cardsms.vendors.gateway import ReviewState
@@ -118,6 +118,7 @@ async def delete_template(svc: Services, account_id: int, code: str) -> str:
     async with svc.write() as conn:
         row = await get_template(conn, account_id, code, ("text", "digital", "card"))
         await conn.execute(delete(templates).where(templates.c.id == row["id"], templates.c.account_id == account_id))
+        await audit.record(conn, svc, account_id, "template.delete", str(row["code"]), str(row["name"]))
         await conn.execute(delete(resource_tags).where(
             resource_tags.c.account_id == account_id, resource_tags.c.resource_type == "TEMPLATE",
             resource_tags.c.resource_id == row["code"]))

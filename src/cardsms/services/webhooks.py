@@ -21,6 +21,7 @@ from cardsms.db.bulk import insert_rows
 from cardsms.db.schema import webhook_outbox, webhooks
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.outbound import OutboundRefused, check_literal, parse_networks
+from cardsms.services import audit
 from cardsms.services.core import Services, china_time
 
 KINDS = ("SmsReport", "SmsUp", "MnsCardVender", "MnsCardTemplate", "TemplateSmsReport", "SignSmsReport")
@@ -52,6 +53,7 @@ async def set_webhook(svc: Services, account_id: int, kind: str, url: str) -> st
         await conn.execute(delete(webhooks).where(webhooks.c.account_id == account_id, webhooks.c.kind == kind))
         await conn.execute(insert(webhooks).values(account_id=account_id, kind=kind, url=url,
                                                    secret_enc=svc.crypto.encrypt(secret), created_at=svc.now()))
+        await audit.record(conn, svc, account_id, "webhook.set", kind, url)
     return secret
 
 
@@ -59,6 +61,8 @@ async def remove_webhook(svc: Services, account_id: int, kind: str) -> bool:
     async with svc.write() as conn:
         result = await conn.execute(delete(webhooks).where(webhooks.c.account_id == account_id,
                                                            webhooks.c.kind == check_kind(kind)))
+        if result.rowcount:
+            await audit.record(conn, svc, account_id, "webhook.remove", kind)
     return bool(result.rowcount)
 
 
