@@ -93,8 +93,8 @@ class Console:
                **context: Any) -> HTMLResponse:
         lang = language(request)
         html = self.env.get_template(name).render(
-            _=translator(lang), lang=lang, session=session, nav=NAV, admin_pages=ADMIN_PAGES, path=request.url.path, version=__version__,
-            review_names=REVIEW_NAMES, **context)
+            _=translator(lang), lang=lang, session=session, nav=NAV, admin_pages=ADMIN_PAGES, path=request.url.path,
+            version=__version__, review_names=REVIEW_NAMES, **context)
         return HTMLResponse(html, status)
 
     def view(self, handler: Handler, role: str = "viewer") -> Callable[[Request], Awaitable[Response]]:
