@@ -122,6 +122,10 @@ class Console:
                 if not secrets.compare_digest(token, session.csrf):
                     return self.render(request, "notice.html", session, 403, title="Form expired",
                                        message="The form's security token is missing or old; reload the page.")
+                nul = next((k for k, v in form.multi_items() if isinstance(v, str) and "\x00" in v), None)
+                if nul is not None:  # no text field holds NUL (PostgreSQL cannot store it; no person types it)
+                    return self.render(request, "notice.html", session, 400, title="Invalid input",
+                                       message=f"field {nul[:40]}: must not contain NUL characters")
             return await handler(request, session)
         return endpoint
 

@@ -337,6 +337,7 @@ ZH: dict[str, str] = {
     'Not allowed': '无权操作',
     'Your role may not do this; ask an administrator.': '您的角色无权执行此操作，请联系管理员。',
     'Form expired': '表单已过期',
+    'Invalid input': '输入无效',
     "The form's security token is missing or old; reload the page.": '表单安全令牌缺失或已过期，请刷新页面。',
     'Not found': '未找到',
     'Cannot delete': '无法删除',
