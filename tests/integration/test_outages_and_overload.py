@@ -15,7 +15,7 @@ import pytest
 from alibabacloud_dysmsapi20170525 import models as m
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ClientException, ServerException
 
-from tests.conftest import Tenant, env_for, new_tenant
+from tests.conftest import BACKENDS, Tenant, env_for, new_tenant
 from tests.harness import PostgresServer, cardsms_env, running_server
 from tests.integration.helpers import approved_sign, eventually, text_template
 
@@ -119,10 +119,11 @@ def test_postgresql_stopped_mid_send_answers_503_and_the_dispatcher_resumes(own_
             assert _stored(c, f"1371111{i:04d}") == []  # the refused sends stored nothing
 
 
-def test_past_the_queue_limit_sends_are_throttled_not_queued(request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_past_the_queue_limit_sends_are_throttled_not_queued(backend: str, request: pytest.FixtureRequest) -> None:
     # an SMSC nobody listens on: everything accepted stays queued
-    env = env_for("sqlite", request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_QUEUE_LIMIT="30")
-    with running_server(env, "sqlite", ("--smsc", "smpp://cardsms:secret@127.0.0.1:9")) as server:
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_QUEUE_LIMIT="30")
+    with running_server(env, backend, ("--smsc", "smpp://cardsms:secret@127.0.0.1:9")) as server:
         c = new_tenant(server).client()
         sign = approved_sign(c, "排队")
         code = text_template(c, "您的订单已发货。")
@@ -138,3 +139,72 @@ def test_past_the_queue_limit_sends_are_throttled_not_queued(request: pytest.Fix
             c.send_sms(m.SendSmsRequest(phone_numbers="13611110000", sign_name=sign, template_code=code))
         assert err.value.code == "Throttling.Queue" and "CARDSMS_QUEUE_LIMIT" in err.value.message, err.value
         assert _stored(c, "13611110000") == []
+
+
+def test_a_full_postgresql_disk_answers_503_and_sending_resumes(own_pg: PostgresServer, tmp_path: Any) -> None:
+    """The messages table on a tablespace of its own on a small tmpfs the test mounts: PostgreSQL answers
+    'could not extend file: No space left on device' (SQLSTATE 53100), the API 503; more room, and on it goes."""
+    import os
+    import shutil
+    import subprocess
+
+    from tests.harness import cli
+
+    assert os.geteuid() == 0, "this test mounts a small tmpfs: run the suite as root (as `make test` does)"
+    space = own_pg.dir / "small"  # inside the server's own directory, which the postgres user can reach
+    space.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(space)], check=True)
+    try:
+        shutil.chown(space, "postgres", "postgres")
+        (tmp_path / "data").mkdir()
+        url = own_pg.create_database("diskfull")
+        env = cardsms_env(tmp_path / "data", url, CARDSMS_SIM_REVIEW_SECONDS="0")
+        cli(env, "migrate")
+        import asyncio
+
+        import asyncpg
+
+        async def move() -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(f"CREATE TABLESPACE small LOCATION '{space}'")
+                await conn.execute("ALTER TABLE messages SET TABLESPACE small")
+            finally:
+                await conn.close()
+
+        asyncio.run(move())
+        accepted: list[tuple[str, str]] = []
+        refused: list[str] = []
+        with running_server(env, "postgresql") as server:
+            c = new_tenant(server).client()
+            sign = approved_sign(c, "满盘")
+            code = text_template(c, "您的订单已发货，这是一条较长的通知，用来更快地填满表空间。" * 4)
+            for i in range(300):
+                phones = [f"139{i:04d}{j:04d}" for j in range(100)]
+                try:
+                    body = c.send_sms(m.SendSmsRequest(phone_numbers=",".join(phones), sign_name=sign,
+                                                       template_code=code)).body
+                except ServerException as exc:
+                    assert exc.status_code == 503 and exc.code == "ServiceUnavailable", exc
+                    refused.append(phones[0])
+                    if len(refused) >= 2:
+                        break
+                    continue
+                assert body.code == "OK", body.to_map()
+                accepted.append((phones[0], body.biz_id))
+            assert accepted and len(refused) >= 2, "the tablespace never filled up"
+            for phone in refused:
+                assert _stored(c, phone) == []
+            subprocess.run(["mount", "-o", "remount,size=200m", str(space)], check=True)  # room again
+            ok = c.send_sms(m.SendSmsRequest(phone_numbers="13900077777", sign_name=sign, template_code=code)).body
+            assert ok.code == "OK", ok.to_map()
+            phone, biz = accepted[-1]
+            try:
+                eventually(lambda: [r for r in _stored(c, phone, biz) if r.send_status == 3], timeout=120)
+            except AssertionError:
+                rows = _stored(c, phone, biz)
+                log = sorted((tmp_path / "data").glob("serve-*.log"))[-1].read_text()[-3000:]
+                raise AssertionError(f"not delivered: {[r.to_map() for r in rows]}\n{log}") from None
+    finally:
+        own_pg.pause()
+        subprocess.run(["umount", "-l", str(space)], check=False)

@@ -25,7 +25,7 @@ from cardsms.delivery.journal import Journal
 from cardsms.delivery.smpp import Inbound, SmppConnector, SubmitError
 from cardsms.logs import pass_failed
 from cardsms.services import receipts, webhooks
-from cardsms.services.core import Services
+from cardsms.services.core import Services, storage_unavailable
 from cardsms.services.receipts import Outcome, Receipt
 
 log = structlog.get_logger("cardsms.dispatcher")
@@ -238,7 +238,15 @@ class Dispatcher:
         queued again (flagged) by the next recovery, like after a crash."""
         try:
             outcomes = list(await asyncio.gather(*(self._submit(r) for r in rows)))
-            await self.svc.write(partial(receipts.record_outcomes, svc=self.svc, outcomes=outcomes))
+            while True:  # the SMSC has them: keep trying to record that while the database cannot store
+                try:
+                    await self.svc.write(partial(receipts.record_outcomes, svc=self.svc, outcomes=outcomes))
+                    break
+                except Exception as exc:
+                    if self._stopping or not storage_unavailable(exc):
+                        raise
+                    log.warning("dispatcher.outcomes_waiting_for_storage", messages=len(rows), error=str(exc)[:200])
+                    await asyncio.sleep(1)
             self.submitted += sum(o.kind == "ok" for o in outcomes)
         except Exception:
             pass_failed(log, "dispatcher.batch_failed", messages=len(rows))

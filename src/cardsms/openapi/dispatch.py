@@ -10,8 +10,6 @@ from urllib.parse import parse_qsl
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,13 +20,10 @@ from cardsms.openapi.envelope import error_body, new_request_id, render
 from cardsms.openapi.params import Params
 from cardsms.services import audit
 from cardsms.services.accounts import find_access_key
-from cardsms.services.core import Services
+from cardsms.services.core import Services, storage_unavailable
 from cardsms.web.http import MAX_URL_BYTES, URL_TOO_LONG
 
 API_VERSION = "2017-05-25"
-# what a database that cannot store raises: SQLite's "database or disk is full" or I/O errors, a PostgreSQL
-# server gone (refused connections, dropped sessions, a pool that cannot connect)
-STORAGE_DOWN = (OperationalError, InterfaceError, SqlTimeoutError, OSError)
 MAX_BODY = 16 * 1024 * 1024
 OPERATIONS: dict[str, Operation] = {
     **ops_signs.OPERATIONS, **ops_templates.OPERATIONS, **ops_cards.OPERATIONS, **ops_send.OPERATIONS,
@@ -98,16 +93,18 @@ class ApiEndpoint:
                     body["Success"] = False
             else:
                 body = error_body(request_id, exc.code, exc.message)
-        except STORAGE_DOWN as exc:  # the request was not stored: a retryable answer, not a fault of ours
-            log.warning("api.storage_unavailable", request_id=request_id, action=action, error=str(exc)[:300])
-            status, code = 503, "ServiceUnavailable"
-            body = error_body(request_id, code, "The database cannot store the request now (disk full or database "
-                              f"unreachable); nothing was stored; retry later. RequestId {request_id} is in the log.")
-        except Exception:
-            log.exception("api.fault", request_id=request_id, action=action)
-            status, code = 500, "InternalError"
-            body = error_body(request_id, code, f"The request processing has failed due to some unknown error. "
-                              f"RequestId {request_id} is in the server log.")
+        except Exception as exc:
+            if storage_unavailable(exc):  # the request was not stored: a retryable answer, not a fault of ours
+                log.warning("api.storage_unavailable", request_id=request_id, action=action, error=str(exc)[:300])
+                status, code = 503, "ServiceUnavailable"
+                body = error_body(request_id, code, "The database cannot store the request now (disk full or "
+                                  "database unreachable); nothing was stored; retry later. RequestId "
+                                  f"{request_id} is in the log.")
+            else:
+                log.exception("api.fault", request_id=request_id, action=action)
+                status, code = 500, "InternalError"
+                body = error_body(request_id, code, f"The request processing has failed due to some unknown error. "
+                                  f"RequestId {request_id} is in the server log.")
         elapsed = time.perf_counter() - started
         label = action if action in OPERATIONS else "unknown"
         self.metrics.requests.labels(label, code).inc()

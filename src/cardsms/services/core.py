@@ -14,6 +14,8 @@ from typing import Any, TypeVar, cast, overload
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Dialect, Engine, Select, Table, func, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cardsms.crypto import Crypto
@@ -221,3 +223,20 @@ async def read_page(svc: Services, table: Table, where: list[ColumnElement[bool]
         rows = (await conn.execute(select(table).where(*where).order_by(table.c.id.desc())
                                    .offset((page - 1) * size).limit(size))).mappings().all()
     return int(total or 0), list(rows)
+
+
+# what a database that cannot store raises: SQLite's "database or disk is full" or I/O errors, a PostgreSQL
+# server gone (refused connections, dropped sessions, a pool that cannot connect)
+STORAGE_DOWN: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, SqlTimeoutError, OSError)
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """Whether the database could not store: a lost or full SQLite/PostgreSQL, or PostgreSQL's SQLSTATE classes
+    53 (insufficient resources: disk full, out of memory, too many connections), 57P (shutting down, cannot
+    connect now) and 08 (connection exception), which asyncpg reports as plain database errors."""
+    if isinstance(exc, STORAGE_DOWN):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+        return state.startswith(("53", "57P", "08"))
+    return False
