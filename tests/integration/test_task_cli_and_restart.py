@@ -99,3 +99,21 @@ def test_import_progress_survives_kill_9(backend: str, request: pytest.FixtureRe
     print(f"\n[{backend}] killed at line {killed_at:,} of 500,000; resumed and finished")
     assert (state["total"], state["invalid"], state["problems"]) == (500_000, 500, 500)
     assert state["kept"] == 499_495 and state["duplicates"] == 5 and state["valid"] == 499_500
+
+
+def test_an_import_with_nul_bytes_neither_fails_nor_stalls_other_tasks(tenant: Tenant, tmp_path: Path) -> None:
+    """A file with NUL bytes (PostgreSQL cannot store them) imports: those lines are invalid numbers, shown with
+    U+FFFD; and an import that fails for any reason of its own fails alone, never holding the tasks behind it."""
+    sign = approved_sign(tenant.client(), "空字节")
+    env = tenant.server.env
+    hostile = tmp_path / "hostile.txt"
+    hostile.write_bytes(b"13500100000\n135\x00100001\n\x00\x00\x00\n13500100002\n")
+    base = ["task", "create", "--account", tenant.name, "--sign", sign, "--template", "PUB_ORDER_SHIPPED"]
+    done = cli(env, *base, "--name", "nul", "--file", str(hostile), "--wait")
+    assert "completed" in done.stdout, done.stdout + done.stderr
+    task_id = done.stdout.split("created task ")[1].split()[0]
+    shown = cli(env, "task", "show", task_id, "--account", tenant.name).stdout.replace(" ", "")
+    assert "│import.invalid│2│" in shown and "│import.total│4│" in shown, shown
+    after = tmp_path / "after.txt"
+    after.write_text("13500100010\n13500100011\n")
+    assert "completed" in cli(env, *base, "--name", "after", "--file", str(after), "--wait").stdout

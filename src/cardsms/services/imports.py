@@ -274,9 +274,9 @@ async def _store_chunk(conn: Any, *, account_id: int, audience_id: int, good: li
             {"account_id": account_id, "audience_id": audience_id, "seq": line, "phone": phone, "params": params}
             for line, phone, params in good])
     if bad:
-        await conn.execute(import_problems.insert(), [
-            {"account_id": account_id, "audience_id": audience_id, "line": line, "raw": raw, "reason": reason}
-            for line, raw, reason in bad])
+        await conn.execute(import_problems.insert(), [  # a NUL is shown as U+FFFD: PostgreSQL cannot store it
+            {"account_id": account_id, "audience_id": audience_id, "line": line, "raw": raw.replace("\x00", "\ufffd"),
+             "reason": reason.replace("\x00", "\ufffd")} for line, raw, reason in bad])
     await conn.execute(update(audiences).where(audiences.c.id == audience_id).values(
         lines_done=done, valid=audiences.c.valid + len(good), invalid=audiences.c.invalid + len(bad)))
 
@@ -305,7 +305,7 @@ async def fail_import(svc: Services, audience_id: int, message: str) -> None:
     async with svc.write() as conn:
         await conn.execute(delete(audience_numbers).where(audience_numbers.c.audience_id == audience_id))
         await conn.execute(update(audiences).where(audiences.c.id == audience_id).values(
-            state="failed", error=message[:500]))
+            state="failed", error=message[:500].replace("\x00", "\ufffd")))
 
 
 async def get_audience(svc: Services, account_id: int, audience_id: int) -> Any:

@@ -27,7 +27,7 @@ from cardsms.domain.numbers import PhoneNumber
 from cardsms.domain.schedule import can_revoke, check_schedule, check_task_name
 from cardsms.logs import pass_failed
 from cardsms.services import audit, imports
-from cardsms.services.core import Services, as_utc
+from cardsms.services.core import Services, as_utc, storage_unavailable
 from cardsms.services.retention import stats_filters
 from cardsms.services.sending import (
     _VAR,
@@ -271,6 +271,12 @@ async def run_once(svc: Services) -> bool:
             await imports.run_import(svc, audience_id)
         except CardsmsError as exc:
             await imports.fail_import(svc, audience_id, exc.message)
+        except Exception as exc:
+            if storage_unavailable(exc):
+                raise  # the database is away: the next pass tries again
+            # anything else is this import's own: it fails alone instead of stopping every task behind it
+            pass_failed(log, "tasks.import_failed", audience=audience_id)
+            await imports.fail_import(svc, audience_id, f"the import failed: {str(exc)[:200]}")
         worked = True
     now = svc.now()
 
