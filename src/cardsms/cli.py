@@ -288,6 +288,18 @@ def _progress_bar() -> Any:
                     console=err, transient=False)
 
 
+def _with_progress(step: Callable[[Settings, Path, Callable[[str, int, int], None]], T], settings: Settings,
+                   path: Path) -> T:
+    """Run a backup or restore with a progress bar on stderr; its refusal is an error with exit code 1."""
+    from cardsms.backup import BackupError
+
+    try:
+        with _progress_bar() as bar:
+            return step(settings, path, _progress_callback(bar))
+    except BackupError as exc:
+        raise fail(str(exc), 1) from None
+
+
 def _progress_callback(bar: Any) -> Callable[[str, int, int], None]:
     tasks: dict[str, Any] = {}
 
@@ -305,15 +317,10 @@ def backup(
     data_dir: DataDir = None,
 ) -> None:
     """Back up a server (running or not): database snapshot, media, task imports, pending receipts, key."""
-    from cardsms.backup import BackupError
     from cardsms.backup import backup as run_backup
 
     settings = load_settings(data_dir=data_dir)
-    try:
-        with _progress_bar() as bar:
-            manifest = run_backup(settings, to, _progress_callback(bar))
-    except BackupError as exc:
-        raise fail(str(exc), 1) from None
+    manifest = _with_progress(run_backup, settings, to)
     out.print(f"backed up {manifest.database} (revision {manifest.revision}) and {manifest.files} files, "
               f"{manifest.size:,} bytes, to {to}", highlight=False)
 
@@ -325,15 +332,10 @@ def restore(
     data_dir: DataDir = None,
 ) -> None:
     """Restore a backup into an empty data directory (and, on PostgreSQL, an empty database), then migrate."""
-    from cardsms.backup import BackupError
     from cardsms.backup import restore as run_restore
 
     settings = load_settings(data_dir=data_dir)
-    try:
-        with _progress_bar() as bar:
-            manifest = run_restore(settings, from_, _progress_callback(bar))
-    except BackupError as exc:
-        raise fail(str(exc), 1) from None
+    manifest = _with_progress(run_restore, settings, from_)
 
     async def _migrate() -> tuple[str | None, str | None]:
         svc = build_services(settings)

@@ -86,6 +86,8 @@ class Services:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._point_plans: dict[int, Any] = {}
         self._point_raw: Any = None
+        self.waiting: tuple[float, int] = (0.0, 0)  # (valid until, queued messages): services.sending.check_queue
+        self.waiting_lock = asyncio.Lock()
 
     def wake(self) -> None:
         """Tell this process's dispatcher that work was queued (callable from the writer thread too)."""

@@ -7,7 +7,6 @@ event, its short link and the idempotency record, and only then is the caller to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -320,24 +319,19 @@ async def _write_sends(conn: AsyncConnection, sends: Sequence[_Send], *, svc: Se
 
 
 BACKLOG_TTL = 1.0  # seconds a count of the waiting messages is used before it is counted again
-_backlog: dict[int, tuple[float, int]] = {}  # id(svc) -> (valid until, messages waiting)
-_backlog_lock = asyncio.Lock()
 
 
 async def waiting_messages(svc: Services) -> int:
-    """How many messages wait to be submitted (state queued), counted at most once a second per process."""
-    found = _backlog.get(id(svc))
-    if found is not None and found[0] > time.monotonic():
-        return found[1]
-    async with _backlog_lock:
-        found = _backlog.get(id(svc))
-        if found is not None and found[0] > time.monotonic():
-            return found[1]
-        async with svc.read() as conn:
-            n = int(await conn.scalar(select(func.count()).select_from(messages).where(messages.c.state == "queued"))
-                    or 0)
-        _backlog[id(svc)] = (time.monotonic() + BACKLOG_TTL, n)
-        return n
+    """How many messages wait to be submitted (state queued), counted at most once a second per process (the
+    count lives on the services object, one per process and event loop)."""
+    if svc.waiting[0] > time.monotonic():
+        return svc.waiting[1]
+    async with svc.waiting_lock:  # concurrent sends share one count
+        if svc.waiting[0] <= time.monotonic():
+            async with svc.read() as conn:
+                n = await conn.scalar(select(func.count()).select_from(messages).where(messages.c.state == "queued"))
+            svc.waiting = (time.monotonic() + BACKLOG_TTL, int(n or 0))
+    return svc.waiting[1]
 
 
 async def check_queue(svc: Services, adding: int) -> None:
