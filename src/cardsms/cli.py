@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cardsms import __version__
-from cardsms.compose import build_delivery, build_services, standalone_smsc
+from cardsms.compose import build_delivery, build_services, standalone_centre
 from cardsms.db.migrate import PendingMigrations, check_current, upgrade
 from cardsms.domain.errors import CardsmsError
 from cardsms.services import accounts
@@ -168,7 +168,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="listen port", min=1, max=65535)] = None,
     data_dir: DataDir = None,
     smsc: Annotated[list[str] | None, typer.Option(
-        "--smsc", help="an SMSC as smpp://SYSTEM_ID:PASSWORD@HOST:PORT (repeatable; replaces the simulated SMSC)",
+        "--smsc", help="an SMSC or ISMG as smpp://SYSTEM_ID:PASSWORD@HOST:PORT, smpps://... (TLS) or "
+                       "cmpp://SPID:SECRET@HOST:PORT?version=3.0 (repeatable; replaces the simulator; options in "
+                       "docs/sending.md)",
     )] = None,
 ) -> None:
     """Run the embedded default: API, dispatcher, simulated SMSC, handsets and review in one process."""
@@ -224,7 +226,8 @@ def api(
 def worker(
     data_dir: DataDir = None,
     smsc: Annotated[list[str] | None, typer.Option(
-        "--smsc", help="an SMSC as smpp://SYSTEM_ID:PASSWORD@HOST:PORT[?binds=N] (repeatable)")] = None,
+        "--smsc", help="an SMSC or ISMG as smpp://, smpps:// or cmpp:// URL, e.g. "
+                       "smpp://SYSTEM_ID:PASSWORD@HOST:PORT?binds=N (repeatable; docs/sending.md)")] = None,
 ) -> None:
     """Scale-out: dispatch messages, hold SMPP binds, run mass tasks; PostgreSQL. Start several."""
     import signal
@@ -640,47 +643,106 @@ def task_revoke(task_id: int, account: Annotated[str, typer.Option("--account")]
     out.print(f"revoked task {task_id}", highlight=False)
 
 
-@sim_app.command("smsc")
-def simulator_smsc(
-    port: Annotated[int, typer.Option(help="listen port", min=1, max=65535)] = 2775,
-    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
-    latency_ms: Annotated[int, typer.Option(help="delivery receipt latency", min=0)] = 50,
-    fail_share: Annotated[int, typer.Option(help="percent of numbers that fail (UNDELIV)", min=0, max=100)] = 0,
-    throttle_share: Annotated[int, typer.Option(help="percent of submit_sm answered ESME_RTHROTTLED",
-                                                min=0, max=100)] = 0,
-    disconnect_every: Annotated[int, typer.Option(help="drop connections after every N submit_sm (0 = never)",
-                                                  min=0)] = 0,
-    log_file: Annotated[Path | None, typer.Option("--log", help="append every accepted submit_sm as JSON")] = None,
-    bind_tps: Annotated[int, typer.Option(help="submit_sm per second each bind may send; more are answered "
-                                               "ESME_RTHROTTLED (0 = no limit)", min=0)] = 0,
-    phones: Annotated[str, typer.Option(
-        help="simulate the handsets too: card phones fetch their cards from links under this base URL (the "
-             "server's short-link base, e.g. http://127.0.0.1:8080/s), some open them or reply R "
-             "(CARDSMS_SIM_CARD_SHARE, CARDSMS_SIM_OPEN_SHARE, CARDSMS_SIM_REPLY_SHARE)")] = "",
-) -> None:
-    """Run the simulated SMSC alone (any ESME may bind; receipts follow every accepted message)."""
+Port = Annotated[int, typer.Option(help="listen port", min=1, max=65535)]
+Host = Annotated[str, typer.Option(help="listen address")]
+LatencyMs = Annotated[int, typer.Option(help="delivery receipt latency", min=0)]
+FailShare = Annotated[int, typer.Option(help="percent of numbers that fail (UNDELIV)", min=0, max=100)]
+DisconnectEvery = Annotated[int, typer.Option(help="drop connections after every N submits (0 = never)", min=0)]
+SimLog = Annotated[Path | None, typer.Option("--log", help="append every accepted submit as JSON")]
+Phones = Annotated[str, typer.Option(
+    help="simulate the handsets too: card phones fetch their cards from links under this base URL (the "
+         "server's short-link base, e.g. http://127.0.0.1:8080/s), some open them or reply R "
+         "(CARDSMS_SIM_CARD_SHARE, CARDSMS_SIM_OPEN_SHARE, CARDSMS_SIM_REPLY_SHARE)")]
+TlsCert = Annotated[Path | None, typer.Option(help="serve TLS with this certificate chain (PEM)")]
+TlsKey = Annotated[Path | None, typer.Option(help="the private key of --tls-cert (PEM)")]
+TlsClientCa = Annotated[Path | None, typer.Option(help="require client certificates signed by this CA (PEM)")]
+
+
+def _run_centre(protocol: str, what: str, phones: str, tls_cert: Path | None, tls_key: Path | None,
+                tls_client_ca: Path | None, **options: Any) -> None:
     from cardsms.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings)
     if phones and not phones.startswith(("http://", "https://")):
         raise fail(f"--phones: must be the http(s) base URL of the server's short links, got {phones!r}")
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("--tls-cert and --tls-key: give both or neither")
+    if tls_client_ca is not None and tls_cert is None:
+        raise fail("--tls-client-ca: needs --tls-cert and --tls-key")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--tls-client-ca", tls_client_ca)):
+        if path is not None and not path.is_file():
+            raise fail(f"{flag}: {path} is not a readable file")
 
     async def _main() -> None:
-        smsc, handset_phones = standalone_smsc(
-            settings, phones, host=host, port=port, latency_ms=latency_ms, fail_share=fail_share,
-            throttle_share=throttle_share, disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps)
-        await smsc.start()
-        out.print(f"simulated SMSC listening on {host}:{smsc.port}", highlight=False)
+        try:
+            centre, handset_phones = standalone_centre(settings, protocol, phones, tls_cert=tls_cert, tls_key=tls_key,
+                                                       tls_client_ca=tls_client_ca, **options)
+            await centre.start()
+        except (OSError, ValueError) as exc:  # a bad certificate or key, a port in use
+            raise fail(f"cannot start the simulated {what}: {exc}") from None
+        tls = " (TLS)" if tls_cert is not None else ""
+        out.print(f"simulated {what} listening on {options['host']}:{centre.port}{tls}", highlight=False)
         try:
             await asyncio.Event().wait()
         finally:
-            await smsc.stop()
+            await centre.stop()
             if handset_phones is not None:
                 await handset_phones.close()
 
     with contextlib.suppress(KeyboardInterrupt):
         run_server(_main, settings)
+
+
+@sim_app.command("smsc")
+def simulator_smsc(
+    port: Port = 2775,
+    host: Host = "127.0.0.1",
+    latency_ms: LatencyMs = 50,
+    fail_share: FailShare = 0,
+    throttle_share: Annotated[int, typer.Option(help="percent of submit_sm answered ESME_RTHROTTLED",
+                                                min=0, max=100)] = 0,
+    disconnect_every: DisconnectEvery = 0,
+    log_file: SimLog = None,
+    bind_tps: Annotated[int, typer.Option(help="submit_sm per second each bind may send; more are answered "
+                                               "ESME_RTHROTTLED (0 = no limit)", min=0)] = 0,
+    phones: Phones = "",
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    tls_client_ca: TlsClientCa = None,
+) -> None:
+    """Run the simulated SMSC (SMPP 3.4) alone: any ESME may bind; receipts follow every accepted message."""
+    _run_centre("smpp", "SMSC", phones, tls_cert, tls_key, tls_client_ca, host=host, port=port,
+                latency_ms=latency_ms, fail_share=fail_share, throttle_share=throttle_share,
+                disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps)
+
+
+@sim_app.command("ismg")
+def simulator_ismg(
+    port: Port = 7890,
+    host: Host = "127.0.0.1",
+    sp_id: Annotated[str, typer.Option(help="accept only this SP id (any when not given)")] = "",
+    secret: Annotated[str, typer.Option(help="check CMPP_CONNECT's authenticator with this shared secret and "
+                                             "prove it back (any secret accepted when not given)")] = "",
+    latency_ms: LatencyMs = 50,
+    fail_share: FailShare = 0,
+    throttle_share: Annotated[int, typer.Option(help="percent of CMPP_SUBMIT answered with result 8 (too fast)",
+                                                min=0, max=100)] = 0,
+    disconnect_every: DisconnectEvery = 0,
+    log_file: SimLog = None,
+    bind_tps: Annotated[int, typer.Option(help="CMPP_SUBMIT per second each connection may send; more are "
+                                               "answered with result 8 (0 = no limit)", min=0)] = 0,
+    phones: Phones = "",
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    tls_client_ca: TlsClientCa = None,
+) -> None:
+    """Run the simulated ISMG (CMPP 2.0 and 3.0) alone: status reports follow every accepted message."""
+    if sp_id and not (len(sp_id) <= 6 and sp_id.isascii()):
+        raise fail("--sp-id: the CMPP SP id (Source_Addr) is 1-6 ASCII characters")
+    _run_centre("cmpp", "ISMG", phones, tls_cert, tls_key, tls_client_ca, host=host, port=port, sp_id=sp_id,
+                secret=secret, latency_ms=latency_ms, fail_share=fail_share, throttle_share=throttle_share,
+                disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps)
 
 
 def main() -> None:

@@ -3,8 +3,9 @@ are real and which simulated. services/ and delivery/ receive interfaces (a Revi
 HandsetDirectory, a LocalNetwork) and import nothing from simulator/.
 
 Today the reviewer and the handset directory are always the simulator's (no real vendor gateway
-exists yet), and the SMSC, digital channel and handsets run inside the process when no SMSC is
-configured (the embedded default)."""
+exists yet), and the SMSC (or ISMG: CARDSMS_SIM_PROTOCOL), digital channel and handsets run inside the
+process when no SMSC is configured (the embedded default). The connectors for configured links are
+chosen by their URL's scheme in delivery/runtime.py (`open_connector`): they are real parts only."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from cardsms.delivery.runtime import Delivery
 from cardsms.media.store import MediaStore
 from cardsms.services.core import Services
 from cardsms.settings import Settings
+from cardsms.simulator.center import SimulatedCenter, SmscOptions
 from cardsms.simulator.handsets import SimulatedHandsets, load_overrides
-from cardsms.simulator.network import EmbeddedNetwork, with_phones
+from cardsms.simulator.network import CENTRES, EmbeddedNetwork, with_phones
 from cardsms.simulator.phones import SimulatedPhones
 from cardsms.simulator.review import SimulatedReview
-from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
 
 
 def _handsets(settings: Settings) -> SimulatedHandsets:
@@ -47,10 +48,10 @@ def build_delivery(svc: Services) -> Delivery:
     return Delivery(svc, local)
 
 
-def standalone_smsc(settings: Settings, phones_link_base: str = "", **options: Any
-                    ) -> tuple[SimulatedSmsc, SimulatedPhones | None]:
-    """`cardsms simulator smsc`: the simulated SMSC on its own (SmscOptions as keywords), with simulated
-    phones fetching from `phones_link_base` when given."""
+def standalone_centre(settings: Settings, protocol: str, phones_link_base: str = "", **options: Any
+                      ) -> tuple[SimulatedCenter, SimulatedPhones | None]:
+    """`cardsms simulator smsc` (protocol "smpp") and `cardsms simulator ismg` ("cmpp"): the simulator on its
+    own (SmscOptions as keywords), with simulated phones fetching from `phones_link_base` when given."""
     if not phones_link_base:
-        return SimulatedSmsc(SmscOptions(**options)), None
-    return with_phones(SmscOptions(**options), settings, _handsets(settings), phones_link_base)
+        return CENTRES[protocol](SmscOptions(**options)), None
+    return with_phones(SmscOptions(**options), settings, _handsets(settings), phones_link_base, protocol)

@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     media_image_max_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest image upload")
     media_video_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest video upload")
     upload_policy_seconds: int = Field(3600, ge=60, le=86_400, description="lifetime of an upload policy")
-    smsc: list[str | dict[str, Any]] = Field([], description="SMSC connectors as smpp://SYSTEM_ID:PASSWORD@HOST:PORT "
-                            "URLs (or tables with url, window, tps, system_type, prefixes in the TOML file); "
-                            "empty = the built-in simulated SMSC")
+    smsc: list[str | dict[str, Any]] = Field([], description="SMSC/ISMG connectors as URLs: smpp://SYSTEM_ID:PASSWORD@"
+                            "HOST:PORT, smpps://... (TLS), cmpp://SPID:SECRET@HOST:PORT?version=3.0 (or tables with "
+                            "url, name, window, tps, system_type, prefixes, binds in the TOML file; see "
+                            "docs/sending.md); empty = the built-in simulator")
     smsc_window: int = Field(50, ge=1, le=1000, description="default connector window (unanswered submit_sm)")
     smsc_tps: int = Field(0, ge=0, le=100_000, description="default connector submit_sm per second; 0 = unlimited")
     smsc_system_type: str = Field("", max_length=12, description="default bind system_type")
@@ -90,6 +91,8 @@ class Settings(BaseSettings):
                                                "they are not public, e.g. [\"10.1.0.0/16\"]; empty = public only")
     webhook_retry_base_seconds: float = Field(10.0, gt=0, le=3600, description="first webhook retry delay")
     webhook_retry_hours: float = Field(24.0, gt=0, le=720, description="webhook reports are retried this long")
+    sim_protocol: Literal["smpp", "cmpp2", "cmpp3"] = Field(
+        "smpp", description="what the embedded simulator speaks: an SMPP 3.4 SMSC, or a CMPP 2.0 or 3.0 ISMG")
     sim_smsc_port: int = Field(0, ge=0, le=65535, description="port of the embedded simulated SMSC; 0 = any free")
     sim_smsc_latency_ms: int = Field(50, ge=0, le=600_000, description="simulated SMSC delivery receipt latency")
     sim_smsc_fail_share: int = Field(0, ge=0, le=100, description="percent of numbers the simulated SMSC fails")

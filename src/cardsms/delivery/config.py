@@ -1,16 +1,49 @@
-"""Connector configuration: `smpp://SYSTEM_ID:PASSWORD@HOST:PORT` URLs or TOML tables.
+"""Connector configuration: one URL per link, or a TOML table around one.
 
-A TOML table may carry `url`, `name`, `window`, `tps`, `system_type`, `binds` and `prefixes` (E.164
-prefixes such as "+86" this connector serves; empty = every number). Connectors are tried in
-order: the first bound connector whose prefixes match takes the message, the next is the
-failover.
+    smpp://SYSTEM_ID:PASSWORD@HOST:PORT          SMPP 3.4 in clear text
+    smpps://SYSTEM_ID:PASSWORD@HOST:PORT         SMPP 3.4 over TLS (?ca=FILE&cert=FILE&key=FILE&verify=false)
+    cmpp://SPID:SECRET@HOST:PORT?version=3.0     CMPP 3.0 or 2.0 (&service_id=&src_id=&encoding=ucs2|gbk)
+
+Every scheme also takes `binds`, `window`, `tps` and `secret_file` (the password or shared secret read from
+a file instead of the URL). A TOML table may carry `url`, `name`, `window`, `tps`, `system_type`, `binds` and
+`prefixes` (E.164 prefixes such as "+86" this connector serves; empty = every number). Connectors are tried
+in order, whatever their protocol: the first bound connector whose prefixes match takes the message, the
+next is the failover.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+SCHEMES = {"smpp": "smpp", "smpps": "smpp", "cmpp": "cmpp"}
+COMMON_OPTIONS = {"binds", "window", "tps", "secret_file"}
+SCHEME_OPTIONS = {"smpp": set(), "smpps": {"ca", "cert", "key", "verify", "server_name"},
+                  "cmpp": {"version", "service_id", "src_id", "encoding"}}
+FORMS = {"smpp": "smpp://SYSTEM_ID:PASSWORD@HOST:PORT", "smpps": "smpps://SYSTEM_ID:PASSWORD@HOST:PORT",
+         "cmpp": "cmpp://SPID:SECRET@HOST:PORT?version=3.0"}
+CMPP_VERSIONS = {"2.0": 0x20, "3.0": 0x30}
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    ca_file: str = ""  # trust these CAs instead of the system's
+    cert_file: str = ""  # a client certificate, for SMSCs that ask for one
+    key_file: str = ""
+    verify: bool = True  # false: accept any certificate (testing only; said so in the status)
+    server_name: str = ""  # the name to check the certificate against; the host by default
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file or None)
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file or None)
+        return ctx
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,47 +51,117 @@ class ConnectorConfig:
     name: str
     host: str
     port: int
-    system_id: str
-    password: str
+    system_id: str  # SMPP system_id, or CMPP SP id (Source_Addr)
+    password: str  # SMPP password, or CMPP shared secret
     window: int = 50
     tps: int = 0
     system_type: str = ""
     prefixes: tuple[str, ...] = field(default_factory=tuple)
     binds: int = 1  # scale-out: bind slots, one per worker (see delivery/leases.py)
+    protocol: str = "smpp"  # smpp or cmpp
+    tls: TlsOptions | None = None
+    version: int = 0x30  # CMPP: 0x20 or 0x30
+    service_id: str = ""  # CMPP Service_Id
+    src_id: str = ""  # CMPP Src_Id (the SP's access number); the server's source address when empty
+    encoding: str = "ucs2"  # CMPP: how non-ASCII text is sent, ucs2 or gbk
 
     def serves(self, e164: str) -> bool:
         return not self.prefixes or any(e164.startswith(p) for p in self.prefixes)
 
+    @property
+    def scheme(self) -> str:
+        if self.protocol == "cmpp":
+            return f"cmpp {self.version >> 4}.{self.version & 0xF}"
+        return "smpps" if self.tls is not None else "smpp"
 
-def parse_url(url: str) -> tuple[str, int, str, str]:
+
+def _number(raw: str, key: str, low: int, high: int, where: str) -> int:
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValueError(f"{where}: {key} must be an integer {low}-{high}")
+    return int(raw)
+
+
+def _flag(raw: str, key: str, where: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{where}: {key} must be true or false")
+
+
+def _readable(path: str, key: str, where: str) -> str:
+    if not Path(path).is_file():
+        raise ValueError(f"{where}: {key}={path} is not a readable file")
+    return path
+
+
+def parse_url(url: str, where: str = "smsc") -> dict[str, Any]:
+    """The fields of ConnectorConfig a URL sets (every rule broken is a ValueError naming the part)."""
     parts = urlsplit(url.strip())
-    if parts.scheme != "smpp":
-        raise ValueError(f"{url!r}: the scheme must be smpp:// (smpp://SYSTEM_ID:PASSWORD@HOST:PORT)")
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ValueError(f"{where}: the scheme must be smpp://, smpps:// or cmpp:// ({FORMS['smpp']}, "
+                         f"{FORMS['cmpp']})")
+    form = FORMS[scheme]
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"{url!r}: the port must be a number 1-65535") from None
+        raise ValueError(f"{where}: the port must be a number 1-65535") from None
     if not parts.hostname or not port:
-        raise ValueError(f"{url!r}: host and port are required (smpp://SYSTEM_ID:PASSWORD@HOST:PORT)")
-    system_id = unquote(parts.username or "")
-    if not 1 <= len(system_id) <= 15:
-        raise ValueError(f"{url!r}: SYSTEM_ID must be 1-15 characters")
-    password = unquote(parts.password or "")
-    if len(password) > 8:
-        raise ValueError(f"{url!r}: an SMPP 3.4 password is at most 8 characters")
-    return parts.hostname, port, system_id, password
-
-
-def _url_binds(url: str, where: str) -> int:
-    """`?binds=N` on a connector URL: how many workers may bind it at once."""
-    query = parse_qs(urlsplit(url).query)
-    unknown = set(query) - {"binds"}
+        raise ValueError(f"{where}: host and port are required ({form})")
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = set(query) - COMMON_OPTIONS - SCHEME_OPTIONS[scheme]
     if unknown:
-        raise ValueError(f"{where}: unknown URL parameters {sorted(unknown)} (only binds=N)")
-    raw = query.get("binds", ["1"])[0]
-    if not raw.isdigit() or not 1 <= int(raw) <= 64:
-        raise ValueError(f"{where}: binds must be an integer 1-64")
-    return int(raw)
+        allowed = sorted(COMMON_OPTIONS | SCHEME_OPTIONS[scheme])
+        raise ValueError(f"{where}: unknown URL options {sorted(unknown)} for {scheme}:// (allowed: {allowed})")
+    user = unquote(parts.username or "")
+    secret = unquote(parts.password or "")
+    if "secret_file" in query:
+        if secret:
+            raise ValueError(f"{where}: give the password in the URL or secret_file, not both")
+        try:
+            secret = Path(query["secret_file"]).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where}: secret_file={query['secret_file']} cannot be read ({exc})") from None
+    out: dict[str, Any] = {"host": parts.hostname, "port": port, "system_id": user, "password": secret,
+                           "protocol": SCHEMES[scheme]}
+    for key, low, high in (("binds", 1, 64), ("window", 1, 1000), ("tps", 0, 100_000)):
+        if key in query:
+            out[key] = _number(query[key], key, low, high, where)
+    if scheme == "cmpp":
+        if not 1 <= len(user) <= 6 or not user.isascii():
+            raise ValueError(f"{where}: SPID (the CMPP Source_Addr) must be 1-6 ASCII characters")
+        if len(secret.encode()) > 64:
+            raise ValueError(f"{where}: the CMPP shared secret is at most 64 octets")
+        version = query.get("version", "3.0")
+        if version not in CMPP_VERSIONS:
+            raise ValueError(f"{where}: version must be 2.0 or 3.0")
+        out["version"] = CMPP_VERSIONS[version]
+        for key, size in (("service_id", 10), ("src_id", 21)):
+            value = query.get(key, "")
+            if len(value) > size or not value.isascii():
+                raise ValueError(f"{where}: {key} is at most {size} ASCII characters")
+            out[key] = value
+        if query.get("src_id") and not query["src_id"].isdigit():
+            raise ValueError(f"{where}: src_id must be digits (the SP's access number)")
+        encoding = query.get("encoding", "ucs2").lower()
+        if encoding not in ("ucs2", "gbk"):
+            raise ValueError(f"{where}: encoding must be ucs2 or gbk")
+        out["encoding"] = encoding
+        return out
+    if not 1 <= len(user) <= 15:
+        raise ValueError(f"{where}: SYSTEM_ID must be 1-15 characters")
+    if len(secret) > 8:
+        raise ValueError(f"{where}: an SMPP 3.4 password is at most 8 characters")
+    if scheme == "smpps":
+        if ("cert" in query) != ("key" in query):
+            raise ValueError(f"{where}: a client certificate needs both cert= and key=")
+        out["tls"] = TlsOptions(
+            ca_file=_readable(query["ca"], "ca", where) if "ca" in query else "",
+            cert_file=_readable(query["cert"], "cert", where) if "cert" in query else "",
+            key_file=_readable(query["key"], "key", where) if "key" in query else "",
+            verify=_flag(query.get("verify", "true"), "verify", where), server_name=query.get("server_name", ""))
+    return out
 
 
 def _int(entry: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
@@ -78,8 +181,8 @@ def parse_connectors(entries: list[str | dict[str, Any]], window: int, tps: int,
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
         if not isinstance(item.get("url"), str):
-            raise ValueError(f"{where}: url is required (smpp://SYSTEM_ID:PASSWORD@HOST:PORT)")
-        host, port, system_id, password = parse_url(item["url"])
+            raise ValueError(f"{where}: url is required ({FORMS['smpp']} or {FORMS['cmpp']})")
+        fields = parse_url(item["url"], where)
         prefixes = item.get("prefixes", [])
         if not isinstance(prefixes, list) or not all(isinstance(p, str) and p.startswith("+") for p in prefixes):
             raise ValueError(f"{where}: prefixes must be a list of E.164 prefixes like \"+86\"")
@@ -89,10 +192,9 @@ def parse_connectors(entries: list[str | dict[str, Any]], window: int, tps: int,
         name = str(item.get("name") or f"smsc{i}")
         if name in {c.name for c in out}:
             raise ValueError(f"{where}: connector name {name!r} is used twice")
-        out.append(ConnectorConfig(
-            name=name, host=host, port=port, system_id=system_id, password=password,
-            window=_int(item, "window", window, 1, 1000, where), tps=_int(item, "tps", tps, 0, 100_000, where),
-            system_type=st, prefixes=tuple(prefixes), binds=_int(item, "binds", _url_binds(item["url"], where), 1, 64,
-                                                                 where),
-        ))
+        fields.update(
+            window=_int(item, "window", fields.get("window", window), 1, 1000, where),
+            tps=_int(item, "tps", fields.get("tps", tps), 0, 100_000, where),
+            binds=_int(item, "binds", fields.get("binds", 1), 1, 64, where))
+        out.append(ConnectorConfig(name=name, system_type=st, prefixes=tuple(prefixes), **fields))
     return out

@@ -21,8 +21,8 @@ from sqlalchemy import Select, insert, select, update
 
 from cardsms.db.bulk import fetch_all
 from cardsms.db.schema import early_receipts, message_events, messages
+from cardsms.delivery.connector import Inbound, LinkConnector, SubmitError
 from cardsms.delivery.journal import Journal
-from cardsms.delivery.smpp import Inbound, SmppConnector, SubmitError
 from cardsms.logs import pass_failed
 from cardsms.services import receipts, webhooks
 from cardsms.services.core import Services, storage_unavailable
@@ -48,7 +48,7 @@ class NoDigitalChannel:
 
 
 class Dispatcher:
-    def __init__(self, svc: Services, connectors: Sequence[SmppConnector], digital: DigitalChannel,
+    def __init__(self, svc: Services, connectors: Sequence[LinkConnector], digital: DigitalChannel,
                  journal: Journal | None = None) -> None:
         self.svc = svc
         self.journal = journal
@@ -187,7 +187,7 @@ class Dispatcher:
 
         return await self.svc.write(take)
 
-    def _route(self, e164: str) -> tuple[SmppConnector | None, bool]:
+    def _route(self, e164: str) -> tuple[LinkConnector | None, bool]:
         """(a bound connector for the number, whether any connector serves it at all)."""
         serving = [c for c in self.connectors if c.cfg.serves(e164)]
         for c in serving:
@@ -334,7 +334,8 @@ class Dispatcher:
             self.receipts += len(found)
         for item in batch:
             if not item.is_receipt:
-                await receipts.record_reply(self.svc, item.source_addr, item.destination_addr, item.text)
+                await receipts.record_reply(self.svc, item.source_addr, item.destination_addr, item.text,
+                                            item.local_base)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -1,12 +1,12 @@
 """The inbound journal: every receipt and MO message is appended to a local file the moment it
 arrives, before it waits in memory for its database batch.
 
-A connector acknowledges a deliver_sm only after its line is written here (delivery/smpp.py), so an
-SMSC sends again whatever this process had not written when it died, and the journal holds what
-was acknowledged but not yet in the database: a `kill -9` loses neither. The line is written with
-`os.write` (the kernel's page cache), which survives the process, not a power cut. Each process
-writes its own file (`<data dir>/journal/inbound-<start>-<pid>.jsonl`) and, after each committed
-batch, the byte offset up to which everything is in the database. At start, the journals of
+A connector acknowledges a deliver_sm (or CMPP_DELIVER) only after its line is written here
+(delivery/connector.py), so an SMSC sends again whatever this process had not written when it died,
+and the journal holds what was acknowledged but not yet in the database: a `kill -9` loses
+neither. The line is written with `os.write` (the kernel's page cache), which survives the process,
+not a power cut. Each process writes its own file (`<data dir>/journal/inbound-<start>-<pid>.jsonl`)
+and, after each committed batch, the byte offset up to which everything is in the database. At start, the journals of
 earlier processes are replayed from their offsets, then deleted. Applying a receipt twice changes
 nothing, so a replay that overlaps a committed batch is harmless.
 """
@@ -21,7 +21,7 @@ from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
-from cardsms.delivery.smpp import Inbound
+from cardsms.delivery.connector import Inbound
 
 _FIELDS = [f.name for f in fields(Inbound)]
 

@@ -10,11 +10,13 @@ from typing import Any, Protocol
 
 import structlog
 
+from cardsms.delivery.cmpp import CmppConnector
 from cardsms.delivery.config import ConnectorConfig, parse_connectors
+from cardsms.delivery.connector import Inbound, LinkConnector
 from cardsms.delivery.dispatcher import DigitalChannel, Dispatcher, NoDigitalChannel
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.leases import WorkerLease, listen
-from cardsms.delivery.smpp import Inbound, SmppConnector
+from cardsms.delivery.smpp import SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
 from cardsms.logs import pass_failed
 from cardsms.services.core import Services
@@ -35,6 +37,14 @@ class LocalNetwork(Protocol):
     async def stop(self) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+
+CONNECTORS: dict[str, type[LinkConnector]] = {"smpp": SmppConnector, "cmpp": CmppConnector}
+
+
+def open_connector(cfg: ConnectorConfig, source_addr: str, on_inbound: Callable[[Inbound], None]) -> LinkConnector:
+    """The connector for a configured link, by its protocol (the URL's scheme)."""
+    return CONNECTORS[cfg.protocol](cfg, source_addr, on_inbound)
 
 
 class Delivery:
@@ -74,9 +84,9 @@ class Delivery:
         self._dispatch = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
 
     def _start_connector(self, cfg: ConnectorConfig) -> None:
-        connector = SmppConnector(cfg, self.svc.settings.smsc_source_addr, self.dispatcher.on_inbound)
+        connector = open_connector(cfg, self.svc.settings.smsc_source_addr, self.dispatcher.on_inbound)
         self.dispatcher.connectors.append(connector)
-        self._tasks.append(asyncio.create_task(connector.run(), name=f"smpp-{cfg.name}"))
+        self._tasks.append(asyncio.create_task(connector.run(), name=f"{cfg.protocol}-{cfg.name}"))
 
     async def _lease_pass(self, configs: list[ConnectorConfig]) -> None:
         """Renew this worker's lease, bind the slots it can lease, and take over dead workers' messages."""

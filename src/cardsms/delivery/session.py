@@ -1,5 +1,6 @@
-"""One SMPP 3.4 connection on the event loop, for either side: the gateway's bind to an SMSC, or a
-bind to the simulated SMSC.
+"""One SMPP 3.4 or CMPP connection on the event loop, for either side: the gateway's bind to an SMSC or
+ISMG, or a bind to the simulated one. What differs between the protocols (the header, the keep-alive
+and close commands, how a bad packet is answered) is the session's `Wire`.
 
 The session frames PDUs, numbers requests and matches their responses, answers enquire_link and
 unbind itself, probes an idle link with enquire_link, times out requests the peer never answers,
@@ -27,7 +28,40 @@ from cardsms.delivery.pdu import PduError
 
 log = structlog.get_logger("cardsms.smpp")
 
-Response = tuple[int, int, bytes]  # (command_id, command_status, body)
+Response = tuple[int, int, bytes]  # (command_id, command_status, body); CMPP's status is 0, its result in the body
+
+
+class Wire:
+    """SMPP 3.4 framing: a 16-octet header with command_status; enquire_link, unbind, generic_nack."""
+
+    name = "smpp"
+    header_len = pdu.HEADER_LEN
+    max_len = pdu.MAX_PDU
+    enquire = pdu.ENQUIRE_LINK
+    close_command = pdu.UNBIND
+    silent: tuple[int, ...] = (pdu.ALERT_NOTIFICATION,)  # requests that have no response
+    bad_length_status = pdu.ESME_RINVCMDLEN
+    system_error_status = pdu.ESME_RSYSERR
+
+    def unpack(self, buf: bytearray, pos: int) -> tuple[int, int, int, int]:
+        """(length, command_id, status, sequence) of the header at pos."""
+        return pdu.HEADER.unpack_from(buf, pos)
+
+    def pack(self, command_id: int, status: int, sequence: int, body: bytes = b"") -> bytes:
+        return pdu.pack(command_id, status, sequence, body)
+
+    def keepalive_answer(self) -> bytes:
+        return b""
+
+    def reject(self, command_id: int, sequence: int, exc: PduError) -> bytes:
+        nack = exc.status in (pdu.ESME_RINVCMDID, pdu.ESME_RINVCMDLEN)
+        return pdu.pack(pdu.GENERIC_NACK if nack else command_id | pdu.RESP, exc.status, sequence)
+
+    def status_name(self, status: int) -> str:
+        return pdu.status_name(status)
+
+
+SMPP = Wire()
 
 
 class Handler(Protocol):
@@ -43,8 +77,10 @@ def _retrieve(fut: asyncio.Future[Response]) -> None:
 
 
 class Session(asyncio.Protocol):
-    def __init__(self, handler: Handler, *, timeout: float = 30.0, enquire_every: float = 30.0) -> None:
+    def __init__(self, handler: Handler, *, timeout: float = 30.0, enquire_every: float = 30.0,
+                 wire: Wire = SMPP) -> None:
         self.handler = handler
+        self.wire = wire
         self.timeout = timeout
         self.enquire_every = enquire_every
         self.loop = asyncio.get_running_loop()
@@ -75,7 +111,7 @@ class Session(asyncio.Protocol):
         pending, self.pending = self.pending, {}
         for fut, _ in pending.values():
             if not fut.done():
-                fut.set_exception(ConnectionError("the SMPP connection was lost"))
+                fut.set_exception(ConnectionError(f"the {self.wire.name.upper()} connection was lost"))
         if not self.closed.done():
             self.closed.set_result(None)
         self.handler.on_closed(self)
@@ -84,18 +120,20 @@ class Session(asyncio.Protocol):
         buf = self._buf
         buf += data
         pos, size = 0, len(buf)
+        wire = self.wire
+        header_len = wire.header_len
         try:
-            while size - pos >= pdu.HEADER_LEN:
-                length, command_id, status, sequence = pdu.HEADER.unpack_from(buf, pos)
-                if not pdu.HEADER_LEN <= length <= pdu.MAX_PDU:
+            while size - pos >= header_len:
+                length, command_id, status, sequence = wire.unpack(buf, pos)
+                if not header_len <= length <= wire.max_len:
                     self._reject(command_id, sequence, PduError(
-                        pdu.ESME_RINVCMDLEN, "command_length", f"{length} is outside {pdu.HEADER_LEN}..{pdu.MAX_PDU}"))
+                        wire.bad_length_status, "length", f"{length} is outside {header_len}..{wire.max_len}"))
                     self.close()
                     pos = size
                     return
                 if size - pos < length:
                     break
-                body = bytes(buf[pos + pdu.HEADER_LEN:pos + length])
+                body = bytes(buf[pos + header_len:pos + length])
                 pos += length
                 self._dispatch(command_id, status, sequence, body)
         finally:
@@ -112,18 +150,18 @@ class Session(asyncio.Protocol):
         """Send a request; the future gets the response, TimeoutError, or ConnectionError."""
         fut: asyncio.Future[Response] = self.loop.create_future()
         if not self.is_open:
-            fut.set_exception(ConnectionError("the SMPP connection is closed"))
+            fut.set_exception(ConnectionError(f"the {self.wire.name.upper()} connection is closed"))
             return fut
         sequence = next(self._seq)
         if sequence > 0x7FFFFFFF:
             self._seq = itertools.count(2)
             sequence = 1
         self.pending[sequence] = (fut, time.monotonic() + self.timeout)
-        self._send(pdu.pack(command_id, 0, sequence, body))
+        self._send(self.wire.pack(command_id, 0, sequence, body))
         return fut
 
-    def respond(self, command_id: int, sequence: int, status: int = pdu.ESME_ROK, body: bytes = b"") -> None:
-        self._send(pdu.pack(command_id, status, sequence, body))
+    def respond(self, command_id: int, sequence: int, status: int = 0, body: bytes = b"") -> None:
+        self._send(self.wire.pack(command_id, status, sequence, body))
 
     def _dispatch(self, command_id: int, status: int, sequence: int, body: bytes) -> None:
         if command_id & pdu.RESP:
@@ -131,27 +169,28 @@ class Session(asyncio.Protocol):
             if entry is not None and not entry[0].done():
                 entry[0].set_result((command_id, status, body))
             return
-        if command_id == pdu.ENQUIRE_LINK:
-            self.respond(command_id | pdu.RESP, sequence)
-        elif command_id == pdu.UNBIND:
+        wire = self.wire
+        if command_id == wire.enquire:
+            self.respond(command_id | pdu.RESP, sequence, body=wire.keepalive_answer())
+        elif command_id == wire.close_command:
             self.respond(command_id | pdu.RESP, sequence)
             self.close()
-        elif command_id == pdu.ALERT_NOTIFICATION:
-            pass  # informational; SMPP 3.4 gives it no response
+        elif command_id in wire.silent:
+            pass  # informational; SMPP 3.4 gives alert_notification no response
         else:
             try:
                 self.handler.on_request(self, command_id, sequence, body)
             except PduError as exc:
                 self._reject(command_id, sequence, exc)
             except Exception as exc:  # nothing a peer sends may end the session unanswered
-                log.exception("smpp.request_failed", peer=self.peer, command_id=f"{command_id:#010x}")
-                self._reject(command_id, sequence, PduError(pdu.ESME_RSYSERR, "PDU", f"could not be handled: {exc!r}"))
+                log.exception(f"{wire.name}.request_failed", peer=self.peer, command_id=f"{command_id:#010x}")
+                self._reject(command_id, sequence, PduError(wire.system_error_status, "PDU",
+                                                            f"could not be handled: {exc!r}"))
 
     def _reject(self, command_id: int, sequence: int, exc: PduError) -> None:
-        log.warning("smpp.bad_pdu", peer=self.peer, command_id=f"{command_id:#010x}", field=exc.field,
-                    rule=str(exc), status=pdu.status_name(exc.status))
-        nack = exc.status in (pdu.ESME_RINVCMDID, pdu.ESME_RINVCMDLEN)
-        self.respond(pdu.GENERIC_NACK if nack else command_id | pdu.RESP, sequence, exc.status)
+        log.warning(f"{self.wire.name}.bad_pdu", peer=self.peer, command_id=f"{command_id:#010x}", field=exc.field,
+                    rule=str(exc), status=self.wire.status_name(exc.status))
+        self._send(self.wire.reject(command_id, sequence, exc))
 
     # --- writing, closing, timers ---------------------------------------------------------------
 
@@ -180,7 +219,7 @@ class Session(asyncio.Protocol):
 
     async def unbind(self, wait: float = 2.0) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.request(pdu.UNBIND), wait)
+            await asyncio.wait_for(self.request(self.wire.close_command), wait)
         self.close()
 
     def _on_tick(self) -> None:
@@ -192,11 +231,11 @@ class Session(asyncio.Protocol):
                 fut.set_exception(TimeoutError(f"no response to sequence {seq} within {self.timeout:g} s"))
         if self._probe is not None and self._probe.done():
             if self._probe.exception() is not None:
-                log.warning("smpp.link_dead", peer=self.peer, reason="enquire_link unanswered")
+                log.warning(f"{self.wire.name}.link_dead", peer=self.peer, reason="keep-alive unanswered")
                 self.abort()
                 return
             self._probe = None
         if self._probe is None and self.enquire_every and now - self._last_rx >= self.enquire_every:
-            self._probe = self.request(pdu.ENQUIRE_LINK)
+            self._probe = self.request(self.wire.enquire)
             self._probe.add_done_callback(_retrieve)
         self._tick = self.loop.call_later(1.0, self._on_tick)

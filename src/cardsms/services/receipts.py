@@ -273,8 +273,9 @@ async def mark_opened(conn: AsyncConnection, svc: Services, opens: Iterable[tupl
         _event(a, m, "link_opened", now, f"opened in a {client}") for a, m, client in items])
 
 
-async def record_reply(svc: Services, source_addr: str, dest_addr: str, content: str) -> bool:
-    """An MO message: attach it to the latest message sent to that number; R/T/TD/退订/STOP opt out."""
+async def record_reply(svc: Services, source_addr: str, dest_addr: str, content: str, base: str = "") -> bool:
+    """An MO message: attach it to the latest message sent to that number; R/T/TD/退订/STOP opt out. What follows
+    `base` (the connector's source address; the server's by default) in dest_addr is the extension code."""
     try:
         number = normalise_number(source_addr if source_addr.startswith("+") else "+" + source_addr)
     except InvalidNumber:
@@ -283,7 +284,7 @@ async def record_reply(svc: Services, source_addr: str, dest_addr: str, content:
         except InvalidNumber:
             return False
     now = svc.now()
-    base = svc.settings.smsc_source_addr
+    base = base or svc.settings.smsc_source_addr
     dest_code = dest_addr[len(base):] if dest_addr.startswith(base) else dest_addr
 
     async def reply(conn: Any) -> bool:

@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from cardsms.delivery.smpp import Inbound
+from cardsms.delivery.connector import Inbound
 
 
 class SimulatedDigitalChannel:

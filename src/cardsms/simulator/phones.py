@@ -18,7 +18,7 @@ import httpx
 import structlog
 
 from cardsms.domain.numbers import InvalidNumber, normalise_number
-from cardsms.simulator.smsc import share_hit
+from cardsms.simulator.center import share_hit
 from cardsms.vendors.gateway import HandsetDirectory
 
 log = structlog.get_logger("cardsms.simulator.phones")
