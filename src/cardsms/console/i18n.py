@@ -236,7 +236,7 @@ ZH: dict[str, str] = {
     'Result': '结果',
     'Resume': '继续',
     'Revoke': '撤销',
-    'SMPP connectors': 'SMPP 通道',
+    'SMSC and ISMG connectors': '短信通道 (SMPP / CMPP)',
     'Save webhook': '保存回调',
     'Saved audience': '已保存的人群',
     'Scene': '场景',

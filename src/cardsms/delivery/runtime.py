@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from cardsms.delivery.cmpp import CmppConnector
 from cardsms.delivery.config import ConnectorConfig, parse_connectors
@@ -37,6 +38,25 @@ class LocalNetwork(Protocol):
     async def stop(self) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+
+class ConnectorMetrics:
+    """/metrics: each connector's state, labelled with its name and protocol (a prometheus_client collector)."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["connector", "protocol"]
+        bound = GaugeMetricFamily("cardsms_connector_bound", "1 while the connector is bound", labels=labels)
+        binds = CounterMetricFamily("cardsms_connector_binds", "binds made since the process started",
+                                    labels=labels)
+        for c in self.delivery.dispatcher.connectors:
+            key = [c.name, c.cfg.scheme]
+            bound.add_metric(key, 1.0 if c.up else 0.0)
+            binds.add_metric(key, float(c.binds))
+        yield bound
+        yield binds
 
 
 CONNECTORS: dict[str, type[LinkConnector]] = {"smpp": SmppConnector, "cmpp": CmppConnector}

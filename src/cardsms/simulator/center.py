@@ -196,9 +196,9 @@ class SimulatedCenter:
         return False
 
     def _accepted(self, bound: Bound, msg_id: str, dest: str, src: str, text: str,
-                  concat: tuple[int, int, int] | None, logged: dict[str, Any]) -> None:
-        """A submit was answered with msg_id: log it, schedule its receipt and the phone's hand-over (`dest` as
-        country code and number, no '+'), and drop the connections if it is time to."""
+                  concat: tuple[int, int, int] | None, logged: dict[str, Any], receipt: bool = True) -> None:
+        """A submit was answered with msg_id: log it, schedule its receipt (when asked for) and the phone's
+        hand-over (`dest` as country code and number, no '+'), and drop the connections if it is time to."""
         self.accepted += 1
         if self._log:
             self._log.write(json.dumps({"id": msg_id, "dest": dest, "src": src, "client": bound.client, **logged})
@@ -206,7 +206,8 @@ class SimulatedCenter:
             self._log.flush()
         stat = "UNDELIV" if share_hit(dest, "fail", self.opt.fail_share) else "DELIVRD"
         due = time.monotonic() + self.opt.latency_ms / 1000
-        self._later(due, Receipt(bound.client, msg_id, dest, src, stat, text, time.time()))
+        if receipt:
+            self._later(due, Receipt(bound.client, msg_id, dest, src, stat, text, time.time()))
         full = self._assemble(dest, concat, text)
         if full is not None and stat == "DELIVRD" and self.on_delivered is not None:
             self._later(due, (dest, src, full))

@@ -7,9 +7,9 @@ secret it cannot compute one and sends zeros). The version is the client's: 2.0 
 clients send) or 3.0; higher is refused with status 4. SUBMIT is checked field by field (a bad one is
 answered with the result that names the rule: 1 structure, 4 length, 11 Msg_src, 13 Dest_terminal_Id),
 answered with a Msg_Id in the ISMG's 64-bit layout, and followed by a status report in CMPP_DELIVER
-for every destination. Too fast (the bind TPS or the throttled share) is result 8. Replies from the
-simulated phones arrive as MO CMPP_DELIVER. Receipts, failures and disconnects are the message
-centre's (simulator/center.py), shared with the SMSC.
+for every destination when Registered_Delivery asks for one. Too fast (the bind TPS or the throttled
+share) is result 8. Replies from the simulated phones arrive as MO CMPP_DELIVER. Receipts, failures
+and disconnects are the message centre's (simulator/center.py), shared with the SMSC.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ class SimulatedIsmg(SimulatedCenter):
         for dest in submit.dest_terminal_ids:
             self._accepted(bound, str(msg_id), number_from_terminal(dest), submit.src_id, text, concat,
                            {"fmt": submit.msg_fmt, "udhi": submit.tp_udhi, "content": submit.msg_content.hex(),
-                            "terminal": dest, "version": hex(bound.version), "service_id": submit.service_id})
+                            "terminal": dest, "version": hex(bound.version), "service_id": submit.service_id},
+                           receipt=submit.registered_delivery == 1)
 
     # --- what goes back -------------------------------------------------------------------------
 

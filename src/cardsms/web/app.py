@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from cardsms import __version__
 from cardsms.console.app import Console
-from cardsms.delivery.runtime import Delivery
+from cardsms.delivery.runtime import ConnectorMetrics, Delivery
 from cardsms.links.resolver import resolver
 from cardsms.logs import pass_failed
 from cardsms.media.sniff import sniff
@@ -74,6 +74,8 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
     registry = CollectorRegistry()
     api = ApiEndpoint(svc, ApiMetrics(registry))
     reviews_done = Gauge("cardsms_reviews_decided", "reviews decided by this process", registry=registry)
+    if delivery is not None:
+        registry.register(ConnectorMetrics(delivery))
     state = {"ready": False}
 
     async def root(request: Request) -> Response:
