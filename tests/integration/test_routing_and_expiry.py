@@ -1,5 +1,5 @@
-"""Routing by number prefix and failover between connectors; validity and expiry; custom send
-content; the customUrl redirect when a card can no longer be rendered."""
+"""Routing by number prefix and failover between connectors, across protocols (CMPP and SMPP);
+validity and expiry; custom send content; the customUrl redirect when a card can no longer be rendered."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from tests.integration.helpers import approved_card, approved_sign, eventually, 
 from tests.integration.test_sending import details, numbers
 
 
-def start_smsc(env: dict[str, str], name: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_smsc(env: dict[str, str], name: str, kind: str = "smsc") -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`cardsms simulator smsc` (or `ismg`) in its own process; its log names every accepted number as "dest"."""
     port = free_port()
     data = Path(env["CARDSMS_DATA_DIR"])
     log, out = data / f"{name}.jsonl", data / f"{name}.out"
-    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", kind, "--port", str(port),
                              "--latency-ms", "10", "--log", str(log)], env=env, stdout=out.open("w"),
                             stderr=subprocess.STDOUT)
     eventually(lambda: "listening" in out.read_text(), timeout=30)
@@ -36,12 +37,12 @@ def dests(log: Path) -> set[str]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_prefix_routing_and_failover(backend: str, request: pytest.FixtureRequest) -> None:
     env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0")
-    main, main_port, main_log = start_smsc(env, "main")
+    main, main_port, main_log = start_smsc(env, "main", "ismg")
     backup, backup_port, backup_log = start_smsc(env, "backup")
     config = Path(env["CARDSMS_DATA_DIR"]) / "cardsms.toml"
     config.write_text(f'''[[smsc]]
 name = "mainland"
-url = "smpp://cardsms:pw@127.0.0.1:{main_port}"
+url = "cmpp://901234:pw@127.0.0.1:{main_port}?version=3.0&src_id=1069"
 prefixes = ["+86"]
 window = 20
 tps = 500
@@ -63,7 +64,7 @@ url = "smpp://cardsms:pw@127.0.0.1:{backup_port}"
                                                    template_code=code, template_param='{"no": "7"}')).body
                 assert body.code == "OK", body.to_map()
             eventually(lambda: dests(main_log) >= {"86" + p for p in cn} and dests(backup_log) >= {u[1:] for u in uk})
-            assert dests(main_log) == {"86" + p for p in cn}  # mainland numbers took the +86 connector
+            assert dests(main_log) == {"86" + p for p in cn}  # mainland numbers took the +86 connector (CMPP)
             assert dests(backup_log) == {u[1:] for u in uk}   # the rest took the catch-all one
 
             main.kill()
@@ -72,7 +73,7 @@ url = "smpp://cardsms:pw@127.0.0.1:{backup_port}"
             body = c.send_sms(m.SendSmsRequest(phone_numbers=",".join(later), sign_name=sign,
                                                template_code=domestic, template_param='{"no": "8"}')).body
             assert body.code == "OK"
-            eventually(lambda: dests(backup_log) >= {"86" + p for p in later}, timeout=60)
+            eventually(lambda: dests(backup_log) >= {"86" + p for p in later}, timeout=60)  # failover to SMPP
             eventually(lambda: all(d and d[0].send_status == 3 for d in (details(c, p) for p in later)))
             status = httpx.get(f"{server.url}/healthz").json()["delivery"]["connectors"]
             assert [s["name"] for s in status] == ["mainland", "backup"] and not status[0]["bound"]
