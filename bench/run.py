@@ -1,7 +1,7 @@
 """cardsms benchmarks (docs/performance.md) (`make bench`): every figure with the baseline it is compared to in the same
 run. Prints a table and writes bench/results.json. Loopback only; bounded in count and time.
 
-Sections (select with BENCH_ONLY=import,task,peer,smpp,api,links,workers):
+Sections (select with BENCH_ONLY=import,task,peer,smpp,cmpp,api,links,workers):
 - import   parse + validate + de-duplicate 500,000 numbers (CSV, zipped CSV, XLSX) vs csv.reader alone
 - task     a card mass task end to end on the embedded default (SQLite, simulated SMSC and phones):
            time to first submit, msg/s to all submitted and to all receipts, peak RSS of the server
@@ -14,6 +14,9 @@ Sections (select with BENCH_ONLY=import,task,peer,smpp,api,links,workers):
            cardsms's end-to-end msg/s divided by Kannel's
 - smpp     the SMPP path alone, no database: the connector and the simulated SMSC in one process (as
            the embedded default runs them) vs the simulator in its own process (as Kannel's run had it)
+- cmpp     the CMPP 3.0 path alone like the SMPP one (vs SMPP measured the same way in the same run), and
+           a card task end to end over CMPP to the simulated ISMG in its own process (vs the same task over
+           SMPP to the simulated SMSC, same numbers, same process layout)
 """
 
 from __future__ import annotations
@@ -182,10 +185,11 @@ def task_numbers() -> int:
 
 
 @contextmanager
-def serving(tmp: Path, separate: bool, **extra: str) -> Iterator[tuple[Server, int]]:
+def serving(tmp: Path, separate: bool, protocol: str = "smpp", **extra: str) -> Iterator[tuple[Server, int]]:
     """`cardsms serve` (SQLite) and the pid of the simulated SMSC's own process (0 when it runs inside the
     server). With `separate`, the simulated SMSC and phones run in their own process (`cardsms simulator smsc
-    --phones`), as they do for Kannel and as a real SMSC and real phones would."""
+    --phones`), as they do for Kannel and as a real SMSC and real phones would; with protocol "cmpp" that is
+    the simulated ISMG (`cardsms simulator ismg`), and the server connects over CMPP 3.0."""
     tmp.mkdir(parents=True, exist_ok=True)
     settings = {"CARDSMS_SMSC_WINDOW": WINDOW, "CARDSMS_SIM_SMSC_LATENCY_MS": "10", "CARDSMS_SIM_REVIEW_SECONDS": "0",
                 **extra}
@@ -196,24 +200,27 @@ def serving(tmp: Path, separate: bool, **extra: str) -> Iterator[tuple[Server, i
             smsc_port = free_port()
             env = cardsms_env(tmp, "", **{k: v for k, v in settings.items() if k.startswith("CARDSMS_SIM_")})
             log = stack.enter_context((tmp / "smsc.out").open("ab"))
-            smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(smsc_port),
+            kind = "ismg" if protocol == "cmpp" else "smsc"
+            smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", kind, "--port", str(smsc_port),
                                      "--latency-ms", "10", "--phones", f"http://127.0.0.1:{port}/s"],
                                     env=env, stdout=log, stderr=subprocess.STDOUT)
             stack.callback(stop_process, smsc)
             smsc_pid = smsc.pid
             wait(lambda: port_open(smsc_port), 30, "simulated SMSC")
-            settings["CARDSMS_SMSC"] = json.dumps([f"smpp://cardsms:pw@127.0.0.1:{smsc_port}"])
+            url = (f"cmpp://901234:pw@127.0.0.1:{smsc_port}?version=3.0&src_id=1069" if protocol == "cmpp"
+                   else f"smpp://cardsms:pw@127.0.0.1:{smsc_port}")
+            settings["CARDSMS_SMSC"] = json.dumps([url])
         (tmp / "serve").mkdir(parents=True, exist_ok=True)
         server = stack.enter_context(running_server(cardsms_env(tmp / "serve", "", **settings), "sqlite", port=port))
         yield server, smsc_pid
 
 
-def run_task(tmp: Path, n: int, separate: bool) -> dict[str, float]:
+def run_task(tmp: Path, n: int, separate: bool, protocol: str = "smpp") -> dict[str, float]:
     """A card mass task of n numbers until every message has its final state (see `serving`)."""
     tmp.mkdir(parents=True, exist_ok=True)
     numbers = tmp / "task.txt.gz"  # an upload may be at most 3 MB: 500,000 numbers go compressed
     numbers.write_bytes(gzip.compress(("\n".join(str(13700000000 + i) for i in range(n)) + "\n").encode()))
-    with serving(tmp, separate) as (server, smsc_pid):
+    with serving(tmp, separate, protocol) as (server, smsc_pid):
         tenant = new_tenant(server)
         sign = approved_sign(tenant.client(), "压测")
         db = Path(server.env["CARDSMS_DATA_DIR"]) / "cardsms.db"
@@ -553,16 +560,19 @@ def bench_peer(tmp: Path) -> None:
 
 # --- smpp: the SMPP path alone ----------------------------------------------------------------------
 
-async def _smpp_run(n: int, port: int | None) -> float:
-    """msg/s of n submits through one SmppConnector (window 100) until every receipt arrived: against an
-    in-process simulated SMSC (port None) or one listening on `port` in another process. No database."""
+async def _smpp_run(n: int, port: int | None, protocol: str = "smpp") -> float:
+    """msg/s of n submits through one connector (window 100) until every receipt arrived: against an
+    in-process simulated SMSC (port None) or one listening on `port` in another process. No database.
+    protocol "cmpp": a CmppConnector (CMPP 3.0) and the simulated ISMG instead."""
     from cardsms.delivery.config import ConnectorConfig
-    from cardsms.delivery.smpp import Inbound, SmppConnector
-    from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
+    from cardsms.delivery.connector import Inbound
+    from cardsms.delivery.runtime import open_connector
+    from cardsms.simulator.network import CENTRES
+    from cardsms.simulator.smsc import SmscOptions
 
     sim = None
     if port is None:
-        sim = SimulatedSmsc(SmscOptions(latency_ms=10))
+        sim = CENTRES[protocol](SmscOptions(latency_ms=10))
         await sim.start()
         port = sim.port
     got = 0
@@ -571,9 +581,10 @@ async def _smpp_run(n: int, port: int | None) -> float:
         nonlocal got
         got += 1
 
-    connector = SmppConnector(ConnectorConfig(name="bench", host="127.0.0.1", port=port, system_id="cardsms",
-                                              password="bench", window=int(WINDOW), tps=0), "1069",
-                              count)
+    system_id = "901234" if protocol == "cmpp" else "cardsms"
+    connector = open_connector(ConnectorConfig(name="bench", host="127.0.0.1", port=port, system_id=system_id,
+                                               password="bench", window=int(WINDOW), tps=0, protocol=protocol),
+                               "1069", count)
     runner = asyncio.create_task(connector.run())
     deadline = time.monotonic() + 30
     while not connector.up:
@@ -594,14 +605,12 @@ async def _smpp_run(n: int, port: int | None) -> float:
     return rate
 
 
-def bench_smpp(tmp: Path) -> None:
-    """The ceiling the SMPP stack puts on the embedded default: the connector and the simulated SMSC
-    in one process (as `cardsms serve` runs them), vs the simulator in a process of its own (as Kannel got)."""
-    n = int(os.environ.get("BENCH_SMPP_MESSAGES", "20000"))
+def link_rates(tmp: Path, n: int, protocol: str) -> tuple[float, float]:
+    """(msg/s with the simulator in the connector's process, msg/s with it in a process of its own)."""
 
     def measure(port: int | None) -> float:  # each in a fresh process, like the server runs it
         code = (f"import asyncio, sys; sys.path.insert(0, {str(ROOT)!r}); from bench.run import _smpp_run; "
-                f"print(asyncio.run(_smpp_run({n}, {port!r})))")
+                f"print(asyncio.run(_smpp_run({n}, {port!r}, {protocol!r})))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=400)
         assert out.returncode == 0, out.stderr[-3000:]
         return float(out.stdout.strip().splitlines()[-1])
@@ -609,17 +618,44 @@ def bench_smpp(tmp: Path) -> None:
     in_process = measure(None)
     port = free_port()
     env = cardsms_env(tmp, "")
-    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(port),
+    kind = "ismg" if protocol == "cmpp" else "smsc"
+    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", kind, "--port", str(port),
                              "--latency-ms", "10"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait(lambda: port_open(port), 30, "simulated SMSC")
+        wait(lambda: port_open(port), 30, f"simulated {kind}")
         separate = measure(port)
     finally:
         stop_process(proc)
+    return in_process, separate
+
+
+def bench_smpp(tmp: Path) -> None:
+    """The ceiling the SMPP stack puts on the embedded default: the connector and the simulated SMSC
+    in one process (as `cardsms serve` runs them), vs the simulator in a process of its own (as Kannel got)."""
+    n = int(os.environ.get("BENCH_SMPP_MESSAGES", "20000"))
+    in_process, separate = link_rates(tmp, n, "smpp")
     record("smpp", f"one_process_msg_per_s_{n}", in_process, "msg/s", separate,
            "simulated SMSC in its own process")
     record("smpp", f"separate_smsc_msg_per_s_{n}", separate, "msg/s", TASK.get("kannel") or None,
            "Kannel end to end (peer section)")
+
+
+def bench_cmpp(tmp: Path) -> None:
+    """The CMPP 3.0 path measured like the SMPP one, each against SMPP measured the same way in this run: the
+    link alone (connector and simulator, no database), and a card task end to end over the link."""
+    n = int(os.environ.get("BENCH_SMPP_MESSAGES", "20000"))
+    smpp_one, smpp_separate = link_rates(tmp / "smpp", n, "smpp")
+    cmpp_one, cmpp_separate = link_rates(tmp / "cmpp", n, "cmpp")
+    record("cmpp", f"one_process_msg_per_s_{n}", cmpp_one, "msg/s", smpp_one, "SMPP, connector and SMSC alike")
+    record("cmpp", f"separate_ismg_msg_per_s_{n}", cmpp_separate, "msg/s", smpp_separate,
+           "SMPP, simulated SMSC in its own process")
+    tasks = int(os.environ.get("BENCH_CMPP_TASK_NUMBERS", "100000"))
+    over_smpp = run_task(tmp / "task-smpp", tasks, separate=True)
+    over_cmpp = run_task(tmp / "task-cmpp", tasks, separate=True, protocol="cmpp")
+    record("cmpp", f"task_end_to_end_msg_per_s_{tasks}", tasks / over_cmpp["receipts_s"], "msg/s",
+           tasks / over_smpp["receipts_s"], "the same task over SMPP")
+    record("cmpp", "task_cards_rendered", over_cmpp["rendered"], "messages", over_smpp["rendered"],
+           "over SMPP")
 
 
 def port_open(port: int) -> bool:
@@ -628,8 +664,8 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "smpp": bench_smpp, "api": bench_api,
-            "links": bench_links, "workers": bench_workers}
+SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "smpp": bench_smpp, "cmpp": bench_cmpp,
+            "api": bench_api, "links": bench_links, "workers": bench_workers}
 
 
 def _figure(section: str, prefix: str) -> dict[str, Any] | None:

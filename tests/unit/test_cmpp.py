@@ -264,3 +264,55 @@ def test_an_ismg_that_proves_the_wrong_secret_is_refused() -> None:
         server.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("version", [cp.V20, cp.V30])
+def test_the_connector_answers_a_malformed_deliver_and_stays_connected(version: int) -> None:
+    answers: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
+
+    async def ismg(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, sequence, body = await read_packet(reader)
+        connect = cp.Connect.decode(body)
+        auth = cp.authenticator_ismg(version, 0, connect.authenticator, "s3cret")
+        writer.write(cp.pack(cp.CONNECT | cp.RESP, sequence, cp.ConnectResp(0, auth, version).encode()))
+        report = cp.Report(77, "MA:0001", "2611290830", "2611290831", "13800138000").encode(version)
+        good = cp.Deliver(version, 9, "1069012345", "13800138000", report, registered_delivery=1).encode()
+        writer.write(cp.pack(cp.DELIVER, 100, good[:20]))  # cut inside Dest_Id
+        writer.write(cp.pack(0x00000099, 101))  # a command an SP does not take
+        writer.write(cp.pack(cp.DELIVER, 102, good))
+        for _ in range(3):
+            command_id, sequence, body = await read_packet(reader)
+            answers.put_nowait((command_id, sequence, cp.decode_msg_id_and_result(body, version)[1]
+                                if command_id == cp.DELIVER | cp.RESP else int.from_bytes(body, "big")))
+
+    async def main() -> None:
+        server = await asyncio.start_server(ismg, "127.0.0.1", 0)
+        got: list[Inbound] = []
+        connector = connector_for(server.sockets[0].getsockname()[1], version, got)
+        runner = await bound(connector)
+        seen = [await asyncio.wait_for(answers.get(), 5) for _ in range(3)]
+        assert seen == [(cp.DELIVER | cp.RESP, 100, cp.BAD_STRUCTURE), (0x80000099, 101, cp.BAD_COMMAND),
+                        (cp.DELIVER | cp.RESP, 102, cp.OK)]
+        # a carrier's own code is a failure, the code kept as the error
+        assert [(i.receipted_id, i.stat, i.err, i.source_addr) for i in got] == [
+            ("77", "UNDELIV", "MA:0001", "8613800138000")]
+        assert connector.up and connector.binds == 1
+        await connector.stop()
+        await asyncio.wait_for(runner, 5)
+        server.close()
+
+    asyncio.run(main())
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=400), version=st.sampled_from([cp.V20, cp.V30]))
+def test_any_bytes_decode_or_raise_a_pdu_error_naming_the_field(body: bytes, version: int) -> None:
+    from cardsms.delivery.pdu import PduError
+
+    for decode in (lambda b: cp.Submit.decode(b, version), lambda b: cp.Deliver.decode(b, version),
+                   cp.Connect.decode, lambda b: cp.Report.decode(b, version),
+                   lambda b: cp.ConnectResp.decode(b, version), lambda b: cp.decode_msg_id_and_result(b, version)):
+        try:
+            decode(body)
+        except PduError as exc:
+            assert exc.field and str(exc)
