@@ -316,3 +316,29 @@ def test_any_bytes_decode_or_raise_a_pdu_error_naming_the_field(body: bytes, ver
             decode(body)
         except PduError as exc:
             assert exc.field and str(exc)
+
+
+def test_reports_unanswered_when_the_ismg_drops_the_connection_come_after_the_reconnect() -> None:
+    async def body(ismg: SimulatedIsmg) -> None:
+        got: list[Inbound] = []
+        connector = connector_for(ismg.port, cp.V30, got)
+        runner = await bound(connector)
+        ids: list[str] = []
+        for i in range(12):  # the ISMG aborts every connection after each 4th submit
+            for _ in range(200):
+                try:
+                    ids += await connector.submit(f"+86138001380{i:02d}", f"第{i}条")
+                    break
+                except SubmitError as exc:
+                    assert exc.link or exc.code == "NOT_BOUND", exc
+                    await asyncio.sleep(0.02)
+        for _ in range(500):
+            if {i.receipted_id for i in got} >= set(ids):
+                break
+            await asyncio.sleep(0.01)
+        assert len(set(ids)) == 12 and {i.receipted_id for i in got} >= set(ids)
+        assert ismg.stats()["drops"] >= 2 and connector.binds >= 3
+        await connector.stop()
+        await asyncio.wait_for(runner, 5)
+
+    with_ismg(SmscOptions(latency_ms=30, sp_id="901234", secret="s3cret", disconnect_every=4), body)
