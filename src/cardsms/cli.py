@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,8 +22,9 @@ from cardsms import __version__
 from cardsms.compose import build_delivery, build_services, standalone_centre
 from cardsms.db.migrate import PendingMigrations, check_current, upgrade
 from cardsms.domain.errors import CardsmsError
+from cardsms.domain.schedule import CHINA
 from cardsms.services import accounts
-from cardsms.services.core import Services
+from cardsms.services.core import Services, as_utc
 from cardsms.settings import Settings
 
 app = typer.Typer(help="cardsms: self-hosted card message platform.", no_args_is_help=True,
@@ -385,6 +387,28 @@ def account_set_qps(
     out.print(f"account {name}: qps limit {qps or 'default'}", highlight=False)
 
 
+@account_app.command("set-window")
+def account_set_window(
+    name: str,
+    window: Annotated[str, typer.Argument(help="HH:MM-HH:MM (Asia/Shanghai), 00:00-24:00 for always, or 'default' "
+                                               "for the server's CARDSMS_SEND_WINDOW")],
+    hold_api_sends: Annotated[bool | None, typer.Option(
+        "--hold-api-sends/--no-hold-api-sends",
+        help="also hold the account's API sends (not verification codes) until the window opens")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Set the hours in which an account's mass tasks send (quiet hours outside them)."""
+    async def work(svc: Services) -> None:
+        try:
+            await accounts.set_send_window(svc, name, window, hold_api_sends)
+        except accounts.AccountError as exc:
+            raise fail(f"WINDOW: {exc}") from None
+
+    run(load_settings(data_dir=data_dir), work)
+    held = "" if hold_api_sends is None else f"; API sends {'held' if hold_api_sends else 'not held'}"
+    out.print(f"account {name}: send window {window}{held}", highlight=False)
+
+
 @key_app.command("create")
 def key_create(
     account: Annotated[str, typer.Option("--account", help="account name")],
@@ -499,7 +523,11 @@ def webhook_remove(account: Annotated[str, typer.Option("--account")],
     out.print(f"removed the {kind} webhook of {account}", highlight=False)
 
 
-ACTIVE_TASK_STATES = ("importing", "scheduled", "sending", "paused")
+ACTIVE_TASK_STATES = ("importing", "scheduled", "waiting", "sending", "paused")
+RateOption = Annotated[int | None, typer.Option("--rate", help="at most this many messages per second (0: no limit)",
+                                                min=0)]
+CapOption = Annotated[int | None, typer.Option("--hourly-cap", help="at most this many messages in any hour "
+                                                                    "(0: no cap)", min=0)]
 
 
 @task_app.command("create")
@@ -514,10 +542,13 @@ def task_create(
     fallback_template: Annotated[str, typer.Option(help="text or digital template of the fallback")] = "",
     custom_template: Annotated[str, typer.Option(help="text template for custom send content")] = "",
     at: Annotated[str | None, typer.Option("--at", help="scheduled start, 'YYYY-MM-DD HH:MM' Asia/Shanghai")] = None,
+    rate: RateOption = None,
+    hourly_cap: CapOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until the task ends")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Create a mass task; a running `cardsms serve` (or worker) imports and sends it."""
+    """Create a mass task; a running `cardsms serve` (or worker) imports and sends it. Outside the account's send
+    window (08:00-22:00 Asia/Shanghai by default) it waits for the window to open."""
     from cardsms.domain.schedule import parse_local_start
     from cardsms.services import tasks
 
@@ -535,22 +566,33 @@ def task_create(
     form = tasks.TaskForm(name=name, sign_name=sign, card_template_code=template, fallback_type=fallback.upper(),
                           sms_template_code=fallback_template if fallback.upper() == "SMS" else "",
                           digital_template_code=fallback_template if fallback.upper() == "DIGITALSMS" else "",
-                          template_code=custom_template, audience_id=audience, scheduled_at=scheduled)
+                          template_code=custom_template, audience_id=audience, scheduled_at=scheduled,
+                          rate=rate or None, hourly_cap=hourly_cap or None)
     settings = load_settings(data_dir=data_dir)
 
-    async def work(svc: Services) -> int:
+    async def work(svc: Services) -> tuple[int, str]:
         try:
-            return await tasks.create_task(svc, await accounts.account_id(svc, account), form, data=data,
-                                           file_name=file.name if file else "", created_by="cli")
+            account_id = await accounts.account_id(svc, account)
+            task_id = await tasks.create_task(svc, account_id, form, data=data, file_name=file.name if file else "",
+                                              created_by="cli")
         except CardsmsError as exc:
             option = {"name": "--name", "sign_name": "--sign", "card_template_code": "--template",
                       "sms_template_code": "--fallback-template", "digital_template_code": "--fallback-template",
                       "template_code": "--custom-template", "scheduled_at": "--at", "file": "--file",
-                      "audience_id": "--audience", "fallback_type": "--fallback"}.get(exc.field, "")
+                      "audience_id": "--audience", "fallback_type": "--fallback", "rate": "--rate",
+                      "hourly_cap": "--hourly-cap"}.get(exc.field, "")
             raise fail(f"{option}: {exc.message}" if option else exc.message) from None
+        window = await accounts.send_window(svc, account_id)
+        if scheduled is None and not window.contains(svc.now()):  # said before the import even ends
+            start = window.next_start(svc.now()).astimezone(CHINA)
+            return task_id, (f"now is outside the send window {window} Asia/Shanghai: the task waits for "
+                             f"{start:%Y-%m-%d %H:%M}")
+        return task_id, ""
 
-    task_id = run(settings, work)
+    task_id, note = run(settings, work)
     out.print(f"created task {task_id}", highlight=False)
+    if note:
+        out.print(note, highlight=False)
     if wait:
         _wait_for_task(settings, account, task_id)
 
@@ -614,21 +656,51 @@ def task_show(task_id: int, account: Annotated[str, typer.Option("--account")], 
     """A task's settings, import report and statistics."""
     from cardsms.services import imports, tasks
 
-    async def work(svc: Services) -> tuple[Any, Any, dict[str, int]]:
+    async def work(svc: Services) -> tuple[Any, Any, dict[str, int], dict[str, Any], list[Any]]:
         account_id = await accounts.account_id(svc, account)
         t = await tasks.get_task(svc, account_id, task_id)
-        return t, await imports.get_audience(svc, account_id, t["audience_id"]), await tasks.task_stats(svc, task_id)
+        stats = await tasks.task_stats(svc, task_id)
+        return (t, await imports.get_audience(svc, account_id, t["audience_id"]), stats,
+                await tasks.progress(svc, t, stats), await tasks.events(svc, account_id, task_id))
 
-    t, aud, stats = run(load_settings(data_dir=data_dir), work)
+    t, aud, stats, live, timeline = run(load_settings(data_dir=data_dir), work)
     table = Table("field", "value", show_header=False)
     for key in ("id", "name", "state", "sign_name", "card_template_code", "fallback_type", "total", "scheduled_at",
-                "started_at", "finished_at", "error"):
+                "next_start_at", "started_at", "finished_at", "rate", "hourly_cap", "error"):
         table.add_row(key, str(t[key] if t[key] is not None else ""))
+    for key in ("window", "current_rate", "remaining", "finish"):
+        value = live[key]
+        shown = f"{as_utc(value).astimezone(CHINA):%Y-%m-%d %H:%M:%S}" if isinstance(value, datetime) else value
+        table.add_row(f"live.{key}", str(shown if shown is not None else ""))
     for key in ("state", "lines_done", "total", "invalid", "duplicates", "suppressed"):
         table.add_row(f"import.{key}", str(aud[key]))
     for key, value in stats.items():
         table.add_row(f"stats.{key}", str(value))
+    for e in timeline:
+        table.add_row(f"event.{e['kind']}", f"{as_utc(e['at']).astimezone(CHINA):%Y-%m-%d %H:%M:%S} {e['detail']}")
     out.print(table)
+
+
+@task_app.command("set-rate")
+def task_set_rate(task_id: int, account: Annotated[str, typer.Option("--account")], rate: RateOption = None,
+                  hourly_cap: CapOption = None, data_dir: DataDir = None) -> None:
+    """Change a task's send rate and hourly cap, also while it runs (0 removes a limit; an option not given keeps
+    its value)."""
+    from cardsms.services import tasks
+
+    async def work(svc: Services) -> str:
+        account_id = await accounts.account_id(svc, account)
+        t = await tasks.get_task(svc, account_id, task_id)
+        new_rate = t["rate"] if rate is None else rate or None
+        new_cap = t["hourly_cap"] if hourly_cap is None else hourly_cap or None
+        try:
+            await tasks.set_rate(svc, account_id, task_id, new_rate, new_cap)
+        except CardsmsError as exc:
+            option = {"rate": "--rate", "hourly_cap": "--hourly-cap"}.get(exc.field, "")
+            raise fail(f"{option}: {exc.message}" if option else exc.message) from None
+        return f"task {task_id}: rate {new_rate or 'unlimited'}/s, hourly cap {new_cap or 'none'}"
+
+    out.print(run(load_settings(data_dir=data_dir), work), highlight=False)
 
 
 @task_app.command("revoke")

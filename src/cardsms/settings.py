@@ -91,6 +91,9 @@ class Settings(BaseSettings):
                                                "they are not public, e.g. [\"10.1.0.0/16\"]; empty = public only")
     webhook_retry_base_seconds: float = Field(10.0, gt=0, le=3600, description="first webhook retry delay")
     webhook_retry_hours: float = Field(24.0, gt=0, le=720, description="webhook reports are retried this long")
+    send_window: str = Field("08:00-22:00", description="hours (Asia/Shanghai) in which mass tasks send, HH:MM-HH:MM; "
+                             "a task outside them waits, a running one pauses at the end and resumes by itself; "
+                             "00:00-24:00 = always; an account may have its own (cardsms account set-window)")
     sim_protocol: Literal["smpp", "cmpp2", "cmpp3"] = Field(
         "smpp", description="what the embedded simulator speaks: an SMPP 3.4 SMSC, or a CMPP 2.0 or 3.0 ISMG")
     sim_smsc_port: int = Field(0, ge=0, le=65535, description="port of the embedded simulated SMSC; 0 = any free")
@@ -132,6 +135,13 @@ class Settings(BaseSettings):
 
         parse_networks(value)  # raises ValueError naming the entry
         return value
+
+    @field_validator("send_window")
+    @classmethod
+    def _send_window(cls, value: str) -> str:
+        from cardsms.domain.schedule import SendWindow
+
+        return str(SendWindow.parse(value))  # raises ValueError naming the rule
 
     @field_validator("smsc")
     @classmethod

@@ -251,7 +251,15 @@ def fill_task(page: Page, name: str, template: str) -> None:
     page.select_option("#f-card_template_code", template)
 
 
-def test_mass_task_import_report_schedule_and_revoke(ops: Page, tmp_path: Path) -> None:
+def test_mass_task_import_report_schedule_and_revoke(ops: Page, console_server: Server, tmp_path: Path) -> None:
+    cli(console_server.env, "account", "set-window", "shop", "08:00-22:00")  # the mainland hours for the schedule
+    try:
+        schedule_and_revoke(ops, tmp_path)
+    finally:
+        cli(console_server.env, "account", "set-window", "shop", "default")  # the tests' whole day
+
+
+def schedule_and_revoke(ops: Page, tmp_path: Path) -> None:
     fill_task(ops, "x" * 31, "PUB_SERVICE_NOTICE")
     ops.set_input_files("#f-file", png_16x9(tmp_path / "not-numbers.png"))
     ops.click("button[data-action=submit]")

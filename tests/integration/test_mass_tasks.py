@@ -30,8 +30,9 @@ Work = Callable[[Services, int], Awaitable[None]]
 
 
 def run_on(backend: str, tmp_path: Path, request: pytest.FixtureRequest, work: Work,
-           now: datetime = NOON) -> None:
-    """Run `work(svc, account_id)` on a fresh database of the backend, with a fixed clock."""
+           now: datetime = NOON, window: str = "08:00-22:00") -> None:
+    """Run `work(svc, account_id)` on a fresh database of the backend, with a fixed clock and the mainland send
+    window."""
     url = ""
     if backend == "postgresql":
         url = request.getfixturevalue("pg").create_database(f"tasks_{os.getpid()}_{request.node.name[-30:]}"
@@ -40,7 +41,7 @@ def run_on(backend: str, tmp_path: Path, request: pytest.FixtureRequest, work: W
 
     async def main() -> None:
         svc = build_services(Settings(data_dir=tmp_path, secret_key="k" * 40, database_url=url,
-                                      sim_review_seconds=0))
+                                      sim_review_seconds=0, send_window=window))
         svc.clock = lambda: now.astimezone(UTC)
         await upgrade(svc.engine)
         try:

@@ -34,6 +34,7 @@ def test_task_create_wait_list_show_and_bad_arguments(tenant: Tenant, tmp_path: 
     task_id = done.stdout.split("created task ")[1].split()[0]
     listed = cli(env, "task", "list", "--account", tenant.name).stdout
     assert "terminal" in listed and "completed" in listed
+    cli(env, "account", "set-window", tenant.name, "08:00-22:00")  # the mainland hours, whatever the test's clock
     shown = cli(env, "task", "show", task_id, "--account", tenant.name).stdout
     assert "import.invalid" in shown and "stats.card" in shown
     for args, needle in (
@@ -42,6 +43,7 @@ def test_task_create_wait_list_show_and_bad_arguments(tenant: Tenant, tmp_path: 
         (["--name", "t", "--file", str(numbers), "--at", "tomorrow"], "--at"),
         (["--name", "t", "--file", str(numbers), "--at", "2030-01-01 23:30"], "08:00"),
         (["--name", "t", "--file", str(numbers), "--fallback", "SMS"], "--fallback-template"),
+        (["--name", "t", "--file", str(numbers), "--rate", "100001"], "--rate"),
         (["--name", "t"], "--file or --audience"),
     ):
         bad = cli(env, *base, *args, check=False)

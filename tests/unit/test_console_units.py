@@ -76,7 +76,8 @@ def test_designer_form_round_trip_and_edits() -> None:
 def test_schedule_window_and_revoke_limit() -> None:
     now = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
     at = lambda h, m=0: datetime(2026, 11, 27, h, m, tzinfo=CHINA)  # noqa: E731
-    assert check_schedule(at(8), now) is None and check_schedule(at(22), now) is None
+    assert check_schedule(at(8), now) is None and check_schedule(at(21, 59), now) is None
+    assert "22:00 is outside" in (check_schedule(at(22), now) or "")
     assert "07:59" in (check_schedule(at(7, 59), now) or "")
     assert "22:01" in (check_schedule(at(22, 1), now) or "")
     assert "future" in (check_schedule(now - timedelta(minutes=1), now) or "")

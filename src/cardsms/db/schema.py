@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -42,6 +43,10 @@ accounts = Table(
     Column("name", String(64), nullable=False, unique=True),
     Column("qps_limit", Integer, nullable=True),
     _ts("created_at"),
+    # quiet hours (migration 0009): the account's send window ("HH:MM-HH:MM", Asia/Shanghai; NULL: the
+    # server's CARDSMS_SEND_WINDOW), and whether its API sends wait for the window too
+    Column("send_window", String(11), nullable=True),
+    Column("hold_api_sends", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 users = Table(
@@ -544,7 +549,8 @@ tasks = Table(
     Column("digital_template_code", String(32), nullable=False, default=""),
     Column("template_code", String(32), nullable=False, default=""),  # custom send content
     Column("audience_id", Id, nullable=False),
-    # importing | scheduled | sending | paused | completed | revoked | cancelled | failed
+    # importing | scheduled | waiting (outside the send window) | sending | paused | completed | revoked |
+    # cancelled | failed
     Column("state", String(12), nullable=False),
     Column("cursor", Integer, nullable=False, default=0),
     Column("total", Integer, nullable=False, default=0),
@@ -554,8 +560,28 @@ tasks = Table(
     _ts("scheduled_at", nullable=True),
     _ts("started_at", nullable=True),
     _ts("finished_at", nullable=True),
+    # migration 0009: the send rate (messages per second) and sliding cap (per hour), NULL = none; how far
+    # the rate's schedule has been fed; when a waiting task starts next
+    Column("rate", Integer, nullable=True),
+    Column("hourly_cap", Integer, nullable=True),
+    _ts("paced_until", nullable=True),
+    _ts("next_start_at", nullable=True),
     Index("ix_tasks_account", "account_id", "id"),
     Index("ix_tasks_state", "state", "scheduled_at"),
+)
+
+# What happened to a task, in order (migration 0009): created, waiting, started, quiet (paused at the end
+# of the send window), resumed, rate, paused, cancelled, completed, failed.
+task_events = Table(
+    "task_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("task_id", Id, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    _ts("at"),
+    Index("ix_task_events_task", "task_id", "id"),
 )
 
 

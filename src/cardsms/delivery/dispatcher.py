@@ -17,12 +17,13 @@ from functools import partial
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, insert, or_, select, update
 
 from cardsms.db.bulk import fetch_all
-from cardsms.db.schema import early_receipts, message_events, messages
+from cardsms.db.schema import accounts, early_receipts, message_events, messages
 from cardsms.delivery.connector import Inbound, LinkConnector, SubmitError
 from cardsms.delivery.journal import Journal
+from cardsms.domain.schedule import SendWindow
 from cardsms.logs import pass_failed
 from cardsms.services import receipts, webhooks
 from cardsms.services.core import Services, storage_unavailable
@@ -62,6 +63,8 @@ class Dispatcher:
         self._last_expiry = 0.0
         self.worker_id = ""  # set under the scale-out: claims are marked with it (delivery/leases.py)
         self.recover_at_start = True  # one process (SQLite): everything `submitting` is ours from before
+        self._held: list[int] = []
+        self._held_read = 0.0
 
     def on_inbound(self, item: Inbound) -> None:
         """A receipt or MO message from a connector (or the digital channel): journal it, then queue it for the
@@ -160,11 +163,28 @@ class Dispatcher:
         async with self.svc.point_read() as conn:
             return (await conn.execute(query.limit(1))).first() is not None
 
+    async def held_accounts(self) -> list[int]:
+        """Accounts that hold their API sends to their send window and are outside it now (read once a second)."""
+        if time.monotonic() - self._held_read < 1.0:
+            return self._held
+        self._held_read = time.monotonic()
+        async with self.svc.point_read() as conn:
+            rows = (await conn.execute(select(accounts.c.id, accounts.c.send_window).where(
+                accounts.c.hold_api_sends.is_(True)))).all()
+        now = self.svc.now()
+        self._held = [r.id for r in rows if not SendWindow.parse(r.send_window or self.svc.settings.send_window)
+                      .contains(now)]
+        return self._held
+
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         channels = ["digital"] + (["sms", "card"] if self._smpp_up() else [])
         now = self.svc.now()
-        due = (messages.c.state == "queued", messages.c.due_at <= now, messages.c.expires_at > now,
-               messages.c.channel.in_(channels))
+        due: tuple[Any, ...] = (messages.c.state == "queued", messages.c.due_at <= now, messages.c.expires_at > now,
+                                messages.c.channel.in_(channels))
+        held = await self.held_accounts()
+        if held:  # their API sends wait for the window; tasks keep to it by themselves, verification codes never wait
+            due += (or_(messages.c.account_id.not_in(held), messages.c.task_id.is_not(None),
+                        messages.c.priority == 0),)
         # on SQLite even an empty claim takes the one write lock: look first, without it
         if not self.is_pg and not await self._any(select(messages.c.id).where(*due)):
             return []

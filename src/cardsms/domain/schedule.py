@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,6 +12,61 @@ WINDOW_START = time(8, 0)
 WINDOW_END = time(22, 0)
 REVOKE_BEFORE = timedelta(minutes=5)
 TASK_NAME_MAX = 30
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+@dataclass(frozen=True, slots=True)
+class SendWindow:
+    """The hours of the day (Asia/Shanghai) in which mass sending is allowed: [start, end). "00:00-24:00" is
+    the whole day. Mainland rules: 08:00-22:00, the default."""
+
+    start: time = WINDOW_START
+    end: time | None = WINDOW_END  # None: 24:00
+
+    @classmethod
+    def parse(cls, text: str) -> SendWindow:
+        """`HH:MM-HH:MM` with start before end (no window across midnight); ValueError naming the rule."""
+        found = _WINDOW.match(text.strip())
+        if not found:
+            raise ValueError(f"{text!r}: a send window is HH:MM-HH:MM, e.g. 08:00-22:00")
+        h1, m1, h2, m2 = (int(g) for g in found.groups())
+        if h2 == 24 and m2:
+            raise ValueError(f"{text!r}: the end is at most 24:00")
+        start, end = time(h1, m1), None if h2 == 24 else time(h2, m2)
+        if end is not None and end <= start:
+            raise ValueError(f"{text!r}: the start must come before the end (a window does not cross midnight)")
+        return cls(start, end)
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{'24:00' if self.end is None else format(self.end, '%H:%M')}"
+
+    @property
+    def whole_day(self) -> bool:
+        return self.start == time(0, 0) and self.end is None
+
+    def contains(self, at: datetime) -> bool:
+        local = at.astimezone(CHINA).time()
+        return self.start <= local and (self.end is None or local < self.end)
+
+    def next_start(self, at: datetime) -> datetime:
+        """`at` itself when inside the window, else the moment the window next opens."""
+        if self.contains(at):
+            return at
+        local = at.astimezone(CHINA)
+        opening = local.replace(hour=self.start.hour, minute=self.start.minute, second=0, microsecond=0)
+        if opening <= local:
+            opening += timedelta(days=1)
+        return opening.astimezone(at.tzinfo)
+
+    def closes(self, at: datetime) -> datetime | None:
+        """When the window that contains `at` closes (None for the whole day, or when outside)."""
+        if self.end is None or not self.contains(at):
+            return None
+        local = at.astimezone(CHINA)
+        return local.replace(hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0).astimezone(at.tzinfo)
+
+
+DEFAULT_WINDOW = SendWindow()
 
 
 def check_task_name(name: str) -> str | None:
@@ -22,15 +79,15 @@ def check_task_name(name: str) -> str | None:
     return None
 
 
-def check_schedule(start: datetime, now: datetime) -> str | None:
-    """A scheduled start must be in the future and, in China time, between 08:00 and 22:00."""
+def check_schedule(start: datetime, now: datetime, window: SendWindow = DEFAULT_WINDOW) -> str | None:
+    """A scheduled start must be in the future and, in China time, inside the send window (08:00-22:00)."""
     if start.tzinfo is None:
         return "the start time needs a time zone"
     if start <= now:
         return "the start time must be in the future"
-    local = start.astimezone(CHINA).time()
-    if not WINDOW_START <= local <= WINDOW_END:
-        return (f"mainland numbers may only be sent between 08:00 and 22:00 Asia/Shanghai; "
+    if not window.contains(start):
+        start_s, end_s = str(window).split("-")
+        return (f"mainland numbers may only be sent between {start_s} and {end_s} Asia/Shanghai; "
                 f"{start.astimezone(CHINA):%H:%M} is outside that window")
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cardsms.crypto import hash_password, new_access_key, verify_password
 from cardsms.db.schema import access_keys, accounts, users
+from cardsms.domain.schedule import SendWindow
 from cardsms.services import audit
 from cardsms.services.core import Services, as_utc
 
@@ -69,6 +71,30 @@ async def set_qps_limit(svc: Services, name: str, qps_limit: int | None) -> None
         raise AccountError("qps limit must be at least 1")
     async with svc.write() as conn:
         await conn.execute(update(accounts).where(accounts.c.id == acc).values(qps_limit=qps_limit))
+
+
+async def set_send_window(svc: Services, name: str, window: str | None, hold_api_sends: bool | None = None) -> None:
+    """The account's own send window ("HH:MM-HH:MM"; None: the server's), and whether its API sends wait for it."""
+    acc = await account_id(svc, name)
+    values: dict[str, Any] = {}
+    if window is not None:
+        try:
+            values["send_window"] = str(SendWindow.parse(window)) if window != "default" else None
+        except ValueError as exc:
+            raise AccountError(str(exc)) from None
+    if hold_api_sends is not None:
+        values["hold_api_sends"] = hold_api_sends
+    if values:
+        async with svc.write() as conn:
+            await conn.execute(update(accounts).where(accounts.c.id == acc).values(**values))
+            await audit.record(conn, svc, acc, "account.send_window", name, json.dumps(values))
+
+
+async def send_window(svc: Services, account_id: int) -> SendWindow:
+    """The window an account's mass tasks (and, if it opted in, its API sends) keep to."""
+    async with svc.point_read() as conn:
+        own = await conn.scalar(select(accounts.c.send_window).where(accounts.c.id == account_id))
+    return SendWindow.parse(own or svc.settings.send_window)
 
 
 async def create_user(svc: Services, account: str, username: str, password: str, role: str) -> None:

@@ -30,6 +30,11 @@ def acting_as(actor: str) -> Iterator[None]:
         _actor.reset(token)
 
 
+def actor() -> str:
+    """Who is acting now: `console:<user>`, `key:<id>`, `cli`, or `system`."""
+    return _actor.get()
+
+
 def set_actor(actor: str) -> None:
     """For a whole task (a request handler's, the CLI's process): who acts from here on."""
     _actor.set(actor[:96])

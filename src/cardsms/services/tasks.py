@@ -1,9 +1,18 @@
 """Mass tasks (SPEC.md "Mass Operations Assistant"): create, schedule, run, pause, revoke, report.
 
-States: importing → scheduled → sending ⇄ paused → completed, or revoked / cancelled / failed.
+States: importing → scheduled → sending ⇄ paused → completed, or revoked / cancelled / failed; and
+waiting ⇄ sending at the edges of the account's send window (quiet hours, 08:00-22:00 Asia/Shanghai by
+default): a task outside it waits, a running one is held at its end with its cursor kept (its queued
+messages wait as `paused`) and resumes by itself when the window opens.
 The runner feeds recipients into `messages` in chunks from the task's `cursor` (the last audience
 `seq` queued) and advances the cursor in the same transaction with a compare-and-set, so a pause,
 a restart or a second worker never queues a recipient twice (listmonk's campaign cursor, made durable).
+
+Fair sharing: a task has at most BACKLOG messages waiting to be claimed, and its messages come after
+the API's (TASK_PRIORITY), so one large task neither starves a small one (their chunks interleave) nor
+the transactional sends. A task's optional rate (messages per second) spaces its messages' due times,
+fed at most PACE_AHEAD seconds ahead, so a change takes effect within that; its optional hourly cap is
+a sliding window over the last hour of what it queued.
 """
 
 from __future__ import annotations
@@ -14,18 +23,19 @@ import io
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import structlog
 from sqlalchemy import case, func, select, text, update
 
-from cardsms.db.schema import audience_numbers, audiences, daily_stats, messages, replies, tasks
+from cardsms.db.schema import accounts, audience_numbers, audiences, daily_stats, messages, replies, task_events, tasks
 from cardsms.domain.errors import CardsmsError, field_error
 from cardsms.domain.numbers import PhoneNumber
-from cardsms.domain.schedule import can_revoke, check_schedule, check_task_name
+from cardsms.domain.schedule import CHINA, SendWindow, can_revoke, check_schedule, check_task_name
 from cardsms.logs import pass_failed
+from cardsms.services import accounts as account_service
 from cardsms.services import audit, imports
 from cardsms.services.core import Services, as_utc, storage_unavailable
 from cardsms.services.retention import stats_filters
@@ -43,7 +53,12 @@ from cardsms.services.sending import (
 
 log = structlog.get_logger("cardsms.tasks")
 FEED_CHUNK = 2000
-OPEN_STATES = ("importing", "scheduled", "sending", "paused")
+BACKLOG = 4 * FEED_CHUNK  # a task's messages waiting to be claimed, at most
+TASK_PRIORITY = 3  # after the API's verification (0), notification and card (1) and promotional (2) sends
+PACE_AHEAD = 3.0  # seconds of a rate-limited task's schedule fed ahead
+MAX_RATE = 100_000
+MAX_HOURLY_CAP = 10_000_000
+OPEN_STATES = ("importing", "scheduled", "waiting", "sending", "paused")
 FALLBACKS = {"NONE": "none", "SMS": "text", "DIGITALSMS": "digital"}
 
 
@@ -58,6 +73,8 @@ class TaskForm:
     template_code: str = ""
     audience_id: int | None = None
     scheduled_at: datetime | None = None
+    rate: int | None = None  # messages per second
+    hourly_cap: int | None = None  # messages per sliding hour
 
     def spec(self) -> CardSend:
         return CardSend(self.card_template_code, self.fallback_type, self.sms_template_code,
@@ -93,8 +110,9 @@ async def _check_form(svc: Services, account_id: int, form: TaskForm) -> None:
         raise field_error("sms_template_code", "a text fallback needs an approved text template")
     if form.fallback_type == "DIGITALSMS" and not form.digital_template_code.strip():
         raise field_error("digital_template_code", "a digital fallback needs an approved digital template")
+    check_rate(form.rate, form.hourly_cap)
     if form.scheduled_at is not None:
-        problem = check_schedule(form.scheduled_at, svc.now())
+        problem = check_schedule(form.scheduled_at, svc.now(), await account_service.send_window(svc, account_id))
         if problem:
             raise field_error("scheduled_at", problem)
     if not form.sign_name.strip():
@@ -106,6 +124,14 @@ async def _check_form(svc: Services, account_id: int, form: TaskForm) -> None:
             await plan_card(conn, account_id, form.spec(), [form.sign_name])
         except CardsmsError as exc:
             raise _as_field_error(exc) from None
+
+
+def check_rate(rate: int | None, hourly_cap: int | None) -> None:
+    if rate is not None and not 1 <= rate <= MAX_RATE:
+        raise field_error("rate", f"the send rate is 1-{MAX_RATE:,} messages per second (empty: as fast as the "
+                                  "links allow)")
+    if hourly_cap is not None and not 1 <= hourly_cap <= MAX_HOURLY_CAP:
+        raise field_error("hourly_cap", f"the hourly cap is 1-{MAX_HOURLY_CAP:,} messages per hour (empty: none)")
 
 
 async def _check_columns(svc: Services, account_id: int, form: TaskForm, columns: list[str]) -> None:
@@ -129,6 +155,7 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
                       data: bytes | None = None, created_by: str = "") -> int:
     """Check every field, then create the task; with a file, its import runs in the background."""
     await _check_form(svc, account_id, form)
+    window = await account_service.send_window(svc, account_id)
     if (data is None) == (form.audience_id is None):
         raise field_error("file", "import a file of numbers or choose a saved audience (one of the two)")
     if form.audience_id is not None:
@@ -137,6 +164,8 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
             raise field_error("audience_id", f"audience {aud['name']!r} is {aud['state']}, not ready")
         await _check_columns(svc, account_id, form, list(aud["columns"]))
         audience_id, state = int(aud["id"]), _start_state(form)
+        if state == "sending" and not window.contains(svc.now()):
+            state = "waiting"
     else:
         assert data is not None
         audience_id = await imports.start_import(svc, account_id, name=form.name, saved=False,
@@ -148,6 +177,7 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
             await imports.delete_audience(svc, account_id, audience_id)
             raise
         state = "importing"
+    now = svc.now()
     async with svc.write() as conn:
         result = await conn.execute(tasks.insert().values(
             account_id=account_id, name=form.name.strip(), sign_name=form.sign_name.strip(),
@@ -155,10 +185,48 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
             sms_template_code=form.sms_template_code.strip(), digital_template_code=form.digital_template_code.strip(),
             template_code=form.template_code.strip(), audience_id=audience_id, state=state, cursor=0,
             total=int(aud["valid"]) - int(aud["duplicates"]) if state != "importing" else int(aud["total"]),
-            error="", created_by=created_by, created_at=svc.now(),
+            error="", created_by=created_by, created_at=now, rate=form.rate, hourly_cap=form.hourly_cap,
+            next_start_at=window.next_start(now).astimezone(UTC) if state == "waiting" else None,
             scheduled_at=form.scheduled_at.astimezone(UTC) if form.scheduled_at else None))  # SQLite keeps no zone
+        task_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        await _event(conn, svc, account_id, task_id, "created", _created_detail(form, window))
+        if state == "waiting":
+            await _event(conn, svc, account_id, task_id, "waiting", _waiting_detail(window, now))
     svc.wake()
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return task_id
+
+
+def _created_detail(form: TaskForm, window: SendWindow) -> str:
+    parts = [f"send window {window} Asia/Shanghai"]
+    if form.scheduled_at is not None:
+        parts.append(f"scheduled for {form.scheduled_at.astimezone(CHINA):%Y-%m-%d %H:%M}")
+    parts.append(_rate_text(form.rate, form.hourly_cap))
+    return "; ".join(parts)
+
+
+def _rate_text(rate: int | None, hourly_cap: int | None) -> str:
+    if rate is None and hourly_cap is None:
+        return "no rate limit"
+    return ", ".join(([f"{rate:,} per second"] if rate else []) + ([f"at most {hourly_cap:,} per hour"]
+                                                                  if hourly_cap else []))
+
+
+def _waiting_detail(window: SendWindow, now: datetime) -> str:
+    start = window.next_start(now).astimezone(CHINA)
+    return f"outside the send window {window}: waiting for {start:%Y-%m-%d %H:%M} Asia/Shanghai"
+
+
+async def _event(conn: Any, svc: Services, account_id: int, task_id: int, kind: str, detail: str = "") -> None:
+    await conn.execute(task_events.insert().values(account_id=account_id, task_id=task_id, kind=kind,
+                                                   detail=detail[:1000], at=svc.now()))
+
+
+async def events(svc: Services, account_id: int, task_id: int) -> list[Any]:
+    """What happened to a task, oldest first (the task page's timeline, `cardsms task show`)."""
+    async with svc.read() as conn:
+        return list((await conn.execute(select(task_events).where(
+            task_events.c.account_id == account_id, task_events.c.task_id == task_id).order_by(task_events.c.id)
+        )).mappings().all())
 
 
 def _start_state(form: TaskForm) -> str:
@@ -191,6 +259,7 @@ async def _transition(svc: Services, account_id: int, task_id: int, allowed: tup
             raise CardsmsError("TaskStateConflict", f"task {task_id} is {task['state']}; only a task that is "
                                f"{' or '.join(allowed)} can be {verb}", field="task")
         await audit.record(conn, svc, account_id, f"task.{verb}", f"task {task_id} {task['name']}")
+        await _event(conn, svc, account_id, task_id, verb, f"by {audit.actor()}")
 
 
 async def revoke_task(svc: Services, account_id: int, task_id: int) -> None:
@@ -205,18 +274,44 @@ async def revoke_task(svc: Services, account_id: int, task_id: int) -> None:
 
 
 async def pause_task(svc: Services, account_id: int, task_id: int) -> None:
-    await _transition(svc, account_id, task_id, ("sending",), "paused", "paused")
+    await _transition(svc, account_id, task_id, ("sending", "waiting"), "paused", "paused", next_start_at=None)
     await _hold(svc, task_id, "queued", "paused")
 
 
 async def resume_task(svc: Services, account_id: int, task_id: int) -> None:
-    await _transition(svc, account_id, task_id, ("paused",), "sending", "resumed")
-    await _hold(svc, task_id, "paused", "queued")
+    """Resume a paused task: it sends at once inside the send window, else it waits for the window to open."""
+    window = await account_service.send_window(svc, account_id)
+    now = svc.now()
+    if window.contains(now):
+        await _transition(svc, account_id, task_id, ("paused",), "sending", "resumed")
+        await _hold(svc, task_id, "paused", "queued")
+    else:
+        await _transition(svc, account_id, task_id, ("paused",), "waiting", "resumed",
+                          next_start_at=window.next_start(now).astimezone(UTC))
+        async with svc.write() as conn:
+            await _event(conn, svc, account_id, task_id, "waiting", _waiting_detail(window, now))
+    svc.wake()
+
+
+async def set_rate(svc: Services, account_id: int, task_id: int, rate: int | None, hourly_cap: int | None) -> None:
+    """Change a task's send rate and hourly cap (None: none), also while it runs: the new rate applies to what is
+    fed from now on, within PACE_AHEAD seconds."""
+    check_rate(rate, hourly_cap)
+    task = await get_task(svc, account_id, task_id)
+    if task["state"] not in OPEN_STATES:
+        raise CardsmsError("TaskStateConflict", f"task {task_id} is {task['state']}; the rate of a finished task "
+                           "cannot change", field="task")
+    async with svc.write() as conn:
+        await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.account_id == account_id).values(
+            rate=rate, hourly_cap=hourly_cap, paced_until=None))
+        text_ = f"{_rate_text(task['rate'], task['hourly_cap'])} -> {_rate_text(rate, hourly_cap)}"
+        await audit.record(conn, svc, account_id, "task.rate", f"task {task_id} {task['name']}", text_)
+        await _event(conn, svc, account_id, task_id, "rate", text_)
     svc.wake()
 
 
 async def cancel_task(svc: Services, account_id: int, task_id: int) -> None:
-    await _transition(svc, account_id, task_id, ("sending", "paused"), "cancelled", "cancelled",
+    await _transition(svc, account_id, task_id, ("sending", "paused", "waiting"), "cancelled", "cancelled",
                       finished_at=svc.now())
     async with svc.write() as conn:
         await conn.execute(update(messages).where(
@@ -226,10 +321,19 @@ async def cancel_task(svc: Services, account_id: int, task_id: int) -> None:
 
 
 async def _hold(svc: Services, task_id: int, from_state: str, to_state: str) -> None:
-    """Queued messages of a paused task wait as `paused`; the dispatcher only claims `queued`."""
     async with svc.write() as conn:
-        await conn.execute(update(messages).where(messages.c.task_id == task_id, messages.c.state == from_state)
-                           .values(state=to_state, due_at=svc.now()))
+        await _hold_in(conn, svc, task_id, from_state, to_state)
+
+
+async def _hold_in(conn: Any, svc: Services, task_id: int, from_state: str, to_state: str) -> None:
+    """Queued messages of a paused (or quiet) task wait as `paused`; the dispatcher only claims `queued`. Released,
+    their validity starts again: they never left."""
+    now = svc.now()
+    values: dict[str, Any] = {"state": to_state, "due_at": now}
+    if to_state == "queued":
+        values["expires_at"] = now + timedelta(seconds=svc.settings.message_validity_seconds)
+    await conn.execute(update(messages).where(messages.c.task_id == task_id, messages.c.state == from_state)
+                       .values(**values))
 
 
 # --- the runner ---------------------------------------------------------------------------------
@@ -278,32 +382,70 @@ async def run_once(svc: Services) -> bool:
             pass_failed(log, "tasks.import_failed", audience=audience_id)
             await imports.fail_import(svc, audience_id, f"the import failed: {str(exc)[:200]}")
         worked = True
-    now = svc.now()
-
-    async def advance(conn: Any) -> list[int]:
-        rows = (await conn.execute(select(tasks.c.id, tasks.c.state, tasks.c.scheduled_at, audiences.c.state.label(
-            "import_state"), audiences.c.valid, audiences.c.duplicates, audiences.c.error).join(
-            audiences, audiences.c.id == tasks.c.audience_id).where(tasks.c.state.in_(("importing", "scheduled")))
-        )).all()
-        for r in rows:
-            if r.state == "importing" and r.import_state == "ready":
-                to = "scheduled" if r.scheduled_at is not None else "sending"
-                await conn.execute(update(tasks).where(tasks.c.id == r.id, tasks.c.state == "importing").values(
-                    state=to, total=r.valid - r.duplicates))
-            elif r.state == "importing" and r.import_state == "failed":
-                await conn.execute(update(tasks).where(tasks.c.id == r.id).values(
-                    state="failed", error=r.error, finished_at=now))
-            elif r.state == "scheduled" and as_utc(r.scheduled_at) <= now:
-                await conn.execute(update(tasks).where(tasks.c.id == r.id, tasks.c.state == "scheduled").values(
-                    state="sending", started_at=now))
-        await conn.execute(update(tasks).where(tasks.c.state == "sending", tasks.c.started_at.is_(None))
-                           .values(started_at=now))
-        return [r[0] for r in await conn.execute(select(tasks.c.id).where(tasks.c.state == "sending"))]
-
-    sending = await svc.write(advance)
+    sending = await svc.write(partial(_advance, svc=svc))
     for task_id in sending:
         worked = await feed(svc, task_id) or worked
     return worked
+
+
+async def _advance(conn: Any, svc: Services) -> list[int]:
+    """Move tasks between states by imports, schedules and send windows; the ids of the tasks sending now."""
+    now = svc.now()
+    windows: dict[str | None, SendWindow] = {}
+
+    def window_of(own: str | None) -> SendWindow:
+        if own not in windows:
+            windows[own] = SendWindow.parse(own or svc.settings.send_window)
+        return windows[own]
+
+    rows = (await conn.execute(select(
+        tasks.c.id, tasks.c.account_id, tasks.c.state, tasks.c.scheduled_at, tasks.c.next_start_at,
+        tasks.c.started_at, audiences.c.state.label("import_state"), audiences.c.valid, audiences.c.duplicates,
+        audiences.c.error, accounts.c.send_window).join(audiences, audiences.c.id == tasks.c.audience_id).join(
+        accounts, accounts.c.id == tasks.c.account_id).where(
+        tasks.c.state.in_(("importing", "scheduled", "waiting", "sending"))))).all()
+    sending = []
+    for r in rows:
+        window = window_of(r.send_window)
+        inside = window.contains(now)
+
+        async def move(values: dict[str, Any], r: Any = r) -> bool:
+            return bool((await conn.execute(update(tasks).where(tasks.c.id == r.id, tasks.c.state == r.state)
+                                            .values(**values))).rowcount)
+
+        async def start(r: Any = r, window: SendWindow = window, inside: bool = inside) -> None:
+            """The task may send now: inside the window it does, outside it waits for the window."""
+            if inside:
+                if await move({"state": "sending", "next_start_at": None,
+                               "started_at": r.started_at or now, "paced_until": None}):
+                    await _hold_in(conn, svc, r.id, "paused", "queued")
+                    resumed = r.state == "waiting" and r.started_at is not None
+                    await _event(conn, svc, r.account_id, r.id, "resumed" if resumed else "started",
+                                 f"the send window {window} is open" if r.state == "waiting" else "")
+                    sending.append(r.id)
+            elif r.state != "waiting" and await move({"state": "waiting",
+                                                      "next_start_at": window.next_start(now).astimezone(UTC)}):
+                await _event(conn, svc, r.account_id, r.id, "waiting", _waiting_detail(window, now))
+
+        if r.state == "importing" and r.import_state == "ready":
+            if r.scheduled_at is not None:
+                await move({"state": "scheduled", "total": r.valid - r.duplicates})
+            else:
+                await conn.execute(update(tasks).where(tasks.c.id == r.id).values(total=r.valid - r.duplicates))
+                await start()
+        elif r.state == "importing" and r.import_state == "failed":
+            await move({"state": "failed", "error": r.error, "finished_at": now})
+            await _event(conn, svc, r.account_id, r.id, "failed", r.error)
+        elif (r.state == "scheduled" and as_utc(r.scheduled_at) <= now) or (r.state == "waiting" and inside):
+            await start()
+        elif r.state == "sending" and not inside:  # the window closed: hold what is queued, keep the cursor
+            if await move({"state": "waiting", "next_start_at": window.next_start(now).astimezone(UTC)}):
+                await _hold_in(conn, svc, r.id, "queued", "paused")
+                await _event(conn, svc, r.account_id, r.id, "quiet",
+                             f"the send window {window} closed; {_waiting_detail(window, now)}")
+        elif r.state == "sending":
+            sending.append(r.id)
+    return sending
 
 
 def _recipients(rows: Sequence[Any], sign_name: str) -> list[CardRecipient]:
@@ -319,15 +461,19 @@ async def feed(svc: Services, task_id: int) -> bool:
 
     The chunk is read and its messages composed outside the write transaction, which only moves the
     task's cursor (if no one else did meanwhile) and writes the rows: the write lock is held briefly."""
+    now = svc.now()
     async with svc.read() as conn:
         task = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).mappings().first()
         if task is None or task["state"] != "sending":
             return False
         account_id = task["account_id"]
+        chunk = await _allowance(conn, svc, task, now)
+        if chunk <= 0:
+            return False
         rows = (await conn.execute(select(audience_numbers.c.seq, audience_numbers.c.phone,
                                           audience_numbers.c.params).where(
             audience_numbers.c.account_id == account_id, audience_numbers.c.audience_id == task["audience_id"],
-            audience_numbers.c.seq > task["cursor"]).order_by(audience_numbers.c.seq).limit(FEED_CHUNK))).all()
+            audience_numbers.c.seq > task["cursor"]).order_by(audience_numbers.c.seq).limit(chunk))).all()
         recipients = _recipients(rows, task["sign_name"])
         blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
     if not rows:
@@ -350,12 +496,13 @@ async def feed(svc: Services, task_id: int) -> bool:
                     sign_name=r.sign_name, template_code=spec.card_template_code, state="skipped",
                     error_code="BAD_PARAMS", error_text=exc.message, task_id=task_id,
                     card_template_code=spec.card_template_code)
+    paced_until = _pace(box.rows, task, now)
     moved_from, moved_to = task["cursor"], rows[-1][0]
 
     async def queue(conn: Any) -> bool:
         moved = (await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.cursor == moved_from,
                                                         tasks.c.state == "sending")
-                                    .values(cursor=moved_to))).rowcount
+                                    .values(cursor=moved_to, paced_until=paced_until))).rowcount
         if not moved:  # another worker fed this chunk, or the task was paused meanwhile: nothing was written
             return False
         await box.write(conn)
@@ -364,13 +511,52 @@ async def feed(svc: Services, task_id: int) -> bool:
     return await svc.write(queue)
 
 
+async def _allowance(conn: Any, svc: Services, task: Any, now: datetime) -> int:
+    """How many recipients to feed now: a chunk, less what the task's backlog, hourly cap and rate allow."""
+    task_id = task["id"]
+    backlog = await conn.scalar(select(func.count()).select_from(
+        select(messages.c.id).where(messages.c.task_id == task_id, messages.c.state == "queued").limit(BACKLOG)
+        .subquery()))
+    chunk = min(FEED_CHUNK, BACKLOG - backlog)
+    cap = task["hourly_cap"]
+    if cap and chunk > 0:  # the sliding hour: what the task queued in the last 60 minutes
+        recent = 0 if task["cursor"] == 0 else await conn.scalar(select(func.count()).select_from(
+            select(messages.c.id).where(messages.c.task_id == task_id, messages.c.state != "skipped",
+                                        messages.c.created_at > now - timedelta(hours=1)).limit(cap).subquery()))
+        chunk = min(chunk, cap - recent)
+    rate = task["rate"]
+    if rate and chunk > 0:
+        ahead = (as_utc(task["paced_until"]) - now).total_seconds() if task["paced_until"] is not None else 0.0
+        chunk = min(chunk, int((PACE_AHEAD - max(0.0, ahead)) * rate))
+    return chunk
+
+
+def _pace(rows: list[dict[str, Any]], task: Any, now: datetime) -> datetime | None:
+    """Give a chunk's queued messages the task's priority and, with a rate, due times 1/rate apart after what was
+    fed before; returns where the task's schedule now ends."""
+    rate = task["rate"]
+    start = max(now, as_utc(task["paced_until"])) if task["paced_until"] is not None else now
+    step = timedelta(seconds=1 / rate) if rate else timedelta(0)
+    n = 0
+    for row in rows:
+        if row["state"] == "queued":
+            row["priority"] = TASK_PRIORITY
+            if rate:
+                row["due_at"] = start + step * n
+                n += 1
+    return start + step * n if rate else None
+
+
 async def _maybe_complete(conn: Any, svc: Services, task_id: int) -> bool:
     waiting = await conn.scalar(select(func.count()).select_from(messages).where(
         messages.c.task_id == task_id, messages.c.state.in_(("queued", "submitting", "paused"))))
     if waiting:
         return False
-    await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.state == "sending").values(
-        state="completed", finished_at=svc.now()))
+    account_id = await conn.scalar(select(tasks.c.account_id).where(tasks.c.id == task_id))
+    done = (await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.state == "sending").values(
+        state="completed", finished_at=svc.now()))).rowcount
+    if done:
+        await _event(conn, svc, account_id, task_id, "completed")
     return True
 
 
@@ -420,6 +606,36 @@ async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[
         stats["opened"] += int(opened or 0)
     for task_id, n in replied:
         out[task_id]["replies"] += int(n or 0)
+    return out
+
+
+RATE_SECONDS = 10  # the current rate is what the task submitted in the last 10 seconds
+
+
+async def progress(svc: Services, task: Any, stats: dict[str, int]) -> dict[str, Any]:
+    """The task page's live figures: the current rate (msg/s over the last RATE_SECONDS), the send window, when a
+    waiting task starts, and the expected finish (at the current rate, or the configured one; across the night
+    when the window closes first)."""
+    now = svc.now()
+    window = await account_service.send_window(svc, task["account_id"])
+    async with svc.point_read() as conn:
+        recent = await conn.scalar(select(func.count()).select_from(messages).where(
+            messages.c.task_id == task["id"], messages.c.submitted_at > now - timedelta(seconds=RATE_SECONDS)))
+    current = (recent or 0) / RATE_SECONDS
+    remaining = max(0, int(task["total"]) - stats["submitted"] - stats["skipped"])
+    next_start = as_utc(task["next_start_at"]) if task["next_start_at"] is not None else None
+    out: dict[str, Any] = {"window": str(window), "current_rate": round(current, 1), "remaining": remaining,
+                           "next_start": next_start, "finish": None}
+    pace = current if task["state"] == "sending" and current > 0 else float(task["rate"] or 0)
+    if task["state"] not in ("sending", "waiting") or not pace or not remaining:
+        return out
+    start = now if task["state"] == "sending" else (next_start or window.next_start(now))
+    finish = start + timedelta(seconds=remaining / pace)
+    closes = window.closes(start)
+    if closes is not None and finish > closes:  # what is left at the window's end goes after it opens again
+        left = remaining - pace * (closes - start).total_seconds()
+        finish = window.next_start(closes) + timedelta(seconds=left / pace)
+    out["finish"] = finish
     return out
 
 
