@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -16,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alibabacloud_dysmsapi20170525 import models as m
 from sqlalchemy import func, select
 
 from cardsms.db.schema import messages
@@ -27,8 +30,11 @@ from cardsms.services import accounts, sending, tasks, templates
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
 from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, env_for, new_tenant
+from tests.harness import cli, free_port, running_server
+from tests.integration.helpers import approved_sign, eventually, text_template
 from tests.integration.test_mass_tasks import form, numbers, run_on
+from tests.integration.test_sending import numbers as fresh_numbers
 
 DAY1 = datetime(2026, 11, 26, tzinfo=CHINA)
 
@@ -229,3 +235,52 @@ def test_send_windows() -> None:
                       ("25:00-26:00", "HH:MM-HH:MM")):
         with pytest.raises(ValueError, match=rule):
             SendWindow.parse(bad)
+
+
+def test_a_task_limited_to_200_per_second_keeps_to_it_while_another_task_and_api_sends_progress(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    env = env_for("sqlite", request, CARDSMS_SIM_REVIEW_SECONDS="0")
+    port = free_port()
+    log = tmp_path / "smsc.jsonl"
+    smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(port),
+                             "--latency-ms", "10", "--log", str(log)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert smsc.stdout is not None and "listening" in smsc.stdout.readline()
+        with running_server(env, "sqlite", ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{port}")) as server:
+            tenant = new_tenant(server)
+            c = tenant.client()
+            sign = approved_sign(c, "限速测试")
+            promo = text_template(c, "双十二大促，全场五折。", template_type=2, name="promo")
+            code = text_template(c, "验证码${code}。", template_type=0, name="code")
+            slow, fast, api = (fresh_numbers(2400, prefix="137"), fresh_numbers(1000, prefix="136"),
+                               fresh_numbers(20, prefix="135"))
+            files = {}
+            for name, phones in (("slow", slow), ("fast", fast)):
+                files[name] = tmp_path / f"{name}.txt"
+                files[name].write_text("\n".join(phones) + "\n")
+            base = ["task", "create", "--account", tenant.name, "--sign", sign, "--template", "PUB_SERVICE_NOTICE",
+                    "--fallback", "SMS", "--fallback-template", promo]  # everyone gets a message
+            made = cli(env, *base, "--name", "slow", "--file", str(files["slow"]), "--rate", "200").stdout
+            slow_id = made.split("created task ")[1].split()[0]
+            time.sleep(3)
+            cli(env, *base, "--name", "fast", "--file", str(files["fast"]))
+            for phone in api:
+                sent = c.send_sms(m.SendSmsRequest(phone_numbers=phone, sign_name=sign, template_code=code,
+                                                   template_param='{"code":"1234"}')).body
+                assert sent.code == "OK", sent.to_map()
+            shown = cli(env, "task", "show", slow_id, "--account", tenant.name).stdout
+            assert "live.current_rate" in shown and "live.finish" in shown
+            eventually(lambda: "completed" in cli(env, "task", "show", slow_id, "--account", tenant.name).stdout,
+                       timeout=60)
+        at: dict[str, float] = {json.loads(line)["dest"][2:]: json.loads(line)["at"]
+                                for line in log.read_text().splitlines()}
+        slow_times = sorted(at[p] for p in slow)
+        assert len(slow_times) == len(slow)
+        inner = [t for t in slow_times if slow_times[0] + 1 <= t <= slow_times[-1] - 1]  # the ramp left out
+        rate = (len(inner) - 1) / (inner[-1] - inner[0])
+        assert 180 <= rate <= 220, f"{rate:.1f} msg/s"
+        assert max(at[p] for p in fast) < slow_times[-1] - 2  # the other task was not held behind it
+        assert max(at[p] for p in api) < slow_times[-1] - 2  # nor the API's sends
+    finally:
+        smsc.kill()
+        smsc.wait()

@@ -517,7 +517,9 @@ async def _allowance(conn: Any, svc: Services, task: Any, now: datetime) -> int:
     backlog = await conn.scalar(select(func.count()).select_from(
         select(messages.c.id).where(messages.c.task_id == task_id, messages.c.state == "queued").limit(BACKLOG)
         .subquery()))
-    chunk = min(FEED_CHUNK, BACKLOG - backlog)
+    if BACKLOG - backlog < FEED_CHUNK:  # a whole chunk or nothing: no trickle of tiny transactions
+        return 0
+    chunk = FEED_CHUNK
     cap = task["hourly_cap"]
     if cap and chunk > 0:  # the sliding hour: what the task queued in the last 60 minutes
         recent = 0 if task["cursor"] == 0 else await conn.scalar(select(func.count()).select_from(
@@ -527,7 +529,9 @@ async def _allowance(conn: Any, svc: Services, task: Any, now: datetime) -> int:
     rate = task["rate"]
     if rate and chunk > 0:
         ahead = (as_utc(task["paced_until"]) - now).total_seconds() if task["paced_until"] is not None else 0.0
-        chunk = min(chunk, int((PACE_AHEAD - max(0.0, ahead)) * rate))
+        if ahead > PACE_AHEAD / 2:  # top up when half of what is ahead has gone
+            return 0
+        chunk = min(chunk, max(1, int((PACE_AHEAD - max(0.0, ahead)) * rate)))
     return chunk
 
 

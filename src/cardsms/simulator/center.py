@@ -201,8 +201,8 @@ class SimulatedCenter:
         hand-over (`dest` as country code and number, no '+'), and drop the connections if it is time to."""
         self.accepted += 1
         if self._log:
-            self._log.write(json.dumps({"id": msg_id, "dest": dest, "src": src, "client": bound.client, **logged})
-                            + "\n")
+            self._log.write(json.dumps({"id": msg_id, "dest": dest, "src": src, "client": bound.client,
+                                        "at": round(time.time(), 4), **logged}) + "\n")
             self._log.flush()
         stat = "UNDELIV" if share_hit(dest, "fail", self.opt.fail_share) else "DELIVRD"
         due = time.monotonic() + self.opt.latency_ms / 1000
