@@ -380,6 +380,49 @@ def test_audiences_suppression_and_records(ops: Page, tmp_path: Path) -> None:
     expect(ops.locator("tbody")).to_contain_text("13800138000")
 
 
+def window_without_now() -> tuple[str, str]:
+    """A one-hour send window that does not hold the present moment (the test runs at any hour), and its start."""
+    now = datetime.now(CHINA)
+    hour = (now.hour + (2 if now.minute >= 58 else 1)) % 24
+    return f"{hour:02d}:00-{hour + 1:02d}:00", f"{hour:02d}:00"
+
+
+def test_a_task_outside_the_send_window_waits_and_its_rate_changes_while_it_runs(
+        ops: Page, console_server: Server, tmp_path: Path) -> None:
+    window, opens = window_without_now()
+    cli(console_server.env, "account", "set-window", "shop", window)
+    try:
+        ops.goto("/console/tasks/new")
+        expect(ops.locator("#window-note")).to_contain_text(window)  # said before submitting
+        expect(ops.locator("#window-note")).to_contain_text(opens)
+        numbers = tmp_path / "night.txt"
+        numbers.write_text("\n".join(str(13300000000 + i) for i in range(200)) + "\n")
+        fill_task(ops, "Night batch", "PUB_SERVICE_NOTICE")
+        ops.set_input_files("#f-file", numbers)
+        ops.fill("#f-rate", "2")
+        ops.click("button[data-action=submit]")
+        ops.wait_for_url("**/console/tasks/*")
+        live = ops.locator("#task-live")
+        expect(live).to_have_attribute("data-state", "waiting", timeout=30_000)
+        expect(ops.locator("#task-waiting")).to_contain_text(opens)
+        expect(ops.locator("[data-event=waiting]")).to_have_count(1)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        ops.screenshot(path=str(ARTIFACTS / "task-waiting-1280.png"), full_page=True)
+        cli(console_server.env, "account", "set-window", "shop", "default")  # the window opens: it starts
+        expect(live).to_have_attribute("data-state", "sending", timeout=30_000)
+        expect(ops.locator("#task-rate [data-rate]")).to_have_attribute("data-rate", "2")
+        ops.fill("#r-rate", "50")
+        ops.click("#rate-form button")
+        expect(ops.locator("#task-rate [data-rate]")).to_have_attribute("data-rate", "50")
+        expect(ops.locator("[data-event=rate]")).to_contain_text("2 per second -> 50 per second")
+        expect(ops.locator("#task-live")).to_have_attribute("data-state", "sending")
+        ops.screenshot(path=str(ARTIFACTS / "task-rate-1280.png"), full_page=True)
+        ops.click("#task-live form[action$=cancel] button")
+        expect(ops.locator("#task-live")).to_have_attribute("data-state", "cancelled")
+    finally:
+        cli(console_server.env, "account", "set-window", "shop", "default")
+
+
 @pytest.mark.parametrize("width", [375, 1280])
 def test_screenshots_without_overflow(browser: Browser, console_server: Server, width: int) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

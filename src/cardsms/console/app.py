@@ -518,7 +518,14 @@ class Console:
                 "texts": [(c["code"], c["name"]) for c in text_rows if c["status"] == 1],
                 "digitals": [(c["code"], c["name"]) for c in digital_rows if c["status"] == 1],
                 "audiences": [a for a in await imports.list_audiences(self.svc, session.account_id)
-                              if a["state"] == "ready"]}
+                              if a["state"] == "ready"],
+                **await self._window_note(session)}
+
+    async def _window_note(self, session: Session) -> dict[str, Any]:
+        """The account's send window, and when a task sent now would start if now is outside it."""
+        window = await accounts.send_window(self.svc, session.account_id)
+        now = self.svc.now()
+        return {"send_window": str(window), "waits_until": None if window.contains(now) else window.next_start(now)}
 
     async def task_new(self, request: Request, session: Session) -> Response:
         errors: dict[str, str] = {}
@@ -561,7 +568,9 @@ class Console:
                   ("Rendered", stats["rendered"]), ("Link opens", stats["opened"]), ("Replies", stats["replies"])]
         return {"t": t, "aud": aud, "stats": stats, "pct": _pct(done, t["total"]), "funnel": funnel,
                 "funnel_peak": max([n for _, n in funnel] + [1]),
-                "import_pct": _pct(aud["lines_done"], aud["total"])}
+                "import_pct": _pct(aud["lines_done"], aud["total"]),
+                "live": await tasks.progress(self.svc, t, stats),
+                "events": await tasks.events(self.svc, session.account_id, task_id)}
 
     async def task_detail(self, request: Request, session: Session) -> Response:
         try:
@@ -584,12 +593,18 @@ class Console:
         task_id, action = request.path_params["id"], request.path_params["action"]
         actions = {"revoke": tasks.revoke_task, "pause": tasks.pause_task, "resume": tasks.resume_task,
                    "cancel": tasks.cancel_task}
-        if action not in actions:
+        if action not in actions and action != "rate":
             return PlainTextResponse(f"unknown action {action!r}", 404)
-        target = str((await request.form()).get("back") or f"/console/tasks/{task_id}")
+        form = await request.form()
+        target = str(form.get("back") or f"/console/tasks/{task_id}")
         target = target if target.startswith("/console/") else "/console/tasks"
         try:
-            await actions[action](self.svc, session.account_id, task_id)
+            if action == "rate":
+                fields = {k: v for k, v in form.items() if isinstance(v, str)}
+                await tasks.set_rate(self.svc, session.account_id, task_id, _limit(fields, "rate"),
+                                     _limit(fields, "hourly_cap"))
+            else:
+                await actions[action](self.svc, session.account_id, task_id)
         except CardsmsError as exc:
             return RedirectResponse(f"/console/tasks/{task_id}?error=" + quote(exc.message), 303)
         return RedirectResponse(target, 303)
@@ -801,6 +816,17 @@ async def _text_form(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
+def _limit(form: dict[str, str], name: str) -> int | None:
+    """An optional positive whole number from a form (empty: no limit); a field error names the field."""
+    raw = form.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        label = {"rate": "the send rate", "hourly_cap": "the hourly cap"}[name]
+        raise CardsmsError("InvalidField", f"{name}: {label} is a whole number (empty: no limit)", field=name)
+    return int(raw) or None
+
+
 def _task_form(form: dict[str, str]) -> tasks.TaskForm:
     scheduled = None
     if form.get("schedule") == "later":
@@ -817,4 +843,5 @@ def _task_form(form: dict[str, str]) -> tasks.TaskForm:
         digital_template_code=form.get("digital_template_code", "") if form.get("fallback_type") == "DIGITALSMS"
         else "",
         template_code=form.get("template_code", "") if form.get("custom") == "1" else "",
-        audience_id=int(audience) if audience.isdigit() else None, scheduled_at=scheduled)
+        audience_id=int(audience) if audience.isdigit() else None, scheduled_at=scheduled,
+        rate=_limit(form, "rate"), hourly_cap=_limit(form, "hourly_cap"))
