@@ -136,8 +136,8 @@ def test_quiet_hours_hold_a_task_before_08_00_and_from_22_00_and_release_it(
             await until(svc, acc, a, "completed")
             assert sent_to(log) == await sendable(svc, a, early)  # each once, from 08:00
 
-            # 21:59: a task at 100 msg/s is running when the window closes
-            clock.set(DAY1.replace(hour=21, minute=59))
+            # 21:59:57: a task at 100 msg/s is running when the window closes
+            clock.set(DAY1.replace(hour=21, minute=59, second=57))
             late = numbers(3000, start=13800000000)
             b = await tasks.create_task(svc, acc, form(name="late", rate=100), data="\n".join(late).encode(),
                                         file_name="b.txt")

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Select, insert, or_, select, update
+from sqlalchemy import Select, and_, false, insert, or_, select, true, update
 
 from cardsms.db.bulk import fetch_all
 from cardsms.db.schema import accounts, early_receipts, message_events, messages
@@ -63,8 +63,8 @@ class Dispatcher:
         self._last_expiry = 0.0
         self.worker_id = ""  # set under the scale-out: claims are marked with it (delivery/leases.py)
         self.recover_at_start = True  # one process (SQLite): everything `submitting` is ours from before
-        self._held: list[int] = []
-        self._held_read = 0.0
+        self._windows: dict[int, tuple[SendWindow | None, bool]] = {}  # account: (its own window, holds API sends)
+        self._windows_read = 0.0
 
     def on_inbound(self, item: Inbound) -> None:
         """A receipt or MO message from a connector (or the digital channel): journal it, then queue it for the
@@ -163,28 +163,44 @@ class Dispatcher:
         async with self.svc.point_read() as conn:
             return (await conn.execute(query.limit(1))).first() is not None
 
-    async def held_accounts(self) -> list[int]:
-        """Accounts that hold their API sends to their send window and are outside it now (read once a second)."""
-        if time.monotonic() - self._held_read < 1.0:
-            return self._held
-        self._held_read = time.monotonic()
-        async with self.svc.point_read() as conn:
-            rows = (await conn.execute(select(accounts.c.id, accounts.c.send_window).where(
-                accounts.c.hold_api_sends.is_(True)))).all()
-        now = self.svc.now()
-        self._held = [r.id for r in rows if not SendWindow.parse(r.send_window or self.svc.settings.send_window)
-                      .contains(now)]
-        return self._held
+    async def outside_windows(self, now: Any) -> Any:
+        """The claim's condition for send windows, or None when every window is open: a mass task's messages go only
+        inside their account's window (the task runner holds them at its end too; this makes the end exact), and so
+        do the API sends of accounts that hold them, verification codes excepted. The accounts' own windows are read
+        once a second; whether each is open is decided at every claim."""
+        if time.monotonic() - self._windows_read >= 1.0:
+            self._windows_read = time.monotonic()
+            async with self.svc.point_read() as conn:
+                rows = (await conn.execute(select(accounts.c.id, accounts.c.send_window, accounts.c.hold_api_sends)
+                                           .where(or_(accounts.c.send_window.is_not(None),
+                                                      accounts.c.hold_api_sends.is_(True))))).all()
+            self._windows = {r.id: (SendWindow.parse(r.send_window) if r.send_window else None, bool(r.hold_api_sends))
+                             for r in rows}
+        default = SendWindow.parse(self.svc.settings.send_window)
+        default_open = default.contains(now)
+        own_open = [a for a, (w, _) in self._windows.items() if w is not None and w.contains(now)]
+        own_closed = [a for a, (w, _) in self._windows.items() if w is not None and not w.contains(now)]
+        held = [a for a, (w, hold) in self._windows.items() if hold and not (w or default).contains(now)]
+        if default_open and not own_closed and not held:
+            return None
+        open_accounts: Any
+        if default_open:
+            open_accounts = messages.c.account_id.not_in(own_closed) if own_closed else true()
+        else:
+            open_accounts = messages.c.account_id.in_(own_open) if own_open else false()
+        tasks_ok = or_(messages.c.task_id.is_(None), open_accounts)
+        api_ok = or_(messages.c.task_id.is_not(None), messages.c.priority == 0, messages.c.account_id.not_in(held)) \
+            if held else true()
+        return and_(tasks_ok, api_ok)
 
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         channels = ["digital"] + (["sms", "card"] if self._smpp_up() else [])
         now = self.svc.now()
         due: tuple[Any, ...] = (messages.c.state == "queued", messages.c.due_at <= now, messages.c.expires_at > now,
                                 messages.c.channel.in_(channels))
-        held = await self.held_accounts()
-        if held:  # their API sends wait for the window; tasks keep to it by themselves, verification codes never wait
-            due += (or_(messages.c.account_id.not_in(held), messages.c.task_id.is_not(None),
-                        messages.c.priority == 0),)
+        windows = await self.outside_windows(now)
+        if windows is not None:
+            due += (windows,)
         # on SQLite even an empty claim takes the one write lock: look first, without it
         if not self.is_pg and not await self._any(select(messages.c.id).where(*due)):
             return []
