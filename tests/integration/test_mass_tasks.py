@@ -251,6 +251,10 @@ def test_task_from_a_saved_audience(backend: str, tmp_path: Path, request: pytes
         async with svc.engine.connect() as conn:
             assert await conn.scalar(select(func.count()).select_from(messages).where(
                 messages.c.task_id == task_id)) == 300
+        now_id = await tasks.create_task(svc, acc, form(audience_id=aud_id))  # sent now from the audience
+        await tasks.run_once(svc)
+        assert (await tasks.get_task(svc, acc, now_id))["started_at"] is not None
+        assert [e["kind"] for e in await tasks.events(svc, acc, now_id)][:2] == ["created", "started"]
         other = await accounts.create_account(svc, "other")
         await signs.add_sign(svc, other, "Shop", 0, 0, "their shop", [])
         field, message = await field_of(tasks.create_task(svc, other, form(audience_id=aud_id)))

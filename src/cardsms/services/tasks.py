@@ -444,6 +444,9 @@ async def _advance(conn: Any, svc: Services) -> list[int]:
                 await _event(conn, svc, r.account_id, r.id, "quiet",
                              f"the send window {window} closed; {_waiting_detail(window, now)}")
         elif r.state == "sending":
+            if r.started_at is None:  # created sending (a saved audience, inside the window)
+                await conn.execute(update(tasks).where(tasks.c.id == r.id).values(started_at=now))
+                await _event(conn, svc, r.account_id, r.id, "started")
             sending.append(r.id)
     return sending
 
