@@ -88,6 +88,8 @@ class Services:
         self._point_raw: Any = None
         self.waiting: tuple[float, int] = (0.0, 0)  # (valid until, queued messages): services.sending.check_queue
         self.waiting_lock = asyncio.Lock()
+        # services.tasks.progress: (monotonic time, messages done) per task, seen by this process's task pages
+        self.task_samples: dict[int, list[tuple[float, int]]] = {}
 
     def wake(self) -> None:
         """Tell this process's dispatcher that work was queued (callable from the writer thread too)."""

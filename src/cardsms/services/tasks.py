@@ -21,6 +21,7 @@ import asyncio
 import csv
 import io
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -625,11 +626,9 @@ async def progress(svc: Services, task: Any, stats: dict[str, int]) -> dict[str,
     when the window closes first)."""
     now = svc.now()
     window = await account_service.send_window(svc, task["account_id"])
-    async with svc.point_read() as conn:
-        recent = await conn.scalar(select(func.count()).select_from(messages).where(
-            messages.c.task_id == task["id"], messages.c.submitted_at > now - timedelta(seconds=RATE_SECONDS)))
-    current = (recent or 0) / RATE_SECONDS
-    remaining = max(0, int(task["total"]) - stats["submitted"] - stats["skipped"])
+    done = stats["submitted"] + stats["skipped"]
+    current = await _current_rate(svc, task["id"], stats["submitted"])
+    remaining = max(0, int(task["total"]) - done)
     next_start = as_utc(task["next_start_at"]) if task["next_start_at"] is not None else None
     out: dict[str, Any] = {"window": str(window), "current_rate": round(current, 1), "remaining": remaining,
                            "next_start": next_start, "finish": None}
@@ -644,6 +643,24 @@ async def progress(svc: Services, task: Any, stats: dict[str, int]) -> dict[str,
         finish = window.next_start(closes) + timedelta(seconds=left / pace)
     out["finish"] = finish
     return out
+
+
+async def _current_rate(svc: Services, task_id: int, submitted: int) -> float:
+    """Messages per second the task submitted over the last RATE_SECONDS: from the submitted counts this process saw
+    (a task page refreshes every second and has them already), else counted in the database (`task show`)."""
+    mono = time.monotonic()
+    samples = [s for s in svc.task_samples.get(task_id, []) if mono - s[0] <= RATE_SECONDS]
+    samples.append((mono, submitted))
+    if len(svc.task_samples) > 1000:
+        svc.task_samples.clear()
+    svc.task_samples[task_id] = samples
+    if mono - samples[0][0] >= 2:
+        return max(0, submitted - samples[0][1]) / (mono - samples[0][0])
+    async with svc.point_read() as conn:
+        recent = await conn.scalar(select(func.count()).select_from(messages).where(
+            messages.c.task_id == task_id,
+            messages.c.submitted_at > svc.now() - timedelta(seconds=RATE_SECONDS)))
+    return (recent or 0) / RATE_SECONDS
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
