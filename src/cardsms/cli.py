@@ -401,8 +401,8 @@ def account_set_window(
     async def work(svc: Services) -> None:
         try:
             await accounts.set_send_window(svc, name, window, hold_api_sends)
-        except accounts.AccountError as exc:
-            raise fail(f"WINDOW: {exc}") from None
+        except CardsmsError as exc:  # the window's rule
+            raise fail(f"WINDOW: {exc.message}") from None
 
     run(load_settings(data_dir=data_dir), work)
     held = "" if hold_api_sends is None else f"; API sends {'held' if hold_api_sends else 'not held'}"

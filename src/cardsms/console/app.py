@@ -667,8 +667,10 @@ class Console:
         hooks = await webhooks.list_webhooks(self.svc, session.account_id)
         total, suppressed = await suppression.list_suppressed(self.svc, session.account_id)
         connectors = self.delivery.status()["connectors"] if self.delivery is not None else []
+        own, hold = await accounts.window_settings(self.svc, session.account_id)
         return {"keys": keys, "hooks": hooks, "kinds": webhooks.KINDS, "suppressed": suppressed,
-                "suppressed_total": total, "connectors": connectors}
+                "suppressed_total": total, "connectors": connectors, "own_window": own, "hold_api_sends": hold,
+                "server_window": self.svc.settings.send_window}
 
     async def settings_page(self, request: Request, session: Session) -> Response:
         return self.render(request, "settings.html", session, errors={}, created=None,
@@ -696,6 +698,9 @@ class Console:
                                                  form.get("detail", ""))
             elif section == "unsuppress":
                 await suppression.remove_suppressed(self.svc, session.account_id, form.get("phone", ""))
+            elif section == "window":
+                await accounts.set_send_window(self.svc, session.account, form.get("window", "").strip() or "default",
+                                               form.get("hold_api_sends") == "1")
             else:
                 return PlainTextResponse(f"unknown settings section {section!r}", 404)
         except CardsmsError as exc:

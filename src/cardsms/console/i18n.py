@@ -375,4 +375,10 @@ ZH: dict[str, str] = {
     'Apply': '应用',
     'Empty: no limit. Applies within three seconds, also while the task runs.': '留空表示不限。三秒内生效，任务运行中同样适用。',
     'until': '至',
+    'Mass tasks send only inside these hours (Asia/Shanghai); outside them a task waits, and a running one pauses and resumes by itself.':
+        '群发任务只在以下时段内发送（北京时间）；时段外任务等待，运行中的任务到点暂停、开放后自动恢复。',
+    'Server default': '服务器默认',
+    'Hours (HH:MM-HH:MM; empty: the server default)': '时段（HH:MM-HH:MM；留空为服务器默认）',
+    'API sends wait for the window too (verification codes never wait)': 'API 发送同样等待发送时段（验证码不等待）',
+    'Save': '保存',
 }

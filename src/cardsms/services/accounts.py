@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cardsms.crypto import hash_password, new_access_key, verify_password
 from cardsms.db.schema import access_keys, accounts, users
+from cardsms.domain.errors import CardsmsError
 from cardsms.domain.schedule import SendWindow
 from cardsms.services import audit
 from cardsms.services.core import Services, as_utc
@@ -81,13 +82,21 @@ async def set_send_window(svc: Services, name: str, window: str | None, hold_api
         try:
             values["send_window"] = str(SendWindow.parse(window)) if window != "default" else None
         except ValueError as exc:
-            raise AccountError(str(exc)) from None
+            raise CardsmsError("InvalidField", f"window: {exc}", field="window") from None
     if hold_api_sends is not None:
         values["hold_api_sends"] = hold_api_sends
     if values:
         async with svc.write() as conn:
             await conn.execute(update(accounts).where(accounts.c.id == acc).values(**values))
             await audit.record(conn, svc, acc, "account.send_window", name, json.dumps(values))
+
+
+async def window_settings(svc: Services, account_id: int) -> tuple[str, bool]:
+    """The account's own send window ("" when it keeps the server's) and whether its API sends wait for it."""
+    async with svc.read() as conn:
+        row = (await conn.execute(select(accounts.c.send_window, accounts.c.hold_api_sends).where(
+            accounts.c.id == account_id))).first()
+    return (row.send_window or "", bool(row.hold_api_sends)) if row is not None else ("", False)
 
 
 async def send_window(svc: Services, account_id: int) -> SendWindow:
