@@ -9,8 +9,9 @@ import struct
 
 from cardsms.delivery import pdu
 from cardsms.delivery.config import ConnectorConfig
+from cardsms.delivery.connector import Inbound
 from cardsms.delivery.pdu import Bind, ShortMessage
-from cardsms.delivery.smpp import Inbound, SmppConnector
+from cardsms.delivery.smpp import SmppConnector
 from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
 
 

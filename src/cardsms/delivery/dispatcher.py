@@ -65,6 +65,7 @@ class Dispatcher:
         self.recover_at_start = True  # one process (SQLite): everything `submitting` is ours from before
         self._windows: dict[int, tuple[SendWindow | None, bool]] = {}  # account: (its own window, holds API sends)
         self._windows_read = 0.0
+        self._default_window = SendWindow.parse(svc.settings.send_window)  # settings do not change while running
 
     def on_inbound(self, item: Inbound) -> None:
         """A receipt or MO message from a connector (or the digital channel): journal it, then queue it for the
@@ -176,7 +177,7 @@ class Dispatcher:
                                                       accounts.c.hold_api_sends.is_(True))))).all()
             self._windows = {r.id: (SendWindow.parse(r.send_window) if r.send_window else None, bool(r.hold_api_sends))
                              for r in rows}
-        default = SendWindow.parse(self.svc.settings.send_window)
+        default = self._default_window
         default_open = default.contains(now)
         own_open = [a for a, (w, _) in self._windows.items() if w is not None and w.contains(now)]
         own_closed = [a for a, (w, _) in self._windows.items() if w is not None and not w.contains(now)]

@@ -27,8 +27,6 @@ TRANSIENT_STATUS = {pdu.ESME_RMSGQFUL, pdu.ESME_RSYSERR, pdu.ESME_RTHROTTLED, pd
 ESM_UDHI = 0x40
 ESM_RECEIPT = 0x04
 
-__all__ = ["Inbound", "SmppConnector", "SubmitError", "decode_inbound"]
-
 
 def decode_inbound(connector: str, sm: ShortMessage, local_base: str = "") -> Inbound:
     payload = sm.short_message or sm.tlv(pdu.TLV_MESSAGE_PAYLOAD) or b""

@@ -101,7 +101,7 @@ def _as_field_error(exc: CardsmsError) -> CardsmsError:
     return exc
 
 
-async def _check_form(svc: Services, account_id: int, form: TaskForm) -> None:
+async def _check_form(svc: Services, account_id: int, form: TaskForm, window: SendWindow) -> None:
     problem = check_task_name(form.name)
     if problem:
         raise field_error("name", problem)
@@ -113,7 +113,7 @@ async def _check_form(svc: Services, account_id: int, form: TaskForm) -> None:
         raise field_error("digital_template_code", "a digital fallback needs an approved digital template")
     check_rate(form.rate, form.hourly_cap)
     if form.scheduled_at is not None:
-        problem = check_schedule(form.scheduled_at, svc.now(), await account_service.send_window(svc, account_id))
+        problem = check_schedule(form.scheduled_at, svc.now(), window)
         if problem:
             raise field_error("scheduled_at", problem)
     if not form.sign_name.strip():
@@ -155,8 +155,8 @@ async def _check_columns(svc: Services, account_id: int, form: TaskForm, columns
 async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_name: str = "",
                       data: bytes | None = None, created_by: str = "") -> int:
     """Check every field, then create the task; with a file, its import runs in the background."""
-    await _check_form(svc, account_id, form)
     window = await account_service.send_window(svc, account_id)
+    await _check_form(svc, account_id, form, window)
     if (data is None) == (form.audience_id is None):
         raise field_error("file", "import a file of numbers or choose a saved audience (one of the two)")
     if form.audience_id is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from cardsms.delivery import cmpp_pdu as cp
@@ -34,17 +35,9 @@ class SimulatedIsmg(SimulatedCenter):
     def __init__(self, options: SmscOptions, on_delivered: DeliveredHook | None = None) -> None:
         super().__init__(options, on_delivered)
         self.gateway = secrets.randbits(22)  # the Msg_Id's gateway code: ids stay unique across restarts
-        self._wires: dict[Session, CmppWire] = {}
 
     def _new_session(self) -> Session:
-        wire = CmppWire(cp.V30)
-        session = Session(self, timeout=5.0, wire=wire)
-        self._wires[session] = wire
-        return session
-
-    def on_closed(self, session: Session) -> None:
-        self._wires.pop(session, None)
-        super().on_closed(session)
+        return Session(self, timeout=5.0, wire=CmppWire(cp.V30))  # a wire per session: it learns the version
 
     # --- requests from SPs --------------------------------------------------------------------
 
@@ -60,7 +53,7 @@ class SimulatedIsmg(SimulatedCenter):
             raise PduError(cp.BAD_COMMAND, "Command_Id", f"{command_id:#010x} is not a request this ISMG takes")
 
     def _on_connect(self, session: Session, sequence: int, body: bytes) -> None:
-        wire = self._wires[session]
+        wire = cast(CmppWire, session.wire)
         if len(body) >= 23:  # answer in the client's version whatever else is wrong
             wire.version = cp.V30 if body[22] >= cp.V30 else cp.V20
         connect = cp.Connect.decode(body)
