@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from alibabacloud_dysmsapi20170525.client import Client
@@ -38,15 +38,16 @@ def pg() -> Iterator[PostgresServer]:
 
 
 def with_services(backend: str, request: pytest.FixtureRequest, data_dir: Path,
-                  body: Callable[[Services], Awaitable[None]]) -> None:
+                  body: Callable[[Services], Awaitable[None]], **settings: Any) -> None:
     """Run `body` with in-process services on a migrated database of the backend, in an event loop of
-    its own (the pg fixture runs its own loop, so such tests are synchronous)."""
+    its own (the pg fixture runs its own loop, so such tests are synchronous); `settings` override."""
     url = ""
     if backend == "postgresql":
         url = request.getfixturevalue("pg").create_database(f"unit_{next(_counter)}_{os.getpid()}")
 
     async def run() -> None:
-        svc = build_services(Settings(data_dir=data_dir, secret_key="x" * 40, database_url=url))
+        svc = build_services(Settings(data_dir=data_dir, secret_key="x" * 40, database_url=url,
+                                      **settings))
         await upgrade(svc.engine)
         try:
             await body(svc)

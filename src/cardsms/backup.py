@@ -205,6 +205,13 @@ def restore(settings: Settings, archive: Path, progress: Progress) -> Manifest:
                           f"for {kind} (CARDSMS_DATABASE_URL)")
     _check_empty(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(settings.data_dir).free
+    if manifest.size > free:
+        raise BackupError(f"--from: the backup expands to {manifest.size:,} bytes; {settings.data_dir} has "
+                          f"{free:,} free")
+    # extraction is capped: files may grow while a live backup runs, so the manifest's total is a floor, not exact;
+    # an archive expanding far past it (a tar bomb) or past the free disk stops the restore
+    cap = min(free, 2 * manifest.size + 256 * 1024 * 1024)
     done = 0
     with tarfile.open(archive, "r:gz") as tar, tempfile.TemporaryDirectory(dir=settings.data_dir,
                                                                           prefix=".restore-") as tmp:
@@ -214,6 +221,9 @@ def restore(settings: Settings, archive: Path, progress: Progress) -> Manifest:
             if not member.isfile() or not (member.name.startswith(("data/", "database/")))\
                     or ".." in Path(member.name).parts or member.name.startswith("/"):
                 raise BackupError(f"--from: unexpected entry {member.name!r} in the archive; not restoring")
+            if done + member.size > cap:
+                raise BackupError(f"--from: the archive expands past {cap:,} bytes (its manifest declares "
+                                  f"{manifest.size:,}; the data directory has {free:,} free); not restoring")
             if member.name.startswith("database/"):
                 dest = Path(tmp) / Path(member.name).name
             else:

@@ -160,6 +160,7 @@ def http_server(app: Any, settings: Settings) -> Any:
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
                             http=HttpProtocol, server_header=False,
+                            limit_concurrency=settings.http_max_connections or None,
                             timeout_graceful_shutdown=max(1, int(settings.stop_seconds / 3)))
     return Server(config)
 
@@ -190,10 +191,18 @@ def serve(
         base = settings.base_url
         out.print(f"cardsms {__version__} listening on {base}", highlight=False)
         out.print(f"  console:   {base}/console/", highlight=False)
-        password = welcome.admin_password or "(set at first start; see `cardsms user create --help`)"
-        out.print(f"  admin:     {welcome.admin_user} / {password}", highlight=False)
-        if welcome.key_id:
+        if welcome.admin_password:  # the first start only: later starts say where the secrets are
+            out.print(f"  admin:     {welcome.admin_user} / {welcome.admin_password}", highlight=False)
+        else:
+            where = (f"first-start password in {welcome.password_file}" if welcome.password_file.exists()
+                     else "see `cardsms user --help` to set a password")
+            out.print(f"  admin:     {welcome.admin_user} ({where})", highlight=False)
+        if welcome.key_id and welcome.key_secret:
             out.print(f"  AccessKey: {welcome.key_id} / {welcome.key_secret}", highlight=False)
+        elif welcome.key_id:
+            where = (f"secret in {welcome.key_file}" if welcome.key_file.exists()
+                     else "create one with `cardsms accesskey create --account demo`")
+            out.print(f"  AccessKey: {welcome.key_id} ({where})", highlight=False)
         out.print(f"  data dir:  {settings.data_dir.resolve()}", highlight=False)
         await http_server(create_app(svc, build_delivery(svc)), settings).serve()
 
@@ -471,6 +480,22 @@ def user_create(
         password = getpass.getpass("password: ")
     run(load_settings(data_dir=data_dir), lambda svc: accounts.create_user(svc, account, username, password, role))
     out.print(f"created {role} {username} in account {account}", highlight=False)
+
+
+@app.command("parser-key")
+def parser_key_command(
+    vendor: Annotated[str, typer.Option("--vendor", help="the handset vendor, e.g. HuaWei")],
+    data_dir: DataDir = None,
+) -> None:
+    """Print the key a vendor's card parser signs its fetches with (X-Card-Parser-Signature, docs/api.md): give
+    it to that vendor; only signed fetches count as render receipts."""
+    from cardsms.domain.vendors import Vendor
+    from cardsms.links.parsers import parser_key
+
+    names = [v.value for v in Vendor]
+    if vendor not in names:
+        raise fail(f"--vendor must be one of {', '.join(names)}, got {vendor!r}")
+    sys.stdout.write(parser_key(load_settings(data_dir=data_dir).resolved_parser_secret(), vendor) + "\n")
 
 
 @webhook_app.command("set")

@@ -9,7 +9,10 @@ import secrets
 
 from cryptography.fernet import Fernet, InvalidToken
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+# OWASP's password storage guidance for scrypt (N=2^17, r=8, p=1: 128 MB and ~0.3 s a hash here); hashes made
+# with a lower N are replaced at the next successful login (needs_rehash)
+_SCRYPT = {"n": 2**17, "r": 8, "p": 1}
+_MAXMEM = 256 * 1024 * 1024
 
 
 class Crypto:
@@ -45,17 +48,40 @@ class Crypto:
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    dk = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    dk = hashlib.scrypt(password.encode(), salt=salt, dklen=32, maxmem=_MAXMEM, **_SCRYPT)
     return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${dk.hex()}"
 
 
 def verify_password(password: str, stored: str) -> bool:
     try:
         _, n, r, p, salt, dk = stored.split("$")
-        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p))
+        if int(n) > 2**20 or int(r) > 16 or int(p) > 4:
+            return False
+        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p),
+                             maxmem=_MAXMEM)
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got.hex(), dk)
+
+
+def needs_rehash(stored: str) -> bool:
+    """True when `stored` was made with weaker parameters than hash_password uses now."""
+    parts = stored.split("$")
+    try:
+        return len(parts) != 6 or (int(parts[1]), int(parts[2]), int(parts[3])) < tuple(_SCRYPT.values())
+    except ValueError:
+        return True
+
+
+_DUMMY: list[str] = []
+
+
+def dummy_hash() -> str:
+    """A hash to check a password against when no user matched, so that a login for an unknown name takes as
+    long as one for a known name (the time would tell which names exist)."""
+    if not _DUMMY:
+        _DUMMY.append(hash_password(secrets.token_urlsafe(16)))
+    return _DUMMY[0]
 
 
 def new_access_key() -> tuple[str, str]:

@@ -86,7 +86,18 @@ class Settings(BaseSettings):
                              "this wait to be submitted; 0 = no limit")
     sqlite_max_mb: int = Field(0, ge=0, description="SQLite: the database may grow to this many MB (writes beyond "
                                "fail as on a full disk: HTTP 503); 0 = no limit")
-    webhook_timeout_seconds: float = Field(3.0, gt=0, le=60, description="webhook POST timeout")
+    webhook_timeout_seconds: float = Field(3.0, gt=0, le=60, description="webhook POST deadline: the whole request, "
+                                           "connect to last byte of the answer")
+    parser_secret: SecretStr = Field(SecretStr(""), description="what vendor parsers' keys derive from (`cardsms "
+                                     "parser-key`); a fetch signed with one is a render receipt; empty = derived "
+                                     "from the secret key")
+    link_opens_per_minute: int = Field(60, ge=0, le=1_000_000, description="opens one address adds to one link's "
+                                       "counts per minute; more are served but not counted; 0 = no limit")
+    metrics_token: SecretStr = Field(SecretStr(""), description="bearer token for /metrics and the details of "
+                                     "/healthz (connectors, writer); empty = only clients on loopback without a "
+                                     "proxy's forwarding header get them; everyone else gets {\"status\": \"ok\"}")
+    http_max_connections: int = Field(2000, ge=0, le=1_000_000, description="concurrent HTTP connections and "
+                                      "requests a process serves; more are answered 503; 0 = no limit")
     outbound_allow_networks: list[str] = Field([], description="networks the server may send webhooks to although "
                                                "they are not public, e.g. [\"10.1.0.0/16\"]; empty = public only")
     webhook_retry_base_seconds: float = Field(10.0, gt=0, le=3600, description="first webhook retry delay")
@@ -186,6 +197,10 @@ class Settings(BaseSettings):
     @property
     def link_base(self) -> str:
         return (self.link_base_url or f"{self.base_url}/s").rstrip("/")
+
+    def resolved_parser_secret(self) -> str:
+        """What vendor parsers' keys derive from (links/parsers.py)."""
+        return self.parser_secret.get_secret_value() or "parser:" + self.resolved_secret_key()
 
     def resolved_secret_key(self) -> str:
         """The secret key; in development one is generated once into the data dir when none is set."""

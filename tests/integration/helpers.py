@@ -134,6 +134,27 @@ def eventually(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
     raise AssertionError(f"condition not met within {timeout}s; last value {value!r}")
 
 
+def console_session(base: str, env: dict[str, str], role: str = "admin") -> tuple[httpx.Client, str]:
+    """A console login (a new account and user of `role`) through the login form: (client, CSRF token)."""
+    import re
+
+    from tests.harness import cli
+
+    account, user = f"web{uuid.uuid4().hex[:8]}", f"user{uuid.uuid4().hex[:6]}"
+    cli(env, "account", "create", account)
+    cli(env, "user", "create", user, "--account", account, "--role", role, "--password", "web-pass-123")
+    client = httpx.Client(base_url=base, timeout=60)
+    page = client.get("/console/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token, page.text[:500]
+    done = client.post("/console/login", data={"username": user, "password": "web-pass-123", "csrf": token.group(1)})
+    assert done.status_code == 303, done.text[:300]
+    home = client.get("/console/password")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', home.text)
+    assert csrf, home.text[:500]
+    return client, csrf.group(1)
+
+
 # --- qualification records (the current signature operations rest on them) -------------------
 
 USCC = "91330100799655058B"  # a unified social credit code with a valid check character

@@ -20,7 +20,7 @@ from cardsms.db import schema
 from cardsms.openapi.dispatch import OPERATIONS
 from cardsms.settings import Settings
 from tests.conftest import Tenant, new_tenant
-from tests.integration.helpers import approved_card, approved_sign, legacy, text_template
+from tests.integration.helpers import approved_card, approved_sign, console_session, legacy, text_template
 
 # tables only requests write (the background writes events, receipts, reviews and outboxes)
 WATCHED = ("accounts", "access_keys", "users", "signs", "templates", "qualifications", "sign_documents",
@@ -120,28 +120,8 @@ CONSOLE_FORMS = {  # path -> the fields the form has (file fields get random byt
 }
 
 
-def _console_session(base: str, env: dict[str, str]) -> tuple[httpx.Client, str]:
-    import re
-
-    from tests.harness import cli
-
-    cli(env, "account", "create", "fuzzshop")
-    cli(env, "user", "create", "fuzzer", "--account", "fuzzshop", "--role", "admin", "--password", "fuzz-pass-1")
-    client = httpx.Client(base_url=base, timeout=60)
-    page = client.get("/console/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token, page.text[:500]
-    done = client.post("/console/login", data={"username": "fuzzer", "password": "fuzz-pass-1",
-                                               "csrf": token.group(1)})
-    assert done.status_code == 303, done.text[:300]
-    home = client.get("/console/signs")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', home.text)
-    assert csrf, home.text[:500]
-    return client, csrf.group(1)
-
-
 def test_hostile_console_forms_and_uploads_never_5xx(tenant: Tenant) -> None:
-    client, csrf = _console_session(tenant.server.url, tenant.server.env)
+    client, csrf = console_session(tenant.server.url, tenant.server.env)
     texts = _values(["PUB_SERVICE_NOTICE", "SMS_000000001"])
     blobs = st.one_of(st.binary(max_size=2000), st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40),
                       st.just(b"%PDF-1.4\n" + b"x" * 100), st.just(b"PK\x03\x04" + b"\x00" * 60),

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -63,6 +64,7 @@ from cardsms.services.sending import CardRecipient, CardSend, send_card
 HERE = Path(__file__).parent
 Handler = Callable[[Request, Session], Awaitable[Response]]
 MAX_FORM_BYTES = 4 * 1024 * 1024
+FIELD_BYTES = 64 * 1024  # a text field of a form that takes no files
 NAV = [("overview", "/console/", "Overview"), ("qualifications", "/console/qualifications", "Qualifications"),
        ("signs", "/console/signs", "Signatures"),
        ("templates", "/console/templates", "Text templates"), ("cards", "/console/cards", "Card templates"),
@@ -97,7 +99,13 @@ class Console:
             version=__version__, review_names=REVIEW_NAMES, **context)
         return HTMLResponse(html, status)
 
-    def view(self, handler: Handler, role: str = "viewer") -> Callable[[Request], Awaitable[Response]]:
+    def view(self, handler: Handler, role: str = "viewer", files: int = 0, fields: int = 100,
+             post_role: str = "operator") -> Callable[[Request], Awaitable[Response]]:
+        """The handler behind the session, role and CSRF checks. A POST's form is parsed here, once, with the
+        route's own limits (starlette keeps the first parse): `files` file parts at most (0 for forms that take
+        none) and `fields` fields, each field at most FIELD_BYTES (MAX_FORM_BYTES where files come)."""
+        part_size = MAX_FORM_BYTES if files else FIELD_BYTES
+
         async def endpoint(request: Request) -> Response:
             session = self.codec.decode(request.cookies.get(SESSION_COOKIE))
             if session is not None:  # the user may have been disabled, reset or changed password meanwhile
@@ -111,13 +119,17 @@ class Console:
                 if request.headers.get("hx-request"):
                     return Response(status_code=204, headers={"HX-Redirect": target})
                 return RedirectResponse(target, 303)
-            need = role if request.method == "GET" else max(role, "operator", key=ROLE_RANK.__getitem__)
+            need = role if request.method == "GET" else max(role, post_role, key=ROLE_RANK.__getitem__)
             if not session.may(need):
                 return self.render(request, "notice.html", session, 403, title="Not allowed",
                                    message="Your role may not do this; ask an administrator.")
             audit.set_actor(f"user:{session.username}")
             if request.method == "POST":
-                form = await request.form(max_files=20, max_fields=500, max_part_size=MAX_FORM_BYTES)
+                try:
+                    form = await request.form(max_files=files, max_fields=fields, max_part_size=part_size)
+                except (MultiPartException, ClientDisconnect) as exc:
+                    return self.render(request, "notice.html", session, 400, title="Invalid input",
+                                       message=f"the form: {str(exc)[:200]}")
                 token = str(form.get("csrf") or request.headers.get("x-csrf-token") or "")
                 if not secrets.compare_digest(token, session.csrf):
                     return self.render(request, "notice.html", session, 403, title="Form expired",
@@ -130,31 +142,35 @@ class Console:
         return endpoint
 
     def routes(self) -> list[BaseRoute]:
-        v, op, admin = self.view, (lambda h: self.view(h, "operator")), (lambda h: self.view(h, "admin"))
+        v, admin = self.view, (lambda h: self.view(h, "admin"))
+
+        def op(handler: Handler, files: int = 0, fields: int = 100) -> Callable[[Request], Awaitable[Response]]:
+            return self.view(handler, "operator", files, fields)
+
         return [
             Route("/console/login", self.login, methods=["GET", "POST"]),
             Route("/console/logout", self.logout, methods=["POST"]),
             Route("/console/lang", self.switch_language),
             Route("/console/", v(self.overview)),
-            Route("/console/qualifications", v(self.qualifications), methods=["GET", "POST"]),
+            Route("/console/qualifications", v(self.qualifications, files=4, fields=30), methods=["GET", "POST"]),
             Route("/console/signs", v(self.signs), methods=["GET", "POST"]),
-            Route("/console/templates", v(self.text_templates), methods=["GET", "POST"]),
+            Route("/console/templates", v(self.text_templates, files=5, fields=20), methods=["GET", "POST"]),
             Route("/console/cards", v(self.cards)),
-            Route("/console/cards/new", op(self.designer), methods=["GET", "POST"]),
-            Route("/console/cards/preview", op(self.preview), methods=["POST"]),
+            Route("/console/cards/new", op(self.designer, files=20, fields=500), methods=["GET", "POST"]),
+            Route("/console/cards/preview", op(self.preview, files=20, fields=500), methods=["POST"]),
             Route("/console/cards/{code}", v(self.card_detail)),
             Route("/console/cards/{code}/reviews", v(self.card_reviews)),
             Route("/console/public", v(self.public_list)),
             Route("/console/public/{code}", v(self.public_test), methods=["GET", "POST"]),
             Route("/console/tasks", v(self.task_list)),
             Route("/console/tasks/rows", v(self.task_rows)),
-            Route("/console/tasks/new", op(self.task_new), methods=["GET", "POST"]),
+            Route("/console/tasks/new", op(self.task_new, files=1, fields=50), methods=["GET", "POST"]),
             Route("/console/tasks/example.{ext}", v(self.example_file)),
             Route("/console/tasks/{id:int}", v(self.task_detail)),
             Route("/console/tasks/{id:int}/live", v(self.task_live)),
             Route("/console/tasks/{id:int}/export.csv", v(self.task_export)),
             Route("/console/tasks/{id:int}/{action}", op(self.task_action), methods=["POST"]),
-            Route("/console/audiences", v(self.audiences), methods=["GET", "POST"]),
+            Route("/console/audiences", v(self.audiences, files=1, fields=10), methods=["GET", "POST"]),
             Route("/console/audiences/{id:int}", v(self.audience_detail)),
             Route("/console/audiences/{id:int}/invalid.csv", v(self.audience_problems)),
             Route("/console/audiences/{id:int}/delete", op(self.audience_delete), methods=["POST"]),
@@ -162,13 +178,17 @@ class Console:
             Route("/console/settings", v(self.settings_page)),
             Route("/console/users", admin(self.users_page), methods=["GET", "POST"]),
             Route("/console/users/{id:int}/{action}", admin(self.user_action), methods=["POST"]),
-            Route("/console/password", v(self.password_page), methods=["GET", "POST"]),
+            Route("/console/password", v(self.password_page, post_role="viewer"), methods=["GET", "POST"]),
             Route("/console/audit", admin(self.audit_page)),
             Route("/console/audit.csv", admin(self.audit_export)),
             Route("/console/settings/{section}", admin(self.settings_post), methods=["POST"]),
             Route("/console/static/public/{code}.png", self.public_image),
             Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static"),
         ]
+
+    def _secure(self, request: Request) -> bool:
+        """Cookies are Secure when clients reach us over https: the public URL says so, or this request came so."""
+        return self.secure_cookies or request.url.scheme == "https"
 
     # --- login and language ---------------------------------------------------------------------
 
@@ -177,13 +197,17 @@ class Console:
             token = secrets.token_urlsafe(16)
             page = self.render(request, "login.html", csrf=token, next=request.query_params.get("next", ""))
             page.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console",
-                                secure=self.secure_cookies)
+                                secure=self._secure(request))
             return page
-        form = await request.form()
+        try:  # no login: no files, a few small fields (web/limits.py caps the whole body at 16 KB)
+            form = await request.form(max_files=0, max_fields=10, max_part_size=4096)
+        except (MultiPartException, ClientDisconnect):
+            return self.render(request, "login.html", status=400, csrf="", next="",
+                               error="The form is malformed; reload the page.")
         username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
         account, token = str(form.get("account", "")).strip(), str(form.get("csrf", ""))
         client = request.client.host if request.client else "?"
-        keys = (f"ip:{client}", f"user:{username.lower()}")
+        keys = self.limiter.keys(username, client)
         error = None
         if not token or not secrets.compare_digest(token, request.cookies.get(LOGIN_CSRF_COOKIE, "")):
             error = "The form's security token is missing or old; reload the page."
@@ -196,7 +220,7 @@ class Console:
                 nxt = str(form.get("next", ""))
                 response = RedirectResponse(nxt if nxt.startswith("/console/") else "/console/", 303)
                 response.set_cookie(SESSION_COOKIE, self.codec.encode(result), max_age=12 * 3600, httponly=True,
-                                    samesite="lax", path="/", secure=self.secure_cookies)
+                                    samesite="lax", path="/", secure=self._secure(request))
                 return response
             self.limiter.failed(*keys)
             error = result
@@ -204,6 +228,9 @@ class Console:
                            account=account, next=str(form.get("next", "")))
 
     async def logout(self, request: Request) -> Response:
+        session = self.codec.decode(request.cookies.get(SESSION_COOKIE))
+        if session is not None:  # revoked, not only forgotten: a copy of the cookie stops working too
+            await accounts.end_sessions(self.svc, session.user_id)
         response = RedirectResponse("/console/login", 303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

@@ -3,18 +3,19 @@ rate limit. Passwords are scrypt hashes (cardsms.crypto)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cardsms.crypto import verify_password
-from cardsms.services.accounts import find_logins
+from cardsms.crypto import dummy_hash, hash_password, needs_rehash, verify_password
+from cardsms.services.accounts import find_logins, rehash_password
 from cardsms.services.core import Services
 
 SESSION_COOKIE = "cardsms_session"
@@ -64,14 +65,21 @@ class SessionCodec:
 
 
 class LoginLimiter:
-    """At most `limit` failed logins per client address and per username in `window` seconds."""
+    """At most `limit` failed logins in `window` seconds per client address and per (username, address): one
+    address guessing at many names is stopped, and nobody elsewhere can lock a user out by failing their
+    name. At most `max_keys` keys are tracked (the oldest give way), so a flood of made-up names cannot grow
+    it without bound."""
 
-    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
-        self.limit, self.window = limit, window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+    def __init__(self, limit: int = 5, window: float = 300.0, max_keys: int = 100_000) -> None:
+        self.limit, self.window, self.max_keys = limit, window, max_keys
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    @staticmethod
+    def keys(username: str, address: str) -> tuple[str, str]:
+        return f"ip:{address}", f"user:{username.lower()}|ip:{address}"
 
     def _recent(self, key: str) -> deque[float]:
-        q = self._failures[key]
+        q = self._failures.get(key) or deque()
         while q and q[0] < time.monotonic() - self.window:
             q.popleft()
         return q
@@ -81,11 +89,19 @@ class LoginLimiter:
 
     def failed(self, *keys: str) -> None:
         for k in keys:
-            self._recent(k).append(time.monotonic())
+            q = self._recent(k)
+            q.append(time.monotonic())
+            self._failures[k] = q
+            self._failures.move_to_end(k)
+        while len(self._failures) > self.max_keys:
+            self._failures.popitem(last=False)
 
     def succeeded(self, *keys: str) -> None:
         for k in keys:
             self._failures.pop(k, None)
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
 
 async def authenticate(svc: Services, username: str, password: str, account: str) -> Session | str:
@@ -93,8 +109,13 @@ async def authenticate(svc: Services, username: str, password: str, account: str
     rows = await find_logins(svc, username, account)
     if len(rows) > 1:
         return "Several accounts have this user name: enter the account too."
-    if not rows or rows[0]["disabled"] or not verify_password(password, rows[0]["password_hash"]):
+    # scrypt in a thread (it takes ~0.3 s), and against a dummy hash when nobody matched: same time either way
+    stored = rows[0]["password_hash"] if rows else dummy_hash()
+    good = await asyncio.to_thread(verify_password, password, stored)
+    if not rows or rows[0]["disabled"] or not good:
         return "Wrong user name or password."
     row = rows[0]
+    if needs_rehash(stored):
+        await rehash_password(svc, int(row["id"]), stored, await asyncio.to_thread(hash_password, password))
     return Session(int(row["id"]), int(row["account_id"]), row["account_name"], row["username"], row["role"],
                    secrets.token_urlsafe(24), int(time.time()) + SESSION_SECONDS, int(row["session_version"]))

@@ -585,6 +585,18 @@ task_events = Table(
 )
 
 
+# API signature nonces shared by every `cardsms api` process on PostgreSQL (migration 0010): a nonce is kept
+# until its request's timestamp plus the allowed skew, so a request stamped ahead cannot be replayed later.
+# SQLite (one serving process) keeps them in memory (openapi/auth.NonceCache).
+api_nonces = Table(
+    "api_nonces",
+    metadata,
+    Column("token", String(200), primary_key=True),  # key id NUL nonce
+    _ts("expires_at"),
+    Index("ix_api_nonces_expires", "expires_at"),
+)
+
+
 # --- scale-out (migration 0004) -------------------------------------------------------------
 
 # Live processes that dispatch. A worker renews `expires_at` every few seconds; the `submitting`

@@ -83,7 +83,7 @@ class WebhookSender:
         for r in rows:
             groups.setdefault((r["account_id"], r["kind"]), []).append(r)
         batches = [(key, items[i:i + BATCH]) for key, items in groups.items() for i in range(0, len(items), BATCH)]
-        results = await asyncio.gather(*(self._post(hooks.get(key), items) for key, items in batches))
+        results = await asyncio.gather(*(self._post_within_deadline(hooks.get(key), items) for key, items in batches))
         done, retry, failed = [], [], []
         for (_, items), error in zip(batches, results, strict=True):
             for r in items:
@@ -117,6 +117,15 @@ class WebhookSender:
             log.warning("webhook.gave_up", reports=len(failed))
         return len(rows)
 
+    async def _post_within_deadline(self, hook: Any, items: list[Any]) -> str | None:
+        """`_post` under one deadline for the whole request: httpx's timeout is per read, so a receiver dripping
+        a byte a second would otherwise hold this pass, and every other account's reports behind it, for hours."""
+        deadline = self.svc.settings.webhook_timeout_seconds
+        try:
+            return await asyncio.wait_for(self._post(hook, items), deadline)
+        except TimeoutError:
+            return f"no whole answer within {deadline:g} s (CARDSMS_WEBHOOK_TIMEOUT_SECONDS)"
+
     async def _post(self, hook: Any, items: list[Any]) -> str | None:
         """None on success, else the reason."""
         if hook is None:
@@ -136,7 +145,7 @@ class WebhookSender:
             try:
                 if resp.status_code != 200:
                     return f"HTTP {resp.status_code}"
-                raw = b""
+                raw = bytearray()
                 async for chunk in resp.aiter_bytes():
                     raw += chunk
                     if len(raw) > MAX_ANSWER_BYTES:

@@ -2,11 +2,13 @@
 
 - a plain short URL (AddShortUrl) redirects to its target;
 - a vendor parser (header `X-Card-Parser: <vendor>`, or `Accept: application/json`) gets the card
-  as JSON, and that fetch is the render receipt of the message;
+  as JSON; when the fetch carries the vendor's signature (links/parsers.py) it is the render receipt
+  of the message, otherwise an open like any other;
 - a browser gets the card as a mobile web page — or, when the card cannot be rendered (template
   deleted or no longer approved) and the send named a `customUrl`, a redirect there;
 - unknown codes get a 404 page, expired or deleted links a friendly 410 page.
-Every open is recorded (per link, per visitor, per message).
+Every open is recorded (per link, per visitor, per message), up to CARDSMS_LINK_OPENS_PER_MINUTE per
+link and address.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from cardsms.links import parsers
 from cardsms.links.render import card_json, card_view, render_card_page, render_notice
 from cardsms.services import links
 from cardsms.services.core import Services
@@ -32,6 +35,13 @@ def _notice(request: Request, status: int, zh: tuple[str, str], en: tuple[str, s
 
 
 def resolver(svc: Services) -> Any:
+    limiter = parsers.OpenLimiter(svc.settings.link_opens_per_minute)
+    parser_secret = svc.settings.resolved_parser_secret()
+
+    def record(found: Any, client: str, visitor: str, address: str, mobile: str = "") -> None:
+        if client == "parser" or limiter.admit(found.link["id"], address):
+            links.record_open(svc, found, client, visitor, mobile)
+
     async def endpoint(request: Request) -> Response:
         code = request.path_params["code"]
         found = await links.resolve(svc, code)
@@ -45,7 +55,7 @@ def resolver(svc: Services) -> Any:
         ip = request.client.host if request.client else ""
         visitor = links.visitor_id(ip, request.headers.get("user-agent", ""))
         if link["kind"] in ("url", "smart"):  # AddShortUrl's and CreateSmartShortUrl's links redirect
-            links.record_open(svc, found, "redirect", visitor)
+            record(found, "redirect", visitor, ip)
             return RedirectResponse(link["source_url"], 302)
         card = await links.link_card(svc, link)
         parser = request.headers.get("x-card-parser", "")
@@ -55,16 +65,20 @@ def resolver(svc: Services) -> Any:
             if card.row is None or not card.vendors or (parser and parser not in card.vendors):
                 return JSONResponse({"code": "CARD_NOT_AVAILABLE",
                                      "message": "the card template is deleted or not approved for this vendor"}, 404)
-            links.record_open(svc, found, "parser" if parser else "browser", visitor,
-                                    request.headers.get("x-card-mobile", ""))
+            mobile = request.headers.get("x-card-mobile", "")
+            if parser and parsers.verified(parser_secret, parser, code, mobile,
+                                           request.headers.get(parsers.SIGNATURE_HEADER, "")):
+                record(found, "parser", visitor, ip, mobile)  # the render receipt
+            else:  # anyone can send the parser headers: without the vendor's signature it is an open, no render
+                record(found, "browser", visitor, ip)
             return JSONResponse({"code": "OK", "card": card_json(card.row["body"] or {}, params, card.urls)})
         if card.row is None or not card.vendors:
             if link["source_url"]:
-                links.record_open(svc, found, "redirect", visitor)
+                record(found, "redirect", visitor, ip)
                 return RedirectResponse(link["source_url"], 302)
             return _notice(request, 410, ("内容已下线", "该卡片内容已不可用。"),
                            ("Content unavailable", "This card is no longer available."))
-        links.record_open(svc, found, "browser", visitor)
+        record(found, "browser", visitor, ip)
         view = card_view(card.row["body"] or {}, params, card.urls)
         title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card.row["name"])
         return HTMLResponse(render_card_page(view, title, _lang(request)))

@@ -33,6 +33,28 @@ class MediaStore:
             fh.write(data)
         os.replace(tmp, path)
 
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Store `data` under `key` unless the key holds a file already (False then, nothing changed): keys that
+        approved media point at are never re-pointed at other bytes."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.link(tmp, path)  # atomic and exclusive: fails when the key exists
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self._path(key).exists()
+        except ValueError:
+            return False
+
     def get(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,6 +115,11 @@ def verify(req: ApiRequest, cred: Credential, secret: str) -> None:
         for required in ("host", "x-acs-date", "x-acs-signature-nonce"):
             if required not in signed:
                 raise CardsmsError("IncompleteSignature", f"SignedHeaders must include {required}")
+        # a captured request cannot be re-pointed at another action or version: every x-acs-* header is signed
+        unsigned = sorted(h for h in req.headers if h.startswith("x-acs-") and h not in signed)
+        if unsigned:
+            raise CardsmsError("IncompleteSignature", f"SignedHeaders must include every x-acs-* header; "
+                               f"{', '.join(unsigned)[:200]} is not signed")
         body_hash = _hash(ACS3_ALGORITHMS[cred.scheme], req.body)
         claimed = req.headers.get("x-acs-content-sha256")
         if claimed is not None and claimed.lower() != body_hash:
@@ -131,25 +136,26 @@ def verify(req: ApiRequest, cred: Credential, secret: str) -> None:
 
 
 class NonceCache:
-    """Nonces seen within the replay window (per process; see docs/api.md for multi-process)."""
+    """Nonces of this process (SQLite: one serving process), each kept until its request's timestamp plus the
+    allowed skew: a request stamped up to `skew` ahead stays refusable for as long as its stamp is accepted.
+    At `max_entries` the soonest-expiring nonces make room (docs/api.md)."""
 
-    def __init__(self, window_seconds: int, max_entries: int = 1_000_000) -> None:
-        self.window = window_seconds
+    def __init__(self, max_entries: int = 1_000_000) -> None:
         self.max_entries = max_entries
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._expires: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
 
-    def check_and_add(self, key_id: str, nonce: str) -> bool:
-        """True when the nonce is fresh (and records it); False on replay."""
-        now = time.monotonic()
-        while self._seen:
-            oldest, at = next(iter(self._seen.items()))
-            if now - at <= self.window and len(self._seen) < self.max_entries:
-                break
-            del self._seen[oldest]
+    def check_and_add(self, key_id: str, nonce: str, expires_at: float, now: float) -> bool:
+        """True when the nonce is fresh (and records it until `expires_at`, epoch seconds); False on replay."""
+        heap = self._heap
+        while heap and (heap[0][0] <= now or len(heap) >= self.max_entries):
+            _, old = heapq.heappop(heap)
+            self._expires.pop(old, None)
         token = key_id + "\x00" + nonce
-        if token in self._seen:
+        if token in self._expires:
             return False
-        self._seen[token] = now
+        self._expires[token] = expires_at
+        heapq.heappush(heap, (expires_at, token))
         return True
 
 

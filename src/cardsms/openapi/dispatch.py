@@ -18,10 +18,11 @@ from cardsms.openapi import auth, ops_cards, ops_links, ops_qualifications, ops_
 from cardsms.openapi.context import Ctx, Operation
 from cardsms.openapi.envelope import error_body, new_request_id, render
 from cardsms.openapi.params import Params
-from cardsms.services import audit
+from cardsms.services import audit, nonces
 from cardsms.services.accounts import find_access_key
 from cardsms.services.core import Services, storage_unavailable
 from cardsms.web.http import MAX_URL_BYTES, URL_TOO_LONG
+from cardsms.web.limits import BodyTooLarge
 
 API_VERSION = "2017-05-25"
 MAX_BODY = 16 * 1024 * 1024
@@ -56,7 +57,8 @@ class ApiEndpoint:
     def __init__(self, svc: Services, metrics: ApiMetrics) -> None:
         self.svc = svc
         self.metrics = metrics
-        self.nonces = auth.NonceCache(svc.settings.api_clock_skew_seconds)
+        self.nonces = auth.NonceCache()
+        self.shared_nonces = svc.engine.dialect.name == "postgresql"  # every `cardsms api` process sees them
         self.limiter = auth.RateLimiter()
 
     async def __call__(self, request: Request) -> Response:
@@ -111,18 +113,27 @@ class ApiEndpoint:
         self.metrics.latency.labels(label).observe(elapsed)
         log.info("api.request", request_id=request_id, action=action, account=account, code=code, status=status,
                  ms=round(elapsed * 1000, 2))
-        return render(body, action, fmt, status, headers)
+        # the XML root element is named after a known operation only; a caller's Action never becomes markup
+        return render(body, action if action in OPERATIONS else "", fmt, status, headers)
 
     @staticmethod
     async def _decode(request: Request) -> auth.ApiRequest:
         if url_size := request.scope.get(URL_TOO_LONG):
             raise CardsmsError("InvalidParameter", f"request URL: {url_size:,} bytes, over the limit of "
                                f"{MAX_URL_BYTES:,}; send large parameters in the form body")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise CardsmsError("InvalidParameter", f"request body: larger than {MAX_BODY} bytes")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:  # refused before a byte of it is read
+            raise CardsmsError("InvalidParameter", f"request body: {int(declared):,} bytes declared, over the "
+                               f"limit of {MAX_BODY:,}")
+        buffer = bytearray()  # appended in place: `bytes +=` copies the whole body at every chunk
+        try:
+            async for chunk in request.stream():
+                buffer += chunk
+                if len(buffer) > MAX_BODY:
+                    raise BodyTooLarge(MAX_BODY)
+        except BodyTooLarge:
+            raise CardsmsError("InvalidParameter", f"request body: larger than {MAX_BODY:,} bytes") from None
+        body = bytes(buffer)
         try:
             query = parse_qsl(request.url.query, keep_blank_values=True, strict_parsing=False, errors="strict")
             form: list[tuple[str, str]] = []
@@ -158,7 +169,13 @@ class ApiEndpoint:
                                f"{self.svc.now():%Y-%m-%dT%H:%M:%SZ}; check the client's clock")
         if not cred.nonce:
             raise CardsmsError("IncompleteSignature", "the signature nonce is missing")
-        if not self.nonces.check_and_add(cred.key_id, cred.nonce):
+        expires_at = cred.timestamp + skew
+        if self.shared_nonces:
+            fresh = await nonces.remember(self.svc, cred.key_id, cred.nonce, expires_at)
+        else:
+            fresh = self.nonces.check_and_add(cred.key_id, cred.nonce, expires_at.timestamp(),
+                                              self.svc.now().timestamp())
+        if not fresh:
             raise CardsmsError("SignatureNonceUsed", f"Specified signature nonce {cred.nonce!r} was used already "
                                "(replayed request)")
         return key

@@ -29,6 +29,8 @@ def _xml(name: str, value: Any) -> str:
 
 def render(body: dict[str, Any], action: str, fmt: str, status: int = 200,
            headers: dict[str, str] | None = None) -> Response:
+    """The answer in the caller's format. `action` must be a known operation's name or empty: it names the
+    XML root element, so a caller's value never reaches our markup (the dispatcher passes "" otherwise)."""
     if fmt.upper() == "XML":
         text = "<?xml version='1.0' encoding='UTF-8'?>" + _xml(f"{action or 'Error'}Response", body)
         return Response(text, status, headers=headers, media_type="application/xml")

@@ -90,6 +90,7 @@ class Services:
         self.waiting_lock = asyncio.Lock()
         # services.tasks.progress: (monotonic time, messages done) per task, seen by this process's task pages
         self.task_samples: dict[int, list[tuple[float, int]]] = {}
+        self.nonces_purged_at = 0.0  # services.nonces: when this process last removed expired API nonces
 
     def wake(self) -> None:
         """Tell this process's dispatcher that work was queued (callable from the writer thread too)."""

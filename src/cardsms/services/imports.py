@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cardsms.db.schema import audience_numbers, audiences, import_problems, suppressions
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, mainland_national
+from cardsms.services import workbook as workbook_module
 from cardsms.services.core import Services
 
 MAX_NUMBERS = 500_000
@@ -74,23 +75,6 @@ def _zip_member(path: Path) -> tuple[zipfile.ZipFile, zipfile.ZipInfo]:
     return archive, members[0]
 
 
-def _xlsx_rows(data: bytes) -> Iterator[list[str]]:
-    from python_calamine import CalamineWorkbook
-
-    try:
-        sheet = CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_index(0)
-    except Exception as exc:  # calamine raises its own types for every kind of broken workbook
-        raise _file_error(f"the XLSX workbook cannot be read ({exc})") from None
-    for row in sheet.iter_rows():
-        yield [_cell(v) for v in row]
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # numbers typed into a spreadsheet arrive as floats
-    return "" if value is None else str(value)
-
-
 def _text_rows(raw: Any) -> Iterator[list[str]]:
     buffered = io.BufferedReader(_Capped(raw), 1 << 16)
     head = buffered.peek(1 << 16)[: 1 << 16]
@@ -104,8 +88,45 @@ def _text_rows(raw: Any) -> Iterator[list[str]]:
     yield from csv.reader(text, dialect)  # cells are stripped where they are used
 
 
+def _is_workbook(member: zipfile.ZipInfo) -> bool:
+    return member.filename == "xl/workbook.xml" or member.filename.lower().endswith(".xlsx")
+
+
+def prepare_upload(path: Path) -> Path:
+    """The file an import reads: an XLSX workbook (as uploaded or inside a zip) becomes a CSV file beside it,
+    read in a child process with limits (services/workbook.py); other files are read as they are. The
+    uploaded workbook is removed once converted."""
+    with path.open("rb") as fh:
+        if not fh.read(4).startswith(b"PK"):
+            return path
+    try:
+        archive, member = _zip_member(path)
+    except zipfile.BadZipFile:
+        raise _file_error("it looks like a zip archive but cannot be opened") from None
+    with archive:
+        if not _is_workbook(member):
+            return path
+        workbook = path
+        if member.filename != "xl/workbook.xml":  # a workbook inside a zip: out through the capped reader
+            workbook = path.with_suffix(".xlsx")
+            with archive.open(member) as raw, workbook.open("wb") as out:
+                capped = _Capped(raw)
+                while chunk := capped.read(1 << 20):
+                    out.write(chunk)
+    target = path.with_suffix(".csv")
+    try:
+        workbook_module.to_csv(workbook, target)
+    except workbook_module.WorkbookError as exc:
+        raise _file_error(str(exc)) from None
+    finally:
+        if workbook != path:
+            workbook.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+    return target
+
+
 def iter_rows(path: Path) -> Iterator[list[str]]:
-    """Every row of an import file, streamed, whatever its container."""
+    """Every row of an import file, streamed, whatever its container (after `prepare_upload`)."""
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic.startswith(b"PK"):
@@ -114,10 +135,8 @@ def iter_rows(path: Path) -> Iterator[list[str]]:
         except zipfile.BadZipFile:
             raise _file_error("it looks like a zip archive but cannot be opened") from None
         with archive:
-            if member.filename == "xl/workbook.xml" or member.filename.lower().endswith(".xlsx"):
-                data = path.read_bytes() if member.filename == "xl/workbook.xml" else archive.read(member)
-                yield from _xlsx_rows(data)
-                return
+            if _is_workbook(member):
+                raise _file_error("an XLSX workbook is read through prepare_upload")
             with archive.open(member) as raw:
                 yield from _text_rows(raw)
         return
@@ -230,6 +249,7 @@ async def start_import(svc: Services, account_id: int, *, name: str, saved: bool
     path = folder / f"{uuid.uuid4().hex}.upload"
     path.write_bytes(data)
     try:
+        path = await asyncio.to_thread(prepare_upload, path)
         columns, count = await asyncio.to_thread(prescan, path)
     except (CardsmsError, UnicodeError, csv.Error) as exc:
         path.unlink(missing_ok=True)
@@ -239,11 +259,24 @@ async def start_import(svc: Services, account_id: int, *, name: str, saved: bool
     async with svc.write() as conn:
         result = await conn.execute(audiences.insert().values(
             account_id=account_id, name=name[:64], saved=saved, state="importing", file_name=file_name[:200],
-            file_path=str(path), columns=columns or [],
+            file_path=path.relative_to(svc.settings.data_dir).as_posix(), columns=columns or [],
             lines_done=0 if columns is None else 1,  # a header line counts as done: imports skip it
             total=count, valid=0, duplicates=0, invalid=0, suppressed=0, error="", created_at=svc.now()))
     svc.wake()
     return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def import_file(svc: Services, stored: str) -> Path:
+    """The upload an audience row names, resolved under the data directory's imports folder: a path from a
+    restored (or tampered) database can name no other file of the server."""
+    folder = (svc.settings.data_dir / "imports").resolve()
+    path = (svc.settings.data_dir / stored).resolve()  # rows before this release hold absolute paths
+    if path.parent != folder:
+        folder_then = Path(stored).parent.name == "imports"
+        path = folder / Path(stored).name if folder_then else path
+    if path.parent != folder or not path.name.endswith((".upload", ".csv")):
+        raise _file_error(f"the stored upload {stored[:100]!r} is not a file of this server's imports folder")
+    return path
 
 
 async def run_import(svc: Services, audience_id: int) -> None:
@@ -252,7 +285,7 @@ async def run_import(svc: Services, audience_id: int) -> None:
         aud = (await conn.execute(select(audiences).where(audiences.c.id == audience_id))).mappings().first()
     if aud is None or aud["state"] != "importing":
         return
-    path, columns, done = Path(aud["file_path"]), list(aud["columns"]), int(aud["lines_done"])
+    path, columns, done = import_file(svc, aud["file_path"]), list(aud["columns"]), int(aud["lines_done"])
     rows = iter_rows(path)
     for _ in range(done):  # resume: skip what earlier chunks committed
         next(rows, None)

@@ -4,6 +4,7 @@ GetMediaResourceId, which turns an uploaded object into a resource id usable in 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -98,13 +99,20 @@ def _policy_conditions(svc: Services, policy_b64: str, signature: str) -> tuple[
     return account_id, start_path, max_bytes, purpose
 
 
-async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | None) -> Upload:
-    """Check and store one POST-policy upload; nothing is stored unless every check passes."""
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    """What a checked policy allows: where the file goes and how large it may be."""
+    account_id: int
+    key: str
+    max_bytes: int
+    purpose: str
+
+
+def upload_target(svc: Services, fields: dict[str, str]) -> UploadTarget:
+    """Check an upload's fields (policy, signature, key) before any byte of its file is read."""
     for name in ("key", "policy", "signature"):
         if not fields.get(name):
-            raise UploadError("InvalidArgument", f"field {name} is required")
-    if data is None:
-        raise UploadError("InvalidArgument", "field file is required (the file must be the last form field)")
+            raise UploadError("InvalidArgument", f"field {name} is required (before the file field)")
     if fields.get("OSSAccessKeyId", OSS_ACCESS_KEY_ID) != OSS_ACCESS_KEY_ID:
         raise UploadError("InvalidAccessKeyId", "field OSSAccessKeyId: use the AccessKeyId that "
                           "GetOSSInfoForCardTemplate returned", 403)
@@ -116,6 +124,16 @@ async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | Non
         raise UploadError("InvalidObjectName", f"field key: {exc}") from None
     if not key.startswith(start_path):
         raise UploadError("AccessDenied", f"field key must start with the policy's StartPath {start_path!r}", 403)
+    return UploadTarget(account_id, key, max_bytes, purpose)
+
+
+async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | None,
+                        target: UploadTarget | None = None) -> Upload:
+    """Check and store one POST-policy upload; nothing is stored unless every check passes."""
+    target = target or upload_target(svc, fields)
+    if data is None:
+        raise UploadError("InvalidArgument", "field file is required (the file must be the last form field)")
+    account_id, key, max_bytes, purpose = target.account_id, target.key, target.max_bytes, target.purpose
     if not data:
         raise UploadError("InvalidArgument", "field file: the file is empty")
     if len(data) > max_bytes:
@@ -141,6 +159,8 @@ async def accept_upload(svc: Services, fields: dict[str, str], data: bytes | Non
 
 async def _store_upload(svc: Services, account_id: int, key: str, data: bytes, content_type: str,
                         size: tuple[int, int] | None) -> Upload:
+    # an upload key may be written again (as on OSS); what a media resource shows is bound to the bytes it was
+    # registered with (register_media copies them to a content-addressed key), so a re-upload never swaps them
     svc.media_store.put(key, data)
     async with svc.write() as conn:
         exists = await conn.scalar(
@@ -200,6 +220,7 @@ async def register_media(
     if ratio and not ratio_matches((obj["width"], obj["height"]), ratio):
         raise CardsmsError("InvalidParameter", f"param ExtendInfo.img_rate {ratio}: the image is "
                            f"{obj['width']}x{obj['height']}, which is not {ratio} (±5%)")
+    oss_key = _freeze(svc, account_id, oss_key, obj)
     async with svc.write() as conn:
         for _ in range(10):
             resource_id = random_digits(12)
@@ -213,19 +234,47 @@ async def register_media(
                 break
             except IntegrityError:  # pragma: no cover - resource id collision
                 continue
-    return resource_id, f"{svc.settings.base_url}/media/{oss_key}?token={_download_token(svc, oss_key)}"
+    return resource_id, download_url(svc, oss_key)
 
 
-def _download_token(svc: Services, key: str) -> str:
-    return svc.crypto.sign(("download:" + key).encode()).replace("+", "-").replace("/", "_").rstrip("=")
+def _freeze(svc: Services, account_id: int, key: str, obj: Any) -> str:
+    """The content-addressed copy of an uploaded object (write-once): the key a media resource points at, so
+    the file behind an approved resource can never be replaced by a later upload to the upload key. The copy is
+    checked against what the upload recorded, in case the key was written again meanwhile."""
+    data = svc.media_store.get(key)
+    kind = obj["content_type"]
+    if data is None or len(data) != obj["size"] or sniff(data) != kind or (
+            kind in IMAGE_TYPES and image_size(data, kind) != (obj["width"], obj["height"])):
+        raise CardsmsError("InvalidParameter", f"param OssKey {key!r}: the object changed while it was being "
+                           "registered; call GetMediaResourceId again")
+    suffix = {"image/png": ".png", "image/jpeg": ".jpg", "video/mp4": ".mp4"}.get(obj["content_type"], "")
+    frozen = f"res/{account_id}/{hashlib.sha256(data).hexdigest()}{suffix}"
+    svc.media_store.put_new(frozen, data)  # False: the same bytes are there already
+    return frozen
 
 
-def verify_download(svc: Services, key: str, token: str) -> bool:
-    return secrets.compare_digest(_download_token(svc, key), token)
+PRIVATE_URL_SECONDS = 3600  # ID-card and licence scans, signature and template files: an hour
+CARD_URL_DAYS = 30  # card media, which handsets and vendor parsers fetch while the card's links live
+
+
+def _download_token(svc: Services, key: str, expires: int) -> str:
+    signed = svc.crypto.sign(f"download:{key}:{expires}".encode())
+    return signed.replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def verify_download(svc: Services, key: str, token: str, expires: str) -> bool:
+    """A download URL is good until its `expires` (epoch seconds), which its token signs."""
+    if not expires.isdigit() or int(expires) < svc.now().timestamp():
+        return False
+    return secrets.compare_digest(_download_token(svc, key, int(expires)), token)
 
 
 def download_url(svc: Services, oss_key: str) -> str:
-    return f"{svc.settings.base_url}/media/{oss_key}?token={_download_token(svc, oss_key)}"
+    """A signed URL for one stored file, valid for an hour for the account's private files (under
+    `file/`) and CARD_URL_DAYS for card media."""
+    ttl = PRIVATE_URL_SECONDS if oss_key.startswith("file/") else CARD_URL_DAYS * 86400
+    expires = int(svc.now().timestamp()) + ttl
+    return f"{svc.settings.base_url}/media/{oss_key}?expires={expires}&token={_download_token(svc, oss_key, expires)}"
 
 
 async def resource_urls(svc: Services, account_id: int, resource_ids: list[str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Text, cast, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.schema import media_objects, qualifications, reviews, sign_documents, signs
@@ -192,7 +192,7 @@ async def delete_qualification(svc: Services, account_id: int, qual_id: int, ord
     if order_id is not None and order_id != qual_id:
         raise bad(f"OrderId {order_id}: not the work order of qualification {qual_id}")
     async with svc.write() as conn:
-        await get_qualification(conn, account_id, qual_id, "QualificationGroupId")
+        row = await get_qualification(conn, account_id, qual_id, "QualificationGroupId")
         users = (await conn.execute(select(signs.c.name).where(
             signs.c.account_id == account_id, signs.c.qualification_id == qual_id).limit(5))).scalars().all()
         if users:
@@ -201,6 +201,40 @@ async def delete_qualification(svc: Services, account_id: int, qual_id: int, ord
         await conn.execute(delete(qualifications).where(qualifications.c.id == qual_id))
         await conn.execute(delete(reviews).where(reviews.c.account_id == account_id,
                                                  reviews.c.subject_kind == QUAL_KIND, reviews.c.subject_id == qual_id))
+        orphans = await _unreferenced(conn, account_id, file_keys(account_id, row["details"]))
+        if orphans:
+            await conn.execute(delete(media_objects).where(media_objects.c.account_id == account_id,
+                                                           media_objects.c.oss_key.in_(orphans)))
+    for key in orphans:  # the ID-card and licence scans do not outlive their record
+        svc.media_store.delete(key)
+
+
+def file_keys(account_id: int, value: Any) -> set[str]:
+    """Every uploaded file a record's JSON names (keys under the account's file prefix)."""
+    prefix = file_prefix(account_id)
+    if isinstance(value, str):
+        return {value} if value.startswith(prefix) else set()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return set().union(*(file_keys(account_id, v) for v in value)) if value else set()
+    return set()
+
+
+async def _unreferenced(conn: AsyncConnection, account_id: int, keys: set[str]) -> list[str]:
+    """Those of `keys` that no remaining qualification, signature or document of the account names."""
+    left = []
+    for key in sorted(keys):
+        named = False
+        for table, column in ((qualifications, qualifications.c.details), (sign_documents, sign_documents.c.details),
+                              (signs, signs.c.details), (signs, signs.c.files)):
+            if await conn.scalar(select(func.count()).select_from(table).where(
+                    table.c.account_id == account_id, cast(column, Text).contains(key, autoescape=True))):
+                named = True
+                break
+        if not named:
+            left.append(key)
+    return left
 
 
 # --- authorization letters, trademarks, app ICP filings ------------------------------------------

@@ -186,7 +186,7 @@ async def find_messages(svc: Services, account_id: int, *, phone: str = "", day:
     """The newest messages of the account matching every filter given (phone: a part of the number)."""
     where = [messages.c.account_id == account_id]
     if phone:
-        where.append(messages.c.phone.contains(phone))
+        where.append(messages.c.phone.contains(phone, autoescape=True))  # a % or _ typed in is no wildcard
     if day:
         where.append(messages.c.send_day == day)
     if task_id is not None:

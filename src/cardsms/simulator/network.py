@@ -25,7 +25,8 @@ def with_phones(options: SmscOptions, settings: Settings, handsets: HandsetDirec
                 protocol: str = "smpp") -> tuple[SimulatedCenter, SimulatedPhones]:
     """A simulated SMSC (or ISMG) whose delivered messages reach simulated phones, which fetch their cards
     from links under `link_base` and reply through it."""
-    phones = SimulatedPhones(handsets, link_base.rstrip("/"), settings.sim_open_share, settings.sim_reply_share)
+    phones = SimulatedPhones(handsets, link_base.rstrip("/"), settings.sim_open_share, settings.sim_reply_share,
+                             parser_secret=settings.resolved_parser_secret())
     centre = CENTRES[protocol](options, on_delivered=phones.on_delivered)
     phones.reply = centre.send_mo
     return centre, phones

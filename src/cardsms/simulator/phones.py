@@ -18,6 +18,7 @@ import httpx
 import structlog
 
 from cardsms.domain.numbers import InvalidNumber, normalise_number
+from cardsms.links.parsers import parser_key, parser_signature
 from cardsms.simulator.center import share_hit
 from cardsms.vendors.gateway import HandsetDirectory
 
@@ -30,8 +31,9 @@ WORKERS = 8  # phones act through a small pool, so a 500,000-message task does n
 
 class SimulatedPhones:
     def __init__(self, handsets: HandsetDirectory, link_base: str, open_share: int, reply_share: int,
-                 reply: Reply | None = None) -> None:
+                 reply: Reply | None = None, parser_secret: str = "") -> None:
         self.handsets = handsets
+        self.parser_secret = parser_secret  # the vendors' parsers sign their fetches (links/parsers.py)
         self.link = re.compile(re.escape(link_base) + r"/([A-Za-z0-9]{4,16})")
         self.open_share = open_share
         self.reply_share = reply_share
@@ -76,8 +78,10 @@ class SimulatedPhones:
             url = found.group(0)
             handset = self.handsets.lookup(number.sha1)
             if handset.card_capable and handset.vendor is not None:
-                r = await self.client.get(url, headers={"X-Card-Parser": handset.vendor.value,
-                                                        "X-Card-Mobile": number.national,
+                vendor = handset.vendor.value
+                signature = parser_signature(parser_key(self.parser_secret, vendor), found.group(1), number.national)
+                r = await self.client.get(url, headers={"X-Card-Parser": vendor, "X-Card-Mobile": number.national,
+                                                        "X-Card-Parser-Signature": signature,
                                                         "Accept": "application/json"})
                 if r.status_code == 200:
                     self.rendered += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import secrets
 from collections.abc import AsyncIterator
 from html import escape
 from typing import Any
@@ -29,31 +30,42 @@ from cardsms.services import media, public, tasks
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
 from cardsms.web.http import URL_TOO_LONG
+from cardsms.web.limits import BodyLimit, BodyTooLarge, UploadFormError, read_policy_upload
 
 log = structlog.get_logger("cardsms.web")
-MAX_UPLOAD = 64 * 1024 * 1024
 
 
-# Every answer: no MIME sniffing, no referrer beyond this origin. Pages (console, card pages): a CSP without
-# inline script (the console's one script is a file; inline styles only), never framed (clickjacking).
-_BASE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
-_PAGE_HEADERS = [*_BASE_HEADERS, (b"x-frame-options", b"DENY"), (b"content-security-policy", (
+# Every answer: no MIME sniffing, no referrer beyond this origin, never framed, and a CSP: `default-src 'none'`
+# for answers that are no page (API envelopes, uploads, downloads, health), so even a browser that is tricked
+# into rendering one as a document runs nothing of it. Pages (console, card pages): a CSP without inline script
+# (the console's one script is a file; inline styles only).
+_BASE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
+                 (b"x-frame-options", b"DENY")]
+_NO_PAGE_HEADERS = [*_BASE_HEADERS, (
+    b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")]
+_PAGE_HEADERS = [*_BASE_HEADERS, (b"content-security-policy", (
     b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: http: https:; "
     b"media-src 'self' http: https:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     b"frame-ancestors 'none'"))]
 
 
-class SecurityHeaders:
-    """Pure ASGI middleware (no per-request objects beyond a closure): adds the headers above."""
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
-    def __init__(self, app: Any) -> None:
+
+class SecurityHeaders:
+    """Pure ASGI middleware (no per-request objects beyond a closure): adds the headers above, and HSTS when
+    the public URL is https (browsers then never reach the console over plain http)."""
+
+    def __init__(self, app: Any, https: bool = False) -> None:
         self.app = app
+        self.page_headers = [*_PAGE_HEADERS, _HSTS] if https else _PAGE_HEADERS
+        self.no_page_headers = [*_NO_PAGE_HEADERS, _HSTS] if https else _NO_PAGE_HEADERS
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = _PAGE_HEADERS if scope["path"].startswith(("/console", "/s/")) else _BASE_HEADERS
+        extra = self.page_headers if scope["path"].startswith(("/console", "/s/")) else self.no_page_headers
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -64,9 +76,15 @@ class SecurityHeaders:
 
 
 def _upload_error(code: str, message: str, status: int) -> Response:
+    """An object-store error; the connection closes after it, so a refused upload's sender stops sending (the
+    rest of its body is never read)."""
     xml = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{escape(code)}</Code>"
            f"<Message>{escape(message)}</Message></Error>")
-    return Response(xml, status, media_type="application/xml")
+    return Response(xml, status, media_type="application/xml", headers={"connection": "close"})
+
+
+async def _body_too_large(request: Request, exc: Exception) -> Response:
+    return Response(str(exc), 413, media_type="text/plain; charset=utf-8", headers={"connection": "close"})
 
 
 def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True) -> Starlette:
@@ -84,9 +102,23 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
             return await api(request)
         return RedirectResponse("/console/", 303)
 
+    token = svc.settings.metrics_token.get_secret_value()
+
+    def insider(request: Request) -> bool:
+        """Who may read connector hosts and errors: the bearer of CARDSMS_METRICS_TOKEN, or without one a client
+        on loopback that no proxy forwarded."""
+        if token:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            return secrets.compare_digest(given.encode(), token.encode())
+        host = request.client.host if request.client else ""
+        forwarded = "x-forwarded-for" in request.headers or "forwarded" in request.headers
+        return host in ("127.0.0.1", "::1") and not forwarded
+
     async def healthz(request: Request) -> Response:
         if not state["ready"]:
             return JSONResponse({"status": "starting"}, 503)
+        if not insider(request):
+            return JSONResponse({"status": "ok"})
         body: dict[str, Any] = {"status": "ok", "version": __version__}
         if delivery is not None:
             body["delivery"] = delivery.status()
@@ -95,22 +127,26 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
         return JSONResponse(body)
 
     async def metrics(request: Request) -> Response:
+        if not insider(request):
+            return Response("metrics: send Authorization: Bearer <CARDSMS_METRICS_TOKEN>", 401,
+                            media_type="text/plain; charset=utf-8", headers={"www-authenticate": "Bearer"})
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def upload(request: Request) -> Response:
-        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD:
-            return _upload_error("EntityTooLarge", f"the request is larger than {MAX_UPLOAD} bytes", 400)
+        # streamed: the policy is checked when the file part begins, before its bytes are kept (web/limits.py)
+        targets: list[media.UploadTarget] = []
+
+        async def check(fields: dict[str, str]) -> int:
+            targets.append(media.upload_target(svc, fields))
+            return targets[-1].max_bytes
+
         try:
-            form = await request.form(max_files=1, max_fields=20, max_part_size=MAX_UPLOAD)
-        except Exception as exc:  # malformed multipart of any kind
-            return _upload_error("InvalidArgument", f"the body is not a valid multipart form: {exc}", 400)
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        file = form.get("file")
-        data = await file.read() if file is not None and not isinstance(file, str) else None
-        try:
-            up = await media.accept_upload(svc, fields, data)
+            fields, data = await read_policy_upload(request, check)
+            up = await media.accept_upload(svc, fields, data, targets[-1] if targets else None)
         except media.UploadError as exc:
             return _upload_error(exc.code, exc.message, exc.status)
+        except UploadFormError as exc:
+            return _upload_error("EntityTooLarge" if "larger than" in str(exc) else "InvalidArgument", str(exc), 400)
         status = int(fields.get("success_action_status") or 204)
         status = status if status in (200, 201, 204) else 204
         if status == 204:
@@ -119,8 +155,10 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
 
     async def download(request: Request) -> Response:
         key = request.path_params["key"]
-        if not media.verify_download(svc, key, request.query_params.get("token", "")):
-            return _upload_error("AccessDenied", "query token: missing or wrong download token", 403)
+        if not media.verify_download(svc, key, request.query_params.get("token", ""),
+                                     request.query_params.get("expires", "")):
+            return _upload_error("AccessDenied", "query token: missing, wrong or expired download token (ask the "
+                                 "API for the record again for a fresh URL)", 403)
         data = svc.media_store.get(key)
         if data is None:
             return _upload_error("NoSuchKey", f"object {key!r} does not exist", 404)
@@ -165,6 +203,8 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
             *Console(svc, delivery).routes(),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(SecurityHeaders, https=svc.settings.base_url.startswith("https://")),
+                    Middleware(BodyLimit)],
+        exception_handlers={BodyTooLarge: _body_too_large},
     )
 

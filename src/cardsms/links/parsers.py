@@ -1,0 +1,62 @@
+"""Who may mark a card rendered: vendor parsers that prove it, and a bound on what one address can count.
+
+A vendor's parser fetches a card with `X-Card-Parser: <vendor>`; on a group link it names the recipient in
+`X-Card-Mobile`, and that fetch is the recipient's render receipt. Anyone holding the link could send those
+headers, so a fetch counts as a render only when it carries `X-Card-Parser-Signature`: the HMAC-SHA256 of
+`<code>\\n<mobile>` under the vendor's key, which `cardsms parser-key --vendor V` prints for the operator to
+give that vendor (keys derive from CARDSMS_PARSER_SECRET, by default from the server's secret key). Other
+fetches still get the card, counted as an open of the link, not as anyone's render.
+
+`OpenLimiter` bounds the opens one address can add to one link's counts (CARDSMS_LINK_OPENS_PER_MINUTE): more
+are answered as usual but not counted, so a script cannot inflate a link's statistics or flood the writer."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections import OrderedDict, deque
+
+SIGNATURE_HEADER = "x-card-parser-signature"
+
+
+def parser_key(secret: str, vendor: str) -> str:
+    """The key of one vendor's parser."""
+    return hmac.new(secret.encode(), f"card-parser:{vendor}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def parser_signature(key: str, code: str, mobile: str) -> str:
+    return hmac.new(key.encode(), f"{code}\n{mobile}".encode(), hashlib.sha256).hexdigest()
+
+
+def verified(secret: str, vendor: str, code: str, mobile: str, signature: str) -> bool:
+    """True when `signature` proves the fetch came from `vendor`'s parser, for this link and recipient."""
+    if not vendor or not signature:
+        return False
+    return hmac.compare_digest(parser_signature(parser_key(secret, vendor), code, mobile), signature.lower())
+
+
+class OpenLimiter:
+    """At most `per_minute` counted opens per (link, address) in any 60 seconds; at most `max_keys` pairs kept
+    (the least recently used give way)."""
+
+    def __init__(self, per_minute: int, max_keys: int = 100_000) -> None:
+        self.per_minute, self.max_keys = per_minute, max_keys
+        self._opens: OrderedDict[tuple[int, str], deque[float]] = OrderedDict()
+
+    def admit(self, link_id: int, address: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        now = time.monotonic()
+        key = (link_id, address)
+        recent = self._opens.get(key) or deque()
+        while recent and recent[0] <= now - 60:
+            recent.popleft()
+        if len(recent) >= self.per_minute:
+            return False
+        recent.append(now)
+        self._opens[key] = recent
+        self._opens.move_to_end(key)
+        while len(self._opens) > self.max_keys:
+            self._opens.popitem(last=False)
+        return True

@@ -1,0 +1,458 @@
+"""What an attacker can reach: a tenant's hostile spreadsheet, an upload without a login, the caller's markup in
+our answers, replayed signatures, a dripping webhook receiver, a swapped media file, forged render receipts,
+and what the server tells strangers about itself (docs/operations.md, "Security")."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import io
+import json
+import socket
+import uuid
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from xml.etree import ElementTree
+
+import httpx
+import openpyxl
+import pytest
+from alibabacloud_dysmsapi20170525 import models as m
+from sqlalchemy import select
+
+from cardsms.compose import build_services
+from cardsms.db.schema import link_opens, messages, webhook_outbox
+from cardsms.delivery.webhooks import WebhookSender
+from cardsms.openapi import auth
+from cardsms.services import accounts
+from cardsms.services import webhooks as hooks
+from cardsms.services.core import Services
+from cardsms.web.app import create_app
+from tests.conftest import BACKENDS, Tenant, env_for, new_tenant, run_with_services, with_services
+from tests.harness import cli, free_port, running_server
+from tests.integration.helpers import (
+    approved_card,
+    approved_sign,
+    console_session,
+    eventually,
+    png,
+    upload,
+)
+from tests.integration.test_cmpp_and_tls import simulator
+
+# --- 1. a workbook that would abort its reader ----------------------------------------------------------
+
+
+def hostile_workbook() -> bytes:
+    """1.5 KB-class XLSX whose cells A1 and XFD1048576 make its reader allocate the whole sheet (hundreds of GB)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet["A1"] = "13800138000"
+    sheet["XFD1048576"] = "x"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def zipped(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_a_hostile_workbook_fails_its_import_alone_and_the_server_keeps_answering(tenant: Tenant) -> None:
+    client, csrf = console_session(tenant.server.url, tenant.server.env, role="operator")
+    book = hostile_workbook()
+    for name, data in (("numbers.xlsx", book), ("numbers.zip", zipped("numbers.xlsx", book))):
+        answer = client.post("/console/audiences", data={"csrf": csrf, "name": "hostile"},
+                             files={"file": (name, data)})
+        assert answer.status_code == 400, (name, answer.status_code, answer.text[:300])
+        assert "16,384" in answer.text and "64 columns" in answer.text, answer.text[-2000:]
+        assert httpx.get(tenant.server.url + "/healthz").json()["status"] == "ok"
+    # the same through the CLI (it read the file in its own process and died of SIGABRT before)
+    path = Path(tenant.server.env["CARDSMS_DATA_DIR"]) / f"hostile-{uuid.uuid4().hex[:6]}.xlsx"
+    path.write_bytes(book)
+    sign = approved_sign(tenant.client(), "表格")
+    done = cli(tenant.server.env, "task", "create", "--account", tenant.name, "--name", "hostile",
+               "--sign", sign, "--template", "PUB_SERVICE_NOTICE", "--file", str(path), check=False)
+    assert done.returncode == 2 and "16,384" in done.stderr, (done.returncode, done.stderr[-500:])
+    # a good workbook still imports
+    good = openpyxl.Workbook()
+    sheet = good.active
+    assert sheet is not None
+    sheet.append(["phone", "name"])
+    sheet.append(["13800138000", "Li"])
+    out = io.BytesIO()
+    good.save(out)
+    answer = client.post("/console/audiences", data={"csrf": csrf, "name": "good"},
+                         files={"file": ("good.xlsx", out.getvalue())}, follow_redirects=False)
+    assert answer.status_code in (200, 303), answer.text[-1000:]
+
+
+# --- 2 and 6. bodies bounded before anything reads them ------------------------------------------------
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def chunked_post(port: int, path: str, head: bytes, total: int, content_type: str) -> tuple[int, int, bytes]:
+    """POST `head` then zeros up to `total` bytes as a chunked body, until the server answers or closes.
+    Returns (bytes sent, HTTP status, answer body)."""
+    import select
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode())
+    sock.sendall(b"%x\r\n%s\r\n" % (len(head), head))
+    sent, block = len(head), b"\x00" * 65536
+    try:
+        while sent < total and not select.select([sock], [], [], 0)[0]:  # until the answer begins
+            sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+            sent += len(block)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+        data += chunk
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head_part.lower().split(b"\r\n")
+                   if line.startswith(b"content-length:")), 0)
+    while len(body) < length and (chunk := sock.recv(65536)):
+        body += chunk
+    sock.close()
+    return sent, int(head_part.split()[1]), body
+
+
+def test_a_200_mb_chunked_upload_without_a_valid_policy_is_refused_early_with_memory_flat(tenant: Tenant) -> None:
+    server = tenant.server
+    before = _rss_kb(server.proc.pid)
+    boundary = "b0undary"
+    fields = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                     for k, v in (("key", "card/1/x.png"), ("policy", "e30="), ("signature", "forged")))
+    head = (fields + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode()
+    sent, status, body = chunked_post(server.port, "/oss/cardsms-media", head, 200 * 1024 * 1024,
+                                      f"multipart/form-data; boundary={boundary}")
+    assert status == 403 and b"SignatureDoesNotMatch" in body, (status, body[:300])
+    assert sent < 64 * 1024 * 1024, f"{sent:,} bytes went in before the refusal"  # the route's limit
+    assert _rss_kb(server.proc.pid) - before < 64 * 1024, "the server's memory grew with the upload"
+
+    # the login form takes 16 KB, the API 16 MB, streamed or declared
+    sent, status, _ = chunked_post(server.port, "/console/login", b"username=", 64 * 1024 * 1024,
+                                   "application/x-www-form-urlencoded")
+    assert status == 413 and sent < 32 * 1024 * 1024
+    sent, status, body = chunked_post(server.port, "/", b"Action=SendSms&Junk=", 64 * 1024 * 1024,
+                                      "application/x-www-form-urlencoded")
+    assert status in (400, 413) and b"InvalidParameter" in body and sent < 48 * 1024 * 1024, (status, body[:200])
+    for path in ("/", "/oss/cardsms-media", "/console/login"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n".encode())
+            assert sock.recv(100).split()[1] == b"413", path  # refused before a byte of the body
+    assert _rss_kb(server.proc.pid) - before < 64 * 1024
+    assert httpx.get(server.url + "/healthz").status_code == 200
+
+
+def test_forms_that_take_no_files_refuse_them(tenant: Tenant) -> None:
+    client, csrf = console_session(tenant.server.url, tenant.server.env)
+    answer = client.post("/console/password", data={"csrf": csrf, "current": "a", "new": "b", "again": "b"},
+                         files={"x": ("x.bin", b"0" * 1000)})
+    assert answer.status_code == 400 and "Too many files" in answer.text, answer.text[-500:]
+    login = httpx.post(tenant.server.url + "/console/login", data={"username": "a"},
+                       files={"f": ("f", b"0" * 100)})
+    assert login.status_code == 400
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off(tenant: Tenant) -> None:
+    from cardsms.web.http import HEADER_SECONDS
+
+    with socket.create_connection(("127.0.0.1", tenant.server.port), timeout=HEADER_SECONDS + 20) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        assert sock.recv(100) == b""  # closed by the server (a timeout would raise instead)
+
+
+# --- 3. the caller's markup never reaches our answers --------------------------------------------------
+
+HOSTILE = ['html xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></html><x',
+           "SendSms><x:script xmlns:x='http://www.w3.org/1999/xhtml'>alert(1)</x:script></SendSmsResponse><a",
+           '"><img src=x onerror=alert(1)>', "Send Sms", "\u202eSmsSend", "]]><!--"]
+
+
+def test_hostile_action_version_and_format_values_get_a_fixed_envelope(tenant: Tenant) -> None:
+    base = tenant.server.url
+    crafted = httpx.get(base + "/?Format=XML&Action=" + quote(HOSTILE[0]))
+    assert "<script" not in crafted.text and "<html" not in crafted.text, crafted.text
+    assert "default-src 'none'" in crafted.headers["content-security-policy"]
+    for value in HOSTILE:
+        for params in ({"Format": "XML", "Action": value}, {"Format": "XML", "Action": "SendSms", "Version": value},
+                       {"Format": value, "Action": value}, {"Format": "JSON", "Action": value}):
+            answer = httpx.get(base + "/", params=params)
+            assert answer.status_code < 500
+            assert "default-src 'none'" in answer.headers["content-security-policy"]
+            if answer.headers["content-type"].startswith("application/xml"):
+                root = ElementTree.fromstring(answer.content)  # well-formed, and ours
+                assert root.tag in ("ErrorResponse", "SendSmsResponse"), root.tag
+                assert [child.tag for child in root] == ["RequestId", "HostId", "Code", "Message", "Recommend"]
+            else:
+                assert set(answer.json()) >= {"RequestId", "Code", "Message"}
+    page = httpx.get(base + "/console/login")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+# --- 4. replays -----------------------------------------------------------------------------------------
+
+
+def _v2_query(key_id: str, secret: str, stamp: datetime, nonce: str) -> str:
+    params = {"AccessKeyId": key_id, "Action": "QuerySmsSign", "SignName": "none", "Format": "JSON",
+              "SignatureMethod": "HMAC-SHA1", "SignatureNonce": nonce, "SignatureVersion": "1.0",
+              "Timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), "Version": "2017-05-25"}
+    to_sign = auth.v2_string_to_sign(auth.ApiRequest("GET", sorted(params.items()), [], {}, b""))
+    params["Signature"] = base64.b64encode(hmac.new((secret + "&").encode(), to_sign.encode(),
+                                                    hashlib.sha1).digest()).decode()
+    return "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_request_stamped_ahead_cannot_be_replayed_while_its_stamp_is_accepted(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    async def body(svc: Services) -> None:
+        await accounts.create_account(svc, "replay")
+        key_id, secret = await accounts.create_access_key(svc, "replay")
+        start = datetime(2026, 12, 3, 4, 0, tzinfo=UTC)
+        now = {"t": start}
+        svc.clock = lambda: now["t"]
+        # a second "process" on the same database (PostgreSQL shares its nonces; SQLite serves from one)
+        other = build_services(svc.settings) if backend == "postgresql" else svc
+        other.clock = svc.clock
+        app = create_app(svc, None, run_reviewer=False)
+        apps = [app, create_app(other, None, run_reviewer=False) if other is not svc else app]
+        query = _v2_query(key_id, secret, start + timedelta(seconds=900), uuid.uuid4().hex)
+
+        async def call(app: Any) -> str:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+                return str((await client.get("/?" + query)).json()["Code"])
+
+        try:
+            first = await call(apps[0])
+            assert first not in ("SignatureNonceUsed", "InvalidTimeStamp.Expired", "SignatureDoesNotMatch"), first
+            for seconds in (1, 901, 1799):  # 901 s later the stamp is still within 15 min of the clock
+                now["t"] = start + timedelta(seconds=seconds)
+                assert await call(apps[1]) == "SignatureNonceUsed", seconds
+            now["t"] = start + timedelta(seconds=1801)
+            assert await call(apps[1]) == "InvalidTimeStamp.Expired"
+        finally:
+            if other is not svc:
+                await other.close()
+
+    with_services(backend, request, tmp_path, body)
+
+
+def test_every_x_acs_header_must_be_signed(tenant: Tenant) -> None:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    headers = {"host": tenant.server.endpoint, "x-acs-date": stamp, "x-acs-signature-nonce": uuid.uuid4().hex,
+               "x-acs-action": "QuerySmsSign", "x-acs-version": "2017-05-25"}
+    signed = ["host", "x-acs-date", "x-acs-signature-nonce", "x-acs-version"]  # x-acs-action left out
+    req = auth.ApiRequest("POST", [("SignName", "x")], [], headers, b"")
+    to_sign = auth.acs3_string_to_sign(req, "ACS3-HMAC-SHA256", signed)
+    signature = hmac.new(tenant.secret.encode(), to_sign.encode(), "sha256").hexdigest()
+    headers["authorization"] = (f"ACS3-HMAC-SHA256 Credential={tenant.key_id},SignedHeaders={';'.join(signed)},"
+                                f"Signature={signature}")
+    answer = httpx.post(tenant.server.url + "/?SignName=x", headers=headers).json()
+    assert answer["Code"] == "IncompleteSignature" and "x-acs-action" in answer["Message"], answer
+
+
+# --- 5. one slow receiver holds nobody else's webhooks -------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_dripping_receiver_does_not_hold_another_accounts_webhooks(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    deadline = 1.5
+
+    async def body(svc: Services) -> None:
+        dripping, got = asyncio.Event(), asyncio.Event()
+
+        async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+            dripping.set()
+            for _ in range(200):  # a byte every 0.3 s: each read is in time, the answer never ends
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.3)
+            writer.close()
+
+        async def prompt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            got.set()
+            writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{"code":0}')
+            await writer.drain()
+            writer.close()
+
+        slow = await asyncio.start_server(drip, "127.0.0.1", 0)
+        fast = await asyncio.start_server(prompt, "127.0.0.1", 0)
+        ids = {}
+        for name, srv in (("slowco", slow), ("fastco", fast)):
+            await accounts.create_account(svc, name)
+            ids[name] = await accounts.account_id(svc, name)
+            await hooks.set_webhook(svc, ids[name], "SmsReport",
+                                    f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/hook")
+
+        async def report(account: str) -> None:
+            async def queue(conn: Any) -> None:
+                await hooks.enqueue(conn, svc, [(ids[account], "SmsReport", {"phone_number": "13800138000"})])
+            await svc.write(queue)
+
+        sender = WebhookSender(svc)
+        runner = asyncio.create_task(sender.run())
+        try:
+            await report("slowco")
+            await asyncio.wait_for(dripping.wait(), 10)  # the slow receiver holds its POST open now
+            await report("fastco")
+            # the other account's report goes within the deadline of the slow one's POST, not after its hours
+            await asyncio.wait_for(got.wait(), deadline + 3)
+            async with svc.read() as conn:
+                error = await conn.scalar(select(webhook_outbox.c.last_error).where(
+                    webhook_outbox.c.account_id == ids["slowco"]))
+            assert error is not None
+        finally:
+            runner.cancel()
+            await sender.close()
+            slow.close()
+            fast.close()
+        async with svc.read() as conn:
+            error = await conn.scalar(select(webhook_outbox.c.last_error).where(
+                webhook_outbox.c.account_id == ids["slowco"]))
+        assert error and "no whole answer within 1.5 s" in error, error
+
+    with_services(backend, request, tmp_path, body, webhook_timeout_seconds=deadline,
+                  outbound_allow_networks=["127.0.0.0/8"])
+
+
+# --- 7. approved media stay what was approved ----------------------------------------------------------
+
+
+def test_a_re_upload_to_a_registered_key_does_not_change_the_media_resource(tenant: Tenant) -> None:
+    c = tenant.client()
+    name = f"swap-{uuid.uuid4().hex[:6]}.png"
+    original, swapped = png(1280, 720, "#3366cc"), png(1280, 720, "#cc0000")
+    response, key = upload(c, original, name)
+    assert response.status_code == 200, response.text
+    registered = c.get_media_resource_id(m.GetMediaResourceIdRequest(
+        resource_type=2, oss_key=key, file_size=len(original), extend_info=json.dumps({"img_rate": "sixteenToNine"}),
+        memo="approved")).body
+    assert registered.success, registered.to_map()
+    response, _ = upload(c, swapped, name)  # the same key, a fresh policy: allowed, as on OSS
+    assert response.status_code == 200, response.text
+    # the resource still shows the approved bytes
+    assert httpx.get(registered.data.res_url_download).content == original
+
+
+# --- 8. only a vendor's parser marks a card rendered ---------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forged_parser_headers_mark_nothing_rendered_and_a_signed_fetch_does(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_CARD_SHARE="100",
+                  CARDSMS_LINK_OPENS_PER_MINUTE="3")
+    smsc_port = free_port()
+    with simulator("smsc", env, "--port", str(smsc_port), "--latency-ms", "10"), \
+            running_server(env, backend, ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}")) as server:
+        tenant = new_tenant(server)
+        c = tenant.client()
+        sign, card = approved_sign(c, "防伪"), approved_card(c)
+        candidates = [f"139{(uuid.uuid4().int + i) % 10**8:08d}" for i in range(20)]
+        sent = c.send_card_sms(m.SendCardSmsRequest(card_template_code=card, sign_name=sign, card_objects=[
+            m.SendCardSmsRequestCardObjects(mobile=p, dync_params=json.dumps({"name": "N"})) for p in candidates])).body
+        assert sent.success and sent.data.media_mobiles, sent.to_map()
+        phone = sent.data.media_mobiles.split(",")[0]  # a phone that shows cards
+
+        def message() -> Any:
+            async def read(svc: Services) -> Any:
+                async with svc.read() as conn:
+                    return (await conn.execute(select(messages).where(messages.c.phone == phone))).mappings().first()
+            return run_with_services(server.env, read)
+
+        row = eventually(lambda: (r := message()) and r["link_code"] and r)
+        link = f"{server.url}/s/{row['link_code']}"
+        vendor = httpx.get(link, headers={"X-Card-Parser": "HuaWei", "X-Card-Mobile": phone,
+                                          "Accept": "application/json"})
+        assert vendor.status_code == 200 and vendor.json()["code"] == "OK"  # the card is served, but counts as an open
+
+        def opens() -> list[str]:
+            async def read(svc: Services) -> list[str]:
+                async with svc.read() as conn:
+                    return list((await conn.execute(select(link_opens.c.client).where(
+                        link_opens.c.message_id == row["id"]))).scalars())
+            return run_with_services(server.env, read)
+
+        assert eventually(opens) == ["browser"]
+        assert message()["render_status"] == 0
+        key = cli(env, "parser-key", "--vendor", "HuaWei").stdout.strip()
+        signature = hmac.new(key.encode(), f"{row['link_code']}\n{phone}".encode(), "sha256").hexdigest()
+        signed = httpx.get(link, headers={"X-Card-Parser": "HuaWei", "X-Card-Mobile": phone,
+                                          "X-Card-Parser-Signature": signature, "Accept": "application/json"})
+        assert signed.status_code == 200
+        assert eventually(lambda: message()["render_status"] == 1)
+        # one address adds at most CARDSMS_LINK_OPENS_PER_MINUTE opens to a link's counts (pages are still served)
+        for _ in range(10):
+            assert httpx.get(link, headers={"User-Agent": "script"}).status_code == 200
+        eventually(lambda: len(opens()) >= 4)
+        assert sorted(opens()) == ["browser", "browser", "browser", "parser"]
+
+
+# --- 11 and 14. what the server tells strangers --------------------------------------------------------
+
+
+def test_health_details_and_metrics_need_the_token_and_secrets_print_at_the_first_start_only(
+        request: pytest.FixtureRequest) -> None:
+    env = env_for("sqlite", request, CARDSMS_METRICS_TOKEN="m3trics-t0ken")
+    with running_server(env, "sqlite") as server:
+        first = (Path(env["CARDSMS_DATA_DIR"]) / f"serve-{server.port}.log").read_text()
+        assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+        assert httpx.get(server.url + "/metrics").status_code == 401
+        inside = {"authorization": "Bearer m3trics-t0ken"}
+        assert "delivery" in httpx.get(server.url + "/healthz", headers=inside).json()
+        assert "cardsms_connector_bound" in httpx.get(server.url + "/metrics", headers=inside).text
+    assert "AccessKey: LTAI" in first and " / " in first.split("AccessKey:")[1].splitlines()[0]
+    password = (Path(env["CARDSMS_DATA_DIR"]) / "initial-admin-password").read_text().strip()
+    assert password in first
+    with running_server(env, "sqlite") as server:
+        again = (Path(env["CARDSMS_DATA_DIR"]) / f"serve-{server.port}.log").read_text()
+    assert password not in again and "initial-admin-password" in again and "initial-demo-accesskey.json" in again
+    saved = json.loads((Path(env["CARDSMS_DATA_DIR"]) / "initial-demo-accesskey.json").read_text())
+    assert saved["AccessKeySecret"] not in again and saved["AccessKeySecret"] in first
+
+
+def test_without_a_token_forwarded_clients_get_the_short_health_answer(tenant: Tenant) -> None:
+    base = tenant.server.url
+    assert "delivery" in httpx.get(base + "/healthz").json()
+    assert httpx.get(base + "/healthz", headers={"x-forwarded-for": "203.0.113.9"}).json() == {"status": "ok"}
+    assert httpx.get(base + "/metrics", headers={"forwarded": "for=203.0.113.9"}).status_code == 401
+
+
+# --- 12. sessions ---------------------------------------------------------------------------------------
+
+
+def test_logout_revokes_the_session_and_a_viewer_changes_their_own_password(tenant: Tenant) -> None:
+    client, csrf = console_session(tenant.server.url, tenant.server.env, role="viewer")
+    changed = client.post("/console/password", data={"csrf": csrf, "current": "web-pass-123",
+                                                     "new": "new-pass-456", "again": "new-pass-456"})
+    assert changed.status_code in (200, 303), changed.text[-500:]
+    client, csrf = console_session(tenant.server.url, tenant.server.env, role="viewer")
+    cookie = client.cookies.get("cardsms_session")
+    assert client.get("/console/", follow_redirects=False).status_code == 200
+    client.post("/console/logout", data={"csrf": csrf})
+    copy = httpx.Client(base_url=tenant.server.url, cookies={"cardsms_session": cookie or ""})
+    assert copy.get("/console/", follow_redirects=False).status_code == 303  # the copied cookie is dead too
