@@ -300,7 +300,9 @@ def load(urls: list[str], *headers: str, seconds: int = 8, connections: int = 64
 def bench_links(tmp: Path) -> None:
     numbers = tmp / "links.txt"
     numbers.write_text("\n".join(str(13800000000 + i) for i in range(2000)) + "\n")
-    with embedded(tmp, CARDSMS_SIM_OPEN_SHARE="0") as server:
+    # wrk opens 500 links from one address thousands of times a second: every open is recorded, as it was before
+    # the per-address open limit (CARDSMS_LINK_OPENS_PER_MINUTE), so the figure still measures the write path
+    with embedded(tmp, CARDSMS_SIM_OPEN_SHARE="0", CARDSMS_LINK_OPENS_PER_MINUTE="0") as server:
         tenant = new_tenant(server)
         sign = approved_sign(tenant.client(), "链接")
         cli(server.env, "task", "create", "--account", tenant.name, "--name", "links", "--sign", sign,

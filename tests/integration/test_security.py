@@ -11,6 +11,7 @@ import hmac
 import io
 import json
 import socket
+import tarfile
 import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -26,21 +27,26 @@ from alibabacloud_dysmsapi20170525 import models as m
 from sqlalchemy import select
 
 from cardsms.compose import build_services
-from cardsms.db.schema import link_opens, messages, webhook_outbox
+from cardsms.db.migrate import upgrade
+from cardsms.db.schema import audiences, link_opens, messages, webhook_outbox
 from cardsms.delivery.webhooks import WebhookSender
+from cardsms.domain.errors import CardsmsError
 from cardsms.openapi import auth
-from cardsms.services import accounts
+from cardsms.services import accounts, imports, media, records
 from cardsms.services import webhooks as hooks
 from cardsms.services.core import Services
+from cardsms.settings import Settings
 from cardsms.web.app import create_app
 from tests.conftest import BACKENDS, Tenant, env_for, new_tenant, run_with_services, with_services
-from tests.harness import cli, free_port, running_server
+from tests.harness import cardsms_env, cli, free_port, running_server
 from tests.integration.helpers import (
     approved_card,
     approved_sign,
     console_session,
     eventually,
     png,
+    qualification,
+    text_template,
     upload,
 )
 from tests.integration.test_cmpp_and_tls import simulator
@@ -456,3 +462,182 @@ def test_logout_revokes_the_session_and_a_viewer_changes_their_own_password(tena
     client.post("/console/logout", data={"csrf": csrf})
     copy = httpx.Client(base_url=tenant.server.url, cookies={"cardsms_session": cookie or ""})
     assert copy.get("/console/", follow_redirects=False).status_code == 303  # the copied cookie is dead too
+
+
+def test_https_public_url_brings_hsts_and_secure_cookies(tmp_path: Path) -> None:
+    async def run() -> None:
+        svc = build_services(Settings(data_dir=tmp_path, secret_key="x" * 40, public_url="https://sms.example"))
+        await upgrade(svc.engine)
+        try:
+            app = create_app(svc, None, run_reviewer=False)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://t") as client:
+                login = await client.get("/console/login")
+                assert "max-age=31536000" in login.headers["strict-transport-security"]
+                assert "secure" in login.headers["set-cookie"].lower()
+                assert "strict-transport-security" in (await client.get("/?Action=x")).headers
+        finally:
+            await svc.close()
+
+    asyncio.run(run())
+
+
+# --- 10. private files: URLs that expire, files that go with their record -------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_download_urls_expire_an_hour_for_private_files_and_thirty_days_for_card_media(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    async def body(svc: Services) -> None:
+        start = datetime(2026, 12, 3, 4, 0, tzinfo=UTC)
+        now = {"t": start}
+        svc.clock = lambda: now["t"]
+        for key in ("file/1/20261203/id-front.png", "res/1/abc.png"):
+            svc.media_store.put(key, png(10, 10))
+        private = media.download_url(svc, "file/1/20261203/id-front.png")
+        card = media.download_url(svc, "res/1/abc.png")
+        app = create_app(svc, None, run_reviewer=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=svc.settings.base_url) as c:
+            assert (await c.get(private)).status_code == 200 and (await c.get(card)).status_code == 200
+            assert (await c.get(private.split("&token=")[0] + "&token=forged")).status_code == 403
+            assert (await c.get(private.replace("expires=", "expires=9"))).status_code == 403  # the token signs it
+            now["t"] = start + timedelta(seconds=3601)
+            assert (await c.get(private)).status_code == 403
+            assert (await c.get(card)).status_code == 200
+            now["t"] = start + timedelta(days=30, seconds=1)
+            assert (await c.get(card)).status_code == 403
+
+    with_services(backend, request, tmp_path, body)
+
+
+def test_a_deleted_qualifications_scans_are_deleted_with_it(tenant: Tenant) -> None:
+    c = tenant.client()
+    qid = qualification(c)
+    shown = c.query_single_sms_qualification(m.QuerySingleSmsQualificationRequest(
+        qualification_group_id=qid)).body.to_map()
+    urls = {u for u in json.dumps(shown).replace('"', " ").split() if "/media/file/" in u}
+    assert urls and all(httpx.get(u).status_code == 200 for u in urls), shown
+    gone = c.delete_sms_qualification(m.DeleteSmsQualificationRequest(qualification_group_id=qid,
+                                                                       order_id=qid)).body
+    assert gone.success, gone.to_map()
+    assert all(httpx.get(u).status_code == 404 for u in urls)
+
+
+# --- 13. restore trusts nothing of the archive --------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stored_import_path_names_no_file_outside_the_imports_folder(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    async def body(svc: Services) -> None:
+        await accounts.create_account(svc, "restored")
+        acc = await accounts.account_id(svc, "restored")
+        async with svc.write() as conn:
+            ids = [int((await conn.execute(audiences.insert().values(
+                account_id=acc, name="x", saved=True, state="importing", file_name="f", file_path=path, columns=[],
+                lines_done=0, total=1, valid=0, duplicates=0, invalid=0, suppressed=0, error="",
+                created_at=svc.now()))).inserted_primary_key[0])
+                for path in ("/etc/passwd", "../../etc/passwd", "imports/../../secret.key")]
+        for audience_id in ids:
+            with pytest.raises(CardsmsError, match="imports folder"):
+                await imports.run_import(svc, audience_id)
+        # an absolute path of the data directory the backup was made in: the same file here
+        (svc.settings.data_dir / "imports").mkdir(parents=True, exist_ok=True)
+        (svc.settings.data_dir / "imports" / "abc.upload").write_text("13800138000\n")
+        moved = imports.import_file(svc, "/srv/old-data/imports/abc.upload")
+        assert moved == (svc.settings.data_dir / "imports" / "abc.upload").resolve()
+
+    with_services(backend, request, tmp_path, body)
+
+
+def test_a_restore_stops_at_an_archive_that_expands_past_its_manifest(tmp_path: Path) -> None:
+    source = cardsms_env(tmp_path / "source")
+    cli(source, "account", "create", "shop")
+    cli(source, "backup", "--to", str(tmp_path / "good.tar.gz"))
+    with tarfile.open(tmp_path / "good.tar.gz", "r:gz") as good, \
+            tarfile.open(tmp_path / "bomb.tar.gz", "w:gz", compresslevel=1) as bomb:
+        for member in good:
+            bomb.addfile(member, good.extractfile(member) if member.isfile() else None)
+        zeros = tarfile.TarInfo("data/media/zeros.bin")
+        zeros.size = 400 * 1024 * 1024  # a few hundred KB compressed
+        bomb.addfile(zeros, io.BufferedReader(_Zeros(zeros.size)))  # type: ignore[arg-type]
+    target = cardsms_env(tmp_path / "target")
+    done = cli(target, "restore", "--from", str(tmp_path / "bomb.tar.gz"), check=False)
+    assert done.returncode != 0 and "expands past" in done.stderr, done.stderr[-500:]
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+# --- 14. the phone search takes what is typed literally ------------------------------------------------
+
+
+def test_the_phone_search_treats_wildcards_as_text(tenant: Tenant) -> None:
+    c = tenant.client()
+    sign = approved_sign(c, "搜索")
+    code = text_template(c, "您好，您的订单已发货。")
+    phone = f"137{uuid.uuid4().int % 10**8:08d}"
+    assert c.send_sms(m.SendSmsRequest(phone_numbers=phone, sign_name=sign, template_code=code)).body.code == "OK"
+
+    async def search(svc: Services) -> dict[str, int]:
+        acc = await accounts.account_id(svc, tenant.name)
+        return {q: len(await records.find_messages(svc, acc, phone=q)) for q in ("", phone[-6:], "%", "_", "1%3")}
+
+    found = run_with_services(tenant.server.env, search)
+    assert found[""] >= 1 and found[phone[-6:]] == 1 and found["%"] == found["_"] == found["1%3"] == 0, found
+
+
+# --- 9. logins ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_login_replaces_a_weaker_password_hash_and_unknown_names_are_checked_too(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from cardsms.console.auth import Session, authenticate
+    from cardsms.db.schema import users
+
+    async def body(svc: Services) -> None:
+        await accounts.create_account(svc, "logins")
+        await accounts.create_user(svc, "logins", "ops", "ops-pass-123", "operator")
+        salt = b"s" * 16
+        weak = "scrypt$16384$8$1$" + salt.hex() + "$" + hashlib.scrypt(b"ops-pass-123", salt=salt, n=2**14, r=8,
+                                                                        p=1, dklen=32).hex()
+        async with svc.write() as conn:
+            await conn.execute(update(users).where(users.c.username == "ops").values(password_hash=weak))
+        assert isinstance(await authenticate(svc, "ops", "ops-pass-123", ""), Session)
+        async with svc.read() as conn:
+            stored = await conn.scalar(select(users.c.password_hash).where(users.c.username == "ops"))
+        assert stored != weak and stored.startswith("scrypt$131072$")
+        assert isinstance(await authenticate(svc, "ops", "ops-pass-123", ""), Session)  # the new hash works
+        wrong = await authenticate(svc, "ops", "nope", "")
+        unknown = await authenticate(svc, "nobody-here", "nope", "")
+        assert wrong == unknown == "Wrong user name or password."
+
+    with_services(backend, request, tmp_path, body)
+
+
+def test_more_connections_than_the_limit_are_answered_503(request: pytest.FixtureRequest) -> None:
+    env = env_for("sqlite", request, CARDSMS_HTTP_MAX_CONNECTIONS="4")
+    with running_server(env, "sqlite") as server:
+        held = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(6)]
+        try:
+            for sock in held:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+            answer = httpx.get(server.url + "/healthz")
+            assert answer.status_code == 503
+        finally:
+            for sock in held:
+                sock.close()
+        assert eventually(lambda: httpx.get(server.url + "/healthz").status_code == 200)
