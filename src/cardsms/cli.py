@@ -147,7 +147,7 @@ def http_server(app: Any, settings: Settings) -> Any:
     would raise the signal again and die of it), and open HTTP connections get a few seconds, not forever."""
     import uvicorn
 
-    from cardsms.web.http import HttpProtocol
+    from cardsms.web.http import with_header_timeout
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -159,7 +159,7 @@ def http_server(app: Any, settings: Settings) -> Any:
                     self._captured_signals.clear()
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                            http=HttpProtocol, server_header=False,
+                            http=with_header_timeout(settings.http_header_seconds), server_header=False,
                             limit_concurrency=settings.http_max_connections or None,
                             timeout_graceful_shutdown=max(1, int(settings.stop_seconds / 3)))
     return Server(config)

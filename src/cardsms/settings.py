@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr = Field(SecretStr(""), description="bearer token for /metrics and the details of "
                                      "/healthz (connectors, writer); empty = only clients on loopback without a "
                                      "proxy's forwarding header get them; everyone else gets {\"status\": \"ok\"}")
+    http_header_seconds: float = Field(15.0, gt=0, le=600, description="a request's line and headers must arrive "
+                                       "within this; slower clients are disconnected")
     http_max_connections: int = Field(2000, ge=0, le=1_000_000, description="concurrent HTTP connections and "
                                       "requests a process serves; more are answered 503; 0 = no limit")
     outbound_allow_networks: list[str] = Field([], description="networks the server may send webhooks to although "

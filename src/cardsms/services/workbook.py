@@ -124,7 +124,9 @@ def check_bounds(path: Path) -> None:
         raise WorkbookError(f"the XLSX workbook cannot be read ({exc})") from None
 
 
-def _limit_child() -> None:  # runs in the child between fork and exec
+def _limit_self() -> None:
+    """The child's first step, before it opens the file: its limits (set here, not in a preexec_fn, which is
+    unsafe in the server's threaded process)."""
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
@@ -137,8 +139,7 @@ def to_csv(source: Path, target: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
     try:
         done = subprocess.run([sys.executable, "-m", "cardsms.services.workbook", str(source), str(target)],
-                              capture_output=True, timeout=CHILD_WALL_SECONDS, preexec_fn=_limit_child, env=env,
-                              check=False)
+                              capture_output=True, timeout=CHILD_WALL_SECONDS, env=env, check=False)
     except subprocess.TimeoutExpired:
         target.unlink(missing_ok=True)
         raise WorkbookError(f"reading the XLSX workbook took more than {CHILD_WALL_SECONDS} s; save it as CSV "
@@ -175,6 +176,7 @@ def _convert(source: Path, target: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    _limit_self()
     try:
         _convert(Path(argv[0]), Path(argv[1]))
     except WorkbookError as exc:

@@ -20,12 +20,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 # make request lines of a few hundred KB; 4 MB leaves room for long parameters without letting each connection
 # buffer 16 MB before it is even authenticated.
 MAX_URL_BYTES = 4 * 1024 * 1024
-HEADER_SECONDS = 15.0  # a request's line and headers must arrive within this (slow-header clients are cut off)
+HEADER_SECONDS = 15.0  # default of CARDSMS_HTTP_HEADER_SECONDS: a request's line and headers must arrive within it
 URL_TOO_LONG = "cardsms.url_too_long"  # scope key: the size of the URL that was refused, in bytes
 _PARSER_URL_LIMIT = 0xFFFF  # httptools.parse_url: 16-bit offsets
 
 
 class HttpProtocol(HttpToolsProtocol):
+    header_seconds = HEADER_SECONDS  # `with_header_timeout` makes a class with another
     _url_size = 0
     _url_parts: list[bytes]
     _header_timer: asyncio.TimerHandle | None = None
@@ -40,7 +41,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _arm_header_timer(self) -> None:
         self._cancel_header_timer()
-        self._header_timer = self.loop.call_later(HEADER_SECONDS, self._headers_too_slow)
+        self._header_timer = self.loop.call_later(self.header_seconds, self._headers_too_slow)
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -78,3 +79,8 @@ class HttpProtocol(HttpToolsProtocol):
         else:
             self.url = url
             super().on_headers_complete()
+
+
+def with_header_timeout(seconds: float) -> type[HttpProtocol]:
+    """The protocol class for a server whose clients must send a request's line and headers within `seconds`."""
+    return type("HttpProtocol", (HttpProtocol,), {"header_seconds": seconds})
