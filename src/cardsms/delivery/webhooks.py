@@ -2,7 +2,10 @@
 type per request) with the `x-cardsms-signature` HMAC-SHA256 header; a report counts as
 delivered when the receiver answers HTTP 200 with a JSON body whose `code` is 0. Otherwise it
 is retried with exponential backoff (base `CARDSMS_WEBHOOK_RETRY_BASE_SECONDS`, at most one
-hour apart) until `CARDSMS_WEBHOOK_RETRY_HOURS` after it was queued, then marked failed."""
+hour apart) until `CARDSMS_WEBHOOK_RETRY_HOURS` after it was queued, then marked failed.
+
+Each account's deliveries run on their own (one task per account with reports on their way), and every
+POST has one deadline for the whole request, so a slow or dripping receiver holds only its own account."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import json
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -65,20 +68,55 @@ class WebhookSender:
         self.allowed = parse_networks(svc.settings.outbound_allow_networks)
         self.delivered = 0
         self.failed_attempts = 0
+        self._busy: set[int] = set()  # accounts with deliveries on their way
+        self._inflight: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.client.aclose()
 
     async def pass_once(self) -> int:
+        """Start delivering the due reports of every account that has none on its way: each account's POSTs
+        run in a task of their own, so one slow receiver holds only its own account's reports. Returns the
+        reports started; `drain()` waits for them."""
         now = self.svc.now()
+        where = [webhook_outbox.c.state == "pending", webhook_outbox.c.due_at <= now]
+        if self._busy:
+            where.append(webhook_outbox.c.account_id.notin_(self._busy))
         async with self.svc.read() as conn:
-            rows = (await conn.execute(select(webhook_outbox).where(
-                webhook_outbox.c.state == "pending", webhook_outbox.c.due_at <= now,
-            ).order_by(webhook_outbox.c.id).limit(1000))).mappings().all()
+            rows = (await conn.execute(select(webhook_outbox).where(*where).order_by(webhook_outbox.c.id)
+                                       .limit(1000))).mappings().all()
             if not rows:
                 return 0
             hooks = {(h["account_id"], h["kind"]): h for h in (await conn.execute(select(webhooks).where(
                 webhooks.c.account_id.in_({r["account_id"] for r in rows})))).mappings()}
+        accounts: dict[int, list[Any]] = {}
+        for r in rows:
+            accounts.setdefault(r["account_id"], []).append(r)
+        for account_id, items in accounts.items():
+            self._busy.add(account_id)
+            task = asyncio.create_task(self._deliver(account_id, items, hooks, now), name=f"webhooks-{account_id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        return len(rows)
+
+    async def drain(self) -> None:
+        """Wait until every delivery started has finished (and recorded its outcome)."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _deliver(self, account_id: int, rows: list[Any], hooks: dict[tuple[int, str], Any],
+                       now: datetime) -> None:
+        try:
+            await self._deliver_account(rows, hooks, now)
+        except Exception:
+            pass_failed(log, "webhook.account_failed", account=account_id)
+        finally:
+            self._busy.discard(account_id)
+
+    async def _deliver_account(self, rows: list[Any], hooks: dict[tuple[int, str], Any], now: datetime) -> None:
         groups: dict[tuple[int, str], list[Any]] = {}
         for r in rows:
             groups.setdefault((r["account_id"], r["kind"]), []).append(r)
@@ -115,7 +153,6 @@ class WebhookSender:
         self.failed_attempts += len(retry) + len(failed)
         if failed:
             log.warning("webhook.gave_up", reports=len(failed))
-        return len(rows)
 
     async def _post_within_deadline(self, hook: Any, items: list[Any]) -> str | None:
         """`_post` under one deadline for the whole request: httpx's timeout is per read, so a receiver dripping
