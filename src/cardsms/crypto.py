@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -73,15 +74,11 @@ def needs_rehash(stored: str) -> bool:
         return True
 
 
-_DUMMY: list[str] = []
-
-
+@functools.cache
 def dummy_hash() -> str:
     """A hash to check a password against when no user matched, so that a login for an unknown name takes as
     long as one for a known name (the time would tell which names exist)."""
-    if not _DUMMY:
-        _DUMMY.append(hash_password(secrets.token_urlsafe(16)))
-    return _DUMMY[0]
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def new_access_key() -> tuple[str, str]:

@@ -10,11 +10,11 @@ import hmac
 import json
 import secrets
 import time
-from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from cardsms.crypto import dummy_hash, hash_password, needs_rehash, verify_password
+from cardsms.domain.recent import RecentEvents
 from cardsms.services.accounts import find_logins, rehash_password
 from cardsms.services.core import Services
 
@@ -65,40 +65,30 @@ class SessionCodec:
 
 
 class LoginLimiter:
-    """At most `limit` failed logins in `window` seconds per client address and per (username, address): one
-    address guessing at many names is stopped, and nobody elsewhere can lock a user out by failing their
-    name. At most `max_keys` keys are tracked (the oldest give way), so a flood of made-up names cannot grow
-    it without bound."""
+    """At most `limit` failed logins in `window` seconds per key: the client address (`keys`). An address
+    guessing at one name or at many is stopped; a name failed from elsewhere does not lock its owner out.
+    At most `max_keys` keys are tracked (domain/recent.py)."""
 
     def __init__(self, limit: int = 5, window: float = 300.0, max_keys: int = 100_000) -> None:
-        self.limit, self.window, self.max_keys = limit, window, max_keys
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.limit = limit
+        self._failures = RecentEvents(window, max_keys)
 
     @staticmethod
-    def keys(username: str, address: str) -> tuple[str, str]:
-        return f"ip:{address}", f"user:{username.lower()}|ip:{address}"
-
-    def _recent(self, key: str) -> deque[float]:
-        q = self._failures.get(key) or deque()
-        while q and q[0] < time.monotonic() - self.window:
-            q.popleft()
-        return q
+    def keys(username: str, address: str) -> tuple[str]:
+        """What a login attempt counts against. The address alone: a (name, address) count would never pass
+        the address's own, which every failure from that address adds to."""
+        return (f"ip:{address}",)
 
     def blocked(self, *keys: str) -> bool:
-        return any(len(self._recent(k)) >= self.limit for k in keys)
+        return any(self._failures.count(k) >= self.limit for k in keys)
 
     def failed(self, *keys: str) -> None:
         for k in keys:
-            q = self._recent(k)
-            q.append(time.monotonic())
-            self._failures[k] = q
-            self._failures.move_to_end(k)
-        while len(self._failures) > self.max_keys:
-            self._failures.popitem(last=False)
+            self._failures.add(k)
 
     def succeeded(self, *keys: str) -> None:
         for k in keys:
-            self._failures.pop(k, None)
+            self._failures.forget(k)
 
     def __len__(self) -> int:
         return len(self._failures)

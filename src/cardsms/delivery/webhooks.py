@@ -80,7 +80,7 @@ class WebhookSender:
     async def pass_once(self) -> int:
         """Start delivering the due reports of every account that has none on its way: each account's POSTs
         run in a task of their own, so one slow receiver holds only its own account's reports. Returns the
-        reports started; `drain()` waits for them."""
+        reports started (not yet delivered)."""
         now = self.svc.now()
         where = [webhook_outbox.c.state == "pending", webhook_outbox.c.due_at <= now]
         if self._busy:
@@ -101,11 +101,6 @@ class WebhookSender:
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
         return len(rows)
-
-    async def drain(self) -> None:
-        """Wait until every delivery started has finished (and recorded its outcome)."""
-        while self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def _deliver(self, account_id: int, rows: list[Any], hooks: dict[tuple[int, str], Any],
                        now: datetime) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections import OrderedDict, deque
+
+from cardsms.domain.recent import RecentEvents
 
 SIGNATURE_HEADER = "x-card-parser-signature"
 
@@ -38,25 +38,16 @@ def verified(secret: str, vendor: str, code: str, mobile: str, signature: str) -
 
 class OpenLimiter:
     """At most `per_minute` counted opens per (link, address) in any 60 seconds; at most `max_keys` pairs kept
-    (the least recently used give way)."""
+    (domain/recent.py); `per_minute` 0 = no limit."""
 
     def __init__(self, per_minute: int, max_keys: int = 100_000) -> None:
-        self.per_minute, self.max_keys = per_minute, max_keys
-        self._opens: OrderedDict[tuple[int, str], deque[float]] = OrderedDict()
+        self.per_minute = per_minute
+        self._opens = RecentEvents(60.0, max_keys)
 
     def admit(self, link_id: int, address: str) -> bool:
         if self.per_minute <= 0:
             return True
-        now = time.monotonic()
-        key = (link_id, address)
-        recent = self._opens.get(key) or deque()
-        while recent and recent[0] <= now - 60:
-            recent.popleft()
-        if len(recent) >= self.per_minute:
+        if self._opens.count((link_id, address)) >= self.per_minute:
             return False
-        recent.append(now)
-        self._opens[key] = recent
-        self._opens.move_to_end(key)
-        while len(self._opens) > self.max_keys:
-            self._opens.popitem(last=False)
+        self._opens.add((link_id, address))
         return True

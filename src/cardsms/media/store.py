@@ -34,8 +34,8 @@ class MediaStore:
         os.replace(tmp, path)
 
     def put_new(self, key: str, data: bytes) -> bool:
-        """Store `data` under `key` unless the key holds a file already (False then, nothing changed): keys that
-        approved media point at are never re-pointed at other bytes."""
+        """Store `data` under `key` unless the key holds a file already (False then, nothing changed): the
+        content-addressed copies media resources point at are written once (services/media._freeze)."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
@@ -48,12 +48,6 @@ class MediaStore:
         finally:
             os.unlink(tmp)
         return True
-
-    def exists(self, key: str) -> bool:
-        try:
-            return self._path(key).exists()
-        except ValueError:
-            return False
 
     def get(self, key: str) -> bytes | None:
         try:

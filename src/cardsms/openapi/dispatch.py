@@ -22,10 +22,10 @@ from cardsms.services import audit, nonces
 from cardsms.services.accounts import find_access_key
 from cardsms.services.core import Services, storage_unavailable
 from cardsms.web.http import MAX_URL_BYTES, URL_TOO_LONG
-from cardsms.web.limits import BodyTooLarge
+from cardsms.web.limits import API_BODY, BodyTooLarge
 
 API_VERSION = "2017-05-25"
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = API_BODY  # BodyLimit (web/limits.py) stops a larger body before this endpoint reads it
 OPERATIONS: dict[str, Operation] = {
     **ops_signs.OPERATIONS, **ops_templates.OPERATIONS, **ops_cards.OPERATIONS, **ops_send.OPERATIONS,
     **ops_links.OPERATIONS, **ops_qualifications.OPERATIONS,
@@ -121,16 +121,10 @@ class ApiEndpoint:
         if url_size := request.scope.get(URL_TOO_LONG):
             raise CardsmsError("InvalidParameter", f"request URL: {url_size:,} bytes, over the limit of "
                                f"{MAX_URL_BYTES:,}; send large parameters in the form body")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY:  # refused before a byte of it is read
-            raise CardsmsError("InvalidParameter", f"request body: {int(declared):,} bytes declared, over the "
-                               f"limit of {MAX_BODY:,}")
         buffer = bytearray()  # appended in place: `bytes +=` copies the whole body at every chunk
         try:
-            async for chunk in request.stream():
+            async for chunk in request.stream():  # BodyLimit stops it past MAX_BODY (declared or streamed)
                 buffer += chunk
-                if len(buffer) > MAX_BODY:
-                    raise BodyTooLarge(MAX_BODY)
         except BodyTooLarge:
             raise CardsmsError("InvalidParameter", f"request body: larger than {MAX_BODY:,} bytes") from None
         body = bytes(buffer)

@@ -146,7 +146,7 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
         except media.UploadError as exc:
             return _upload_error(exc.code, exc.message, exc.status)
         except UploadFormError as exc:
-            return _upload_error("EntityTooLarge" if "larger than" in str(exc) else "InvalidArgument", str(exc), 400)
+            return _upload_error(exc.code, str(exc), 400)
         status = int(fields.get("success_action_status") or 204)
         status = status if status in (200, 201, 204) else 204
         if status == 204:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
+
+if TYPE_CHECKING:  # python-multipart defines its callback types for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 KB, MB = 1024, 1024 * 1024
 API_BODY = 16 * MB  # the API's largest form body (openapi/dispatch.MAX_BODY)
@@ -93,15 +95,92 @@ class BodyLimit:
 
 
 class UploadFormError(ValueError):
-    """The upload form is malformed or breaks a limit; the message names the field."""
+    """The upload form is malformed (`InvalidArgument`) or too large (`EntityTooLarge`); the message names the
+    field."""
+
+    def __init__(self, message: str, code: str = "InvalidArgument") -> None:
+        super().__init__(message)
+        self.code = code
 
 
-@dataclass
-class _Part:
-    headers: dict[bytes, bytes] = field(default_factory=dict)
-    name: str = ""
-    is_file: bool = False
-    data: bytearray = field(default_factory=bytearray)
+def _too_large(message: str) -> UploadFormError:
+    return UploadFormError(message, "EntityTooLarge")
+
+
+class _UploadForm:
+    """python-multipart's callbacks for one upload: text fields until the file part, then the file."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+        self.file: bytes | None = None  # set when the file part is complete
+        self.check_due = False  # the file part began: the caller checks the fields before more is read
+        self.max_file = 0  # what the check allows
+        self._headers: dict[bytes, bytes] = {}
+        self._name, self._value = b"", b""
+        self._part_name, self._is_file, self._data = "", False, bytearray()
+        self._done = False  # what follows the file is ignored, as OSS does
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {"on_part_begin": self._begin, "on_header_field": self._header_field,
+                "on_header_value": self._header_value, "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
+                "on_part_end": self._part_end}
+
+    def _begin(self) -> None:
+        self._headers, self._data = {}, bytearray()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._name += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._name.lower()] = self._value
+        self._name, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, disposition = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._part_name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        self._is_file = b"filename" in disposition
+        if self._is_file and self._part_name == "file" and not self._done:
+            self.check_due = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._done:
+            return
+        self._data += data[start:end]
+        if self._is_file:
+            if not self.check_due:  # until the check decides, at most the chunk that began the part is kept
+                self.check_size(len(self._data))
+        elif len(self._data) > UPLOAD_FIELD_BYTES:
+            raise UploadFormError(f"field {self._part_name}: a form field may be at most {UPLOAD_FIELD_BYTES:,} "
+                                  "bytes")
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_file:
+            raise _too_large(f"field {self._part_name or 'file'}: larger than {self.max_file:,} bytes")
+
+    def pending_size(self) -> int:
+        return len(self._data) if self._is_file else 0
+
+    def _part_end(self) -> None:
+        if self._done:
+            return
+        if self._is_file and self._part_name == "file":
+            self.file, self._done = bytes(self._data), True
+        elif not self._is_file:
+            if len(self.fields) >= UPLOAD_FIELDS:
+                raise UploadFormError(f"the form has more than {UPLOAD_FIELDS} fields")
+            self.fields[self._part_name] = self._data.decode("utf-8", "replace")
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def inside_file(self) -> bool:
+        return self._is_file and not self._done
 
 
 async def read_policy_upload(request: Request, check: Callable[[dict[str, str]], Awaitable[int]]
@@ -109,66 +188,12 @@ async def read_policy_upload(request: Request, check: Callable[[dict[str, str]],
     """(text fields, the file's bytes or None) of a POST-policy upload, streamed.
 
     `check(fields)` runs when the file part begins, with every field before it; it raises to refuse the
-    upload (nothing of the file is read then) or returns the most bytes the file may have."""
+    upload (nothing more of the body is read then) or returns the most bytes the file may have."""
     ctype, options = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or not options.get(b"boundary"):
         raise UploadFormError("the body must be multipart/form-data with a boundary")
-    fields: dict[str, str] = {}
-    file_data: bytearray | None = None
-    state: dict[str, Any] = {"part": None, "hname": b"", "hvalue": b"", "max": 0, "done": False}
-    pending_check: list[bool] = []
-
-    def on_part_begin() -> None:
-        state["part"] = _Part()
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["hname"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["hvalue"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["part"].headers[state["hname"].lower()] = state["hvalue"]
-        state["hname"], state["hvalue"] = b"", b""
-
-    def on_headers_finished() -> None:
-        part: _Part = state["part"]
-        _, disposition = parse_options_header(part.headers.get(b"content-disposition", b""))
-        part.name = disposition.get(b"name", b"").decode("utf-8", "replace")
-        part.is_file = b"filename" in disposition
-        if part.is_file and part.name == "file":
-            pending_check.append(True)  # checked between chunks: the policy decides before file bytes are kept
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        part: _Part = state["part"]
-        if state["done"]:
-            return
-        part.data += data[start:end]
-        limit = state["max"] if part.is_file else UPLOAD_FIELD_BYTES
-        if part.is_file and pending_check:
-            return  # kept until the check decides (at most one chunk of the request)
-        if len(part.data) > limit:
-            what = f"field {part.name or 'file'}"
-            raise UploadFormError(f"{what}: larger than {limit:,} bytes" if part.is_file else
-                                  f"{what}: a form field may be at most {UPLOAD_FIELD_BYTES:,} bytes")
-
-    def on_part_end() -> None:
-        nonlocal file_data
-        part: _Part = state["part"]
-        if state["done"]:
-            return
-        if part.is_file and part.name == "file":
-            file_data = part.data
-            state["done"] = True  # OSS ignores what follows the file
-        elif not part.is_file:
-            if len(fields) >= UPLOAD_FIELDS:
-                raise UploadFormError(f"the form has more than {UPLOAD_FIELDS} fields")
-            fields[part.name] = part.data.decode("utf-8", "replace")
-
-    parser = MultipartParser(options[b"boundary"], {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data, "on_part_end": on_part_end})
+    form = _UploadForm()
+    parser = MultipartParser(options[b"boundary"], form.callbacks())
     async for chunk in request.stream():
         try:
             parser.write(chunk)
@@ -176,16 +201,12 @@ async def read_policy_upload(request: Request, check: Callable[[dict[str, str]],
             raise
         except Exception as exc:  # python-multipart's own errors for malformed bodies
             raise UploadFormError(f"the body is not a valid multipart form: {exc}") from None
-        if pending_check:
-            pending_check.clear()
-            state["max"] = await check(dict(fields))
-            part = state["part"]
-            if part is not None and part.is_file and len(part.data) > state["max"]:
-                raise UploadFormError(f"field file: larger than {state['max']:,} bytes, the policy's limit")
-            if file_data is not None and len(file_data) > state["max"]:
-                raise UploadFormError(f"field file: larger than {state['max']:,} bytes, the policy's limit")
-        if state["done"]:
+        if form.check_due:
+            form.max_file = await check(dict(form.fields))
+            form.check_due = False
+            form.check_size(len(form.file) if form.file is not None else form.pending_size())
+        if form.done:
             break
-    if file_data is None and state["part"] is not None and state["part"].is_file and not state["done"]:
+    if form.inside_file:
         raise UploadFormError("the body ends inside the file part")
-    return fields, bytes(file_data) if file_data is not None else None
+    return form.fields, form.file
