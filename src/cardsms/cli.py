@@ -142,12 +142,21 @@ def profiled(run: Callable[[], None]) -> None:
         dump()
 
 
+def stop_deadline(settings: Settings) -> float:
+    """When a stopping process is ended regardless: its HTTP connections' share (a third of
+    CARDSMS_STOP_SECONDS), the delivery's stop (CARDSMS_STOP_SECONDS), the rest bounded at a few seconds."""
+    return settings.stop_seconds * 1.5 + 4
+
+
 def http_server(app: Any, settings: Settings) -> Any:
     """uvicorn for our app: a SIGTERM is a request to stop, so once stopped the process exits 0 (uvicorn
     would raise the signal again and die of it), and open HTTP connections get a few seconds, not forever."""
     import uvicorn
 
+    from cardsms.stopping import StopWatchdog
     from cardsms.web.http import with_header_timeout
+
+    watchdog = StopWatchdog(stop_deadline(settings))
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -157,6 +166,14 @@ def http_server(app: Any, settings: Settings) -> Any:
                     yield
                 finally:
                     self._captured_signals.clear()
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            watchdog.arm()  # the stop must end: a wait that never returns is named in the log, then cut short
+            super().handle_exit(sig, frame)
+
+        async def serve(self, sockets: Any = None) -> None:
+            await super().serve(sockets)
+            watchdog.finished = True
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
                             http=with_header_timeout(settings.http_header_seconds), server_header=False,
@@ -245,6 +262,7 @@ def worker(
 
     from cardsms.logs import configure_logging
     from cardsms.services import tasks
+    from cardsms.stopping import StopWatchdog, stop_services
 
     settings = load_settings(data_dir=data_dir, smsc=smsc or None)
     if settings.is_sqlite:
@@ -263,15 +281,14 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = asyncio.create_task(tasks.run_forever(svc))
+        runner = asyncio.create_task(tasks.run_forever(svc), name="task-runner")
+        watchdog = StopWatchdog(stop_deadline(settings))
         try:
             await stop.wait()
+            watchdog.arm()
         finally:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-            await delivery.stop()
-            await svc.close()
+            await stop_services(svc, delivery, [runner])
+            watchdog.finished = True
 
     run_server(_main, settings)
 

@@ -213,7 +213,8 @@ def test_sigterm_during_a_mass_task_stops_cleanly_and_sends_nothing_twice(backen
             try:  # stop_process would SIGKILL after 20 s: the process must end by itself before that
                 code = server.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                pytest.fail("the server did not stop within 20 s of SIGTERM")
+                logged = (Path(env["CARDSMS_DATA_DIR"]) / f"serve-{server.port}.log").read_text()[-4000:]
+                pytest.fail(f"the server did not stop within 20 s of SIGTERM; its log ends:\n{logged}")
             took = time.monotonic() - started
         assert code == 0, f"exit code {code} after SIGTERM"
         at_stop = sum(1 for _ in log.open())

@@ -109,7 +109,8 @@ class CmppConnector(LinkConnector):
         session = await self._connect(lambda: Session(self, timeout=RESPONSE_TIMEOUT, wire=wire))
         connect = cp.Connect.create(cfg.system_id, cfg.password, cfg.version, datetime.now(CHINA))
         try:
-            command_id, _, body = await asyncio.wait_for(session.request(cp.CONNECT, connect.encode()), 5)
+            async with asyncio.timeout(5):
+                command_id, _, body = await session.request(cp.CONNECT, connect.encode())
             answer = cp.ConnectResp.decode(body, cfg.version)
         except BaseException:
             session.abort()

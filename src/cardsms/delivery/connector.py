@@ -121,7 +121,8 @@ class LinkConnector:
                 log.warning("connector.bind_failed", connector=self.name, protocol=self.protocol, error=str(exc),
                             retry_in=backoff)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                    async with asyncio.timeout(backoff):
+                        await self._stopping.wait()
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 0.2
@@ -145,8 +146,8 @@ class LinkConnector:
         extra: dict[str, Any] = {}
         if tls is not None:
             extra = {"ssl": tls.context(), "server_hostname": tls.server_name or self.cfg.host}
-        _, session = await asyncio.wait_for(loop.create_connection(session_factory, self.cfg.host, self.cfg.port,
-                                                                   **extra), 5)
+        async with asyncio.timeout(5):
+            _, session = await loop.create_connection(session_factory, self.cfg.host, self.cfg.port, **extra)
         return session
 
     async def _bind(self) -> Session:

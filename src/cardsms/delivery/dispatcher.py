@@ -323,7 +323,8 @@ class Dispatcher:
                 if not self._stopping:
                     self.svc.wakeup.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.svc.wakeup.wait(), self.svc.settings.dispatch_poll_seconds)
+                        async with asyncio.timeout(self.svc.settings.dispatch_poll_seconds):
+                            await self.svc.wakeup.wait()
         finally:
             if batches:  # what was claimed gets its outcome recorded before the dispatcher ends
                 await asyncio.gather(*batches, return_exceptions=True)
@@ -339,8 +340,9 @@ class Dispatcher:
                         await self.svc.write(partial(receipts.sweep_early, svc=self.svc))
                 except Exception:
                     pass_failed(log, "receipts.sweep_failed")
-            try:
-                first = await asyncio.wait_for(self.inbound.get(), 0.5)
+            try:  # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation (a stop) that
+                async with asyncio.timeout(0.5):  # arrives as the item does, and this loop would then run forever
+                    first = await self.inbound.get()
             except TimeoutError:
                 continue
             batch = [first]

@@ -148,8 +148,8 @@ class Delivery:
         await self.dispatcher.stop()
         for c in self.dispatcher.connectors:
             c.draining = True
-        with contextlib.suppress(Exception):  # two seconds kept for unbinding and the last writes
-            await asyncio.wait_for(asyncio.shield(self._dispatch), max(0.1, deadline - loop.time() - 2))
+        # two seconds kept for unbinding and the last writes
+        await asyncio.wait([self._dispatch], timeout=max(0.1, deadline - loop.time() - 2))
         if not self._dispatch.done():
             log.warning("delivery.stop_deadline", detail="submits still unanswered; recovered at the next start")
         self._dispatch.cancel()

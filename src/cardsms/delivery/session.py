@@ -219,7 +219,8 @@ class Session(asyncio.Protocol):
 
     async def unbind(self, wait: float = 2.0) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.request(self.wire.close_command), wait)
+            async with asyncio.timeout(wait):
+                await self.request(self.wire.close_command)
         self.close()
 
     def _on_tick(self) -> None:

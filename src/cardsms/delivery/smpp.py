@@ -57,7 +57,8 @@ class SmppConnector(LinkConnector):
         session = await self._connect(lambda: Session(self, timeout=RESPONSE_TIMEOUT))
         bind = pdu.Bind(self.cfg.system_id, self.cfg.password, self.cfg.system_type)
         try:
-            command_id, status, _ = await asyncio.wait_for(session.request(pdu.BIND_TRANSCEIVER, bind.encode()), 5)
+            async with asyncio.timeout(5):
+                command_id, status, _ = await session.request(pdu.BIND_TRANSCEIVER, bind.encode())
         except BaseException:
             session.abort()
             raise

@@ -154,7 +154,8 @@ class WebhookSender:
         a byte a second would otherwise hold this pass, and every other account's reports behind it, for hours."""
         deadline = self.svc.settings.webhook_timeout_seconds
         try:
-            return await asyncio.wait_for(self._post(hook, items), deadline)
+            async with asyncio.timeout(deadline):
+                return await self._post(hook, items)
         except TimeoutError:
             return f"no whole answer within {deadline:g} s (CARDSMS_WEBHOOK_TIMEOUT_SECONDS)"
 

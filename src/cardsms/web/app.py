@@ -29,6 +29,7 @@ from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
 from cardsms.services import media, public, tasks
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
+from cardsms.stopping import stop_services
 from cardsms.web.http import URL_TOO_LONG
 from cardsms.web.limits import BodyLimit, BodyTooLarge, UploadFormError, read_policy_upload
 
@@ -175,22 +176,16 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await public.ensure_public_templates(svc)
-        background = [asyncio.create_task(reviewer())] if run_reviewer else []
+        background = [asyncio.create_task(reviewer(), name="reviewer")] if run_reviewer else []
         if delivery is not None:
             await delivery.start()
-            background.append(asyncio.create_task(tasks.run_forever(svc)))
+            background.append(asyncio.create_task(tasks.run_forever(svc), name="task-runner"))
         state["ready"] = True
         try:
             yield
         finally:
             state["ready"] = False
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if delivery is not None:
-                await delivery.stop()
-            await svc.close()
+            await stop_services(svc, delivery, background)
 
     return Starlette(
         routes=[

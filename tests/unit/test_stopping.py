@@ -1,0 +1,45 @@
+"""The stop's watchdog: a stop that hangs is ended, and the log names what held it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+HANGING = textwrap.dedent("""
+    import asyncio, time
+    from cardsms.stopping import StopWatchdog
+
+    def held_by_a_blocking_call():
+        time.sleep(60)
+
+    async def main():
+        dog = StopWatchdog(0.5)
+        dog.finished = {finished}
+        dog.arm()
+        asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="a-pending-loop")
+        await asyncio.sleep(0)
+        held_by_a_blocking_call()
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.parametrize(("finished", "code"), [(False, 1), (True, 0)])
+def test_a_hanging_stop_is_ended_and_named(finished: bool, code: int) -> None:
+    proc = subprocess.run([sys.executable, "-c", HANGING.format(finished=finished)], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == code, proc.stderr
+    assert "stop overdue" in proc.stderr
+    assert "held_by_a_blocking_call" in proc.stderr  # every thread's stack
+    assert "a-pending-loop" in proc.stderr  # and the loop's pending tasks
+
+
+def test_a_stop_that_ends_is_not_cut_short() -> None:
+    script = ("import asyncio\nfrom cardsms.stopping import StopWatchdog\n"
+              "async def main():\n    d = StopWatchdog(2)\n    d.arm()\n    await asyncio.sleep(0.1)\n"
+              "asyncio.run(main())\nprint('ended by itself')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and "ended by itself" in proc.stdout and "overdue" not in proc.stderr
