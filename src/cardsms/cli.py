@@ -142,6 +142,12 @@ def profiled(run: Callable[[], None]) -> None:
         dump()
 
 
+DigitalOption = Annotated[list[str] | None, typer.Option(
+    "--digital", help="a digital (multimedia) message link to a carrier's MMSC as mm7://VASPID:SECRET@HOST:PORT/PATH?"
+                      "vasid=...&service_code=... or mm7s://... (repeatable; replaces the simulated channel; its "
+                      "reports come to /mm7/<name> on this server; options in docs/sending.md)")]
+
+
 def stop_deadline(settings: Settings) -> float:
     """When a stopping process is ended regardless: its HTTP connections' share (a third of
     CARDSMS_STOP_SECONDS), the delivery's stop (CARDSMS_STOP_SECONDS), the rest bounded at a few seconds."""
@@ -192,6 +198,7 @@ def serve(
                        "cmpp://SPID:SECRET@HOST:PORT?version=3.0 (repeatable; replaces the simulator; options in "
                        "docs/sending.md)",
     )] = None,
+    digital: DigitalOption = None,
 ) -> None:
     """Run the embedded default: API, dispatcher, simulated SMSC, handsets and review in one process."""
 
@@ -199,7 +206,7 @@ def serve(
     from cardsms.logs import configure_logging
     from cardsms.web.app import create_app
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, smsc=smsc or None)
+    settings = load_settings(host=host, port=port, data_dir=data_dir, smsc=smsc or None, digital=digital or None)
     configure_logging(settings)
 
     async def _main() -> None:
@@ -857,6 +864,62 @@ def simulator_ismg(
     _run_centre("cmpp", "ISMG", phones, tls_cert, tls_key, tls_client_ca, host=host, port=port, sp_id=sp_id,
                 secret=secret, latency_ms=latency_ms, fail_share=fail_share, throttle_share=throttle_share,
                 disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps)
+
+
+@sim_app.command("mmsc")
+def simulator_mmsc(
+    port: Port = 8099,
+    host: Host = "127.0.0.1",
+    report_url: Annotated[str, typer.Option(help="where delivery reports and replies go: the VASP's MM7 inbound "
+                                                 "URL, e.g. http://127.0.0.1:8080/mm7/mm7-1")] = "",
+    report_user: Annotated[str, typer.Option(help="Basic user (the VASPID) for --report-url")] = "",
+    report_secret: Annotated[str, typer.Option(help="Basic password for --report-url")] = "",
+    vasp_id: Annotated[str, typer.Option(help="accept only this VASPID (any when not given)")] = "",
+    secret: Annotated[str, typer.Option(help="the secret --vasp-id must authenticate with")] = "",
+    latency_ms: LatencyMs = 50,
+    fail_share: FailShare = 0,
+    expire_share: Annotated[int, typer.Option(help="percent of numbers whose message expires", min=0, max=100)] = 0,
+    no_mms_share: Annotated[int, typer.Option(help="percent of numbers whose handsets take no MMS (Rejected)",
+                                              min=0, max=100)] = 0,
+    throttle_share: Annotated[int, typer.Option(help="percent of SubmitReq answered 4006 (service unavailable)",
+                                                min=0, max=100)] = 0,
+    reply_text: Annotated[str, typer.Option(help="recipients reply this text (a DeliverReq) after retrieving")] = "",
+    reply_share: Annotated[int, typer.Option(help="percent of recipients who reply", min=0, max=100)] = 100,
+    log_file: SimLog = None,
+) -> None:
+    """Run the simulated MMSC (MM7, REL-5 and REL-6 schemas) alone: delivery reports follow every submit."""
+    import uvicorn
+
+    from cardsms.logs import configure_logging
+    from cardsms.simulator.mmsc import MmscOptions, SimulatedMmsc
+
+    if report_url and not report_url.startswith(("http://", "https://")):
+        raise fail(f"--report-url: must be an http(s) URL, got {report_url!r}")
+    if bool(vasp_id) != bool(secret):
+        raise fail("--vasp-id and --secret: give both or neither")
+    settings = load_settings()
+    configure_logging(settings)
+    mmsc = SimulatedMmsc(MmscOptions(
+        host=host, port=port, vasp_id=vasp_id, secret=secret, report_url=report_url, report_user=report_user,
+        report_secret=report_secret, latency_ms=latency_ms, fail_share=fail_share, expire_share=expire_share,
+        no_mms_share=no_mms_share, throttle_share=throttle_share, reply_text=reply_text, reply_share=reply_share,
+        log_path=log_file))
+
+    async def _main() -> None:
+        server = uvicorn.Server(uvicorn.Config(mmsc.app(), host=host, port=port, log_config=None, access_log=False))
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if serving.done():
+            raise fail(f"cannot start the simulated MMSC on {host}:{port} (is the port in use?)")
+        out.print(f"simulated MMSC listening on {host}:{port}", highlight=False)
+        try:
+            await serving
+        finally:
+            await mmsc.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_server(_main, settings)
 
 
 def main() -> None:

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
                             "HOST:PORT, smpps://... (TLS), cmpp://SPID:SECRET@HOST:PORT?version=3.0 (or tables with "
                             "url, name, window, tps, system_type, prefixes, binds in the TOML file; see "
                             "docs/sending.md); empty = the built-in simulator")
+    digital: list[str | dict[str, Any]] = Field([], description="digital (multimedia) message links to carriers' "
+                               "MMSCs as MM7 URLs: mm7://VASPID:SECRET@HOST:PORT/PATH?vasid=...&service_code=..., "
+                               "mm7s://... (HTTPS), or [[digital]] tables with url, name, tps, concurrency, prefixes "
+                               "(docs/sending.md); empty = the built-in simulator inside serve")
     smsc_window: int = Field(50, ge=1, le=1000, description="default connector window (unanswered submit_sm)")
     smsc_tps: int = Field(0, ge=0, le=100_000, description="default connector submit_sm per second; 0 = unlimited")
     smsc_system_type: str = Field("", max_length=12, description="default bind system_type")
@@ -162,6 +166,14 @@ class Settings(BaseSettings):
         from cardsms.delivery.config import parse_connectors
 
         parse_connectors(value, window=50, tps=0, system_type="")  # raises ValueError naming the entry
+        return value
+
+    @field_validator("digital")
+    @classmethod
+    def _digital_urls(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        from cardsms.delivery.config import parse_digital
+
+        parse_digital(value)  # raises ValueError naming the entry
         return value
 
     @model_validator(mode="after")

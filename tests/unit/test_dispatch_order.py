@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from cardsms.db.schema import messages
-from cardsms.delivery.dispatcher import Dispatcher, NoDigitalChannel
+from cardsms.delivery.digital import NoDigitalChannel
+from cardsms.delivery.dispatcher import Dispatcher
 from cardsms.domain.numbers import normalise_number
 from cardsms.services.core import Services
 from cardsms.services.sending import Outbox

@@ -13,12 +13,18 @@ import email.policy
 import hashlib
 import xml.etree.ElementTree as StdET
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cardsms.delivery import mm7_wire as w
+from cardsms.delivery.config import parse_digital
+from cardsms.delivery.connector import SubmitError
+from cardsms.delivery.digital import DigitalContent
+from cardsms.delivery.mm7 import Mm7Link
 
 ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
 
@@ -239,3 +245,76 @@ def test_any_bytes_decode_or_raise_a_named_mm7_error(data: bytes, ctype: str) ->
         assert exc.status in w.STATUS_TEXT and exc.text
     else:
         assert got.kind
+
+
+# --- the link: URLs, and what each answer of an MMSC means -----------------------------------------------
+
+def test_digital_link_urls_take_every_option_and_refuse_bad_ones_naming_them(tmp_path: Path) -> None:
+    secret = tmp_path / "mm7.secret"
+    secret.write_text("from-file\n")
+    (link,) = parse_digital([{"url": f"mm7://VASP01@mmsc.example:8080/mm7/vas?vasid=V1&service_code=10690123"
+                                     f"&schema=REL-5-MM7-1-0&version=5.3.0&tps=50&concurrency=4&timeout=12"
+                                     f"&allow=10.0.0.0/8,127.0.0.1&secret_file={secret}",
+                              "name": "cmcc", "prefixes": ["+86"]}])
+    assert (link.name, link.endpoint, link.vasp_id, link.secret) == ("cmcc", "http://mmsc.example:8080/mm7/vas",
+                                                                     "VASP01", "from-file")
+    assert (link.vas_id, link.service_code, link.schema, link.version) == ("V1", "10690123", "REL-5-MM7-1-0", "5.3.0")
+    assert (link.tps, link.concurrency, link.timeout, link.prefixes) == (50, 4, 12.0, ("+86",))
+    assert link.allow == ("10.0.0.0/8", "127.0.0.1/32") and link.tls is None and link.scheme == "mm7"
+    (tls,) = parse_digital(["mm7s://V:S@h:443/?verify=false"])
+    assert tls.endpoint == "https://h:443/" and tls.tls is not None and not tls.tls.verify and tls.scheme == "mm7s"
+    bad = {
+        "smpp://V:S@h:1": "scheme", "mm7://V:S@h/": "port", "mm7://:S@h:1/": "VASPID",
+        "mm7://V:S@h:1/?schema=REL-9": "schema", "mm7://V:S@h:1/?version=x": "version",
+        "mm7://V:S@h:1/?service_code=abc": "service_code", "mm7://V:S@h:1/?tps=-1": "tps",
+        "mm7://V:S@h:1/?concurrency=0": "concurrency", "mm7://V:S@h:1/?timeout=0": "timeout",
+        "mm7://V:S@h:1/?allow=nowhere": "allow", "mm7://V:S@h:1/?bogus=1": "unknown URL options",
+        f"mm7://V:S@h:1/?secret_file={secret}": "not both", "mm7://V:S@h:1/?ca=x": "unknown URL options",
+        "mm7s://V:S@h:1/?cert=x": "cert",
+    }
+    for url, named in bad.items():
+        with pytest.raises(ValueError, match=named):
+            parse_digital([url])
+    with pytest.raises(ValueError, match="used twice"):
+        parse_digital(["mm7://V:S@h:1/", {"url": "mm7://V:S@h:2/", "name": "mm7-1"}])
+    with pytest.raises(ValueError, match="inbound path"):
+        parse_digital([{"url": "mm7://V:S@h:1/", "name": "a/b"}])
+
+
+def _answer(status: int, kind: str = "SubmitRsp", http: int = 200, message_id: str = "MID") -> httpx.Response:
+    ctype, body = w.encode_response(kind, "t", status, message_id=message_id)
+    return httpx.Response(http, headers={"content-type": ctype}, content=body)
+
+
+async def _content(account: int, code: str) -> DigitalContent:
+    return DigitalContent("s", ())
+
+
+@pytest.mark.asyncio
+async def test_every_status_class_of_an_mmsc_answer_maps_to_an_outcome() -> None:
+    (cfg,) = parse_digital(["mm7://V:S@127.0.0.1:9/"])
+    link = Mm7Link(cfg, _content, lambda item: None)
+    try:
+        assert link._outcome(_answer(1000)) == "MID" and link._outcome(_answer(1100)) == "MID"
+        cases = [  # (answer, code, transient, throttled, link error)
+            (_answer(2002, "RSErrorRsp", 500), "MM7:2002", False, False, False),
+            (_answer(3000, "RSErrorRsp", 500), "MM7:3000", True, False, False),
+            (_answer(4004, "RSErrorRsp", 500), "MM7:4004", False, False, False),
+            (_answer(4006, "RSErrorRsp", 500), "MM7:4006", True, True, False),
+            (_answer(4001, "RSErrorRsp", 500), "MM7:4001", True, False, True),
+            (_answer(1000, message_id=""), "MM7_BAD_ANSWER", True, False, False),
+            (httpx.Response(503), "MM7_THROTTLED", True, True, False),
+            (httpx.Response(429), "MM7_THROTTLED", True, True, False),
+            (httpx.Response(401), "MM7_UNAUTHORIZED", True, False, True),
+            (httpx.Response(502, content=b"bad gateway"), "HTTP502", True, False, False),
+            (httpx.Response(200, content=b"<html/>", headers={"content-type": "text/html"}), "MM7_BAD_ANSWER",
+             True, False, False),
+        ]
+        for resp, code, transient, throttled, link_error in cases:
+            with pytest.raises(SubmitError) as caught:
+                link._outcome(resp)
+            got = caught.value
+            assert (got.code, got.transient, got.throttled, got.link) == (code, transient, throttled, link_error)
+        assert not link.up  # the last link error (401) rests the link
+    finally:
+        await link.stop()

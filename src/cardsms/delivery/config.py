@@ -198,3 +198,146 @@ def parse_connectors(entries: list[str | dict[str, Any]], window: int, tps: int,
             binds=_int(item, "binds", fields.get("binds", 1), 1, 64, where))
         out.append(ConnectorConfig(name=name, system_type=st, prefixes=tuple(prefixes), **fields))
     return out
+
+
+# --- digital (multimedia) links: MM7 to a carrier's MMSC ---------------------------------------------------
+#
+#   mm7://VASPID:SECRET@HOST:PORT/PATH?vasid=...&service_code=...&schema=REL-6-MM7-1-4    MM7 over HTTP
+#   mm7s://VASPID:SECRET@HOST:PORT/PATH?...&ca=FILE&cert=FILE&key=FILE&verify=false       MM7 over HTTPS
+#
+# Options: vasid (VASID), service_code (the SenderAddress short code and ServiceCode), schema (REL-5-MM7-1-x
+# or REL-6-MM7-1-x, which sets the namespace and MM7Version), version (MM7Version, when a gateway wants
+# another), tps (submits per second, 0 = unlimited), concurrency (requests on their way at once), timeout
+# (seconds for one whole request), secret_file, allow (comma-separated source networks allowed to post
+# reports and replies to this link's inbound path; empty = any). A TOML [[digital]] table may add name and
+# prefixes, as for SMS links; links are tried in order (failover).
+
+DIGITAL_SCHEMES = ("mm7", "mm7s")
+DIGITAL_OPTIONS = {"vasid", "service_code", "schema", "version", "tps", "concurrency", "timeout", "secret_file",
+                   "allow"}
+DIGITAL_FORM = "mm7://VASPID:SECRET@HOST:PORT/PATH?vasid=...&service_code=..."
+
+
+@dataclass(frozen=True, slots=True)
+class DigitalConfig:
+    name: str
+    endpoint: str  # http(s)://HOST:PORT/PATH of the MMSC's MM7 service
+    vasp_id: str
+    secret: str
+    vas_id: str = ""
+    service_code: str = ""
+    schema: str = "REL-6-MM7-1-4"
+    version: str = ""
+    tps: int = 0
+    concurrency: int = 8
+    timeout: float = 30.0
+    prefixes: tuple[str, ...] = field(default_factory=tuple)
+    allow: tuple[str, ...] = field(default_factory=tuple)  # source networks of inbound reports; empty = any
+    tls: TlsOptions | None = None
+
+    def serves(self, e164: str) -> bool:
+        return not self.prefixes or any(e164.startswith(p) for p in self.prefixes)
+
+    @property
+    def scheme(self) -> str:
+        return "mm7s" if self.tls is not None else "mm7"
+
+
+def parse_digital_url(url: str, where: str = "digital") -> dict[str, Any]:
+    """The fields of DigitalConfig an mm7:// or mm7s:// URL sets (a ValueError naming the part otherwise)."""
+    import ipaddress
+    import re
+
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in DIGITAL_SCHEMES:
+        raise ValueError(f"{where}: the scheme must be mm7:// or mm7s:// ({DIGITAL_FORM})")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{where}: the port must be a number 1-65535") from None
+    if not parts.hostname or not port:
+        raise ValueError(f"{where}: host and port are required ({DIGITAL_FORM})")
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    tls_keys = {"ca", "cert", "key", "verify", "server_name"}
+    unknown = set(query) - DIGITAL_OPTIONS - (tls_keys if scheme == "mm7s" else set())
+    if unknown:
+        allowed = sorted(DIGITAL_OPTIONS | (tls_keys if scheme == "mm7s" else set()))
+        raise ValueError(f"{where}: unknown URL options {sorted(unknown)} for {scheme}:// (allowed: {allowed})")
+    vasp_id = unquote(parts.username or "")
+    secret = unquote(parts.password or "")
+    if not 1 <= len(vasp_id) <= 64:
+        raise ValueError(f"{where}: VASPID (the URL's user) must be 1-64 characters")
+    if "secret_file" in query:
+        if secret:
+            raise ValueError(f"{where}: give the secret in the URL or secret_file, not both")
+        try:
+            secret = Path(query["secret_file"]).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where}: secret_file={query['secret_file']} cannot be read ({exc})") from None
+    schema = query.get("schema", "REL-6-MM7-1-4")
+    if not re.fullmatch(r"REL-[56]-MM7-1-[0-9]", schema):
+        raise ValueError(f"{where}: schema must name an MM7 schema such as REL-6-MM7-1-4 or REL-5-MM7-1-0")
+    version = query.get("version", "")
+    if version and not re.fullmatch(r"[0-9]\.[0-9]{1,2}\.[0-9]{1,2}", version):
+        raise ValueError(f"{where}: version must be an MM7Version such as 6.8.0")
+    for key in ("vasid", "service_code"):
+        if len(query.get(key, "")) > 64:
+            raise ValueError(f"{where}: {key} is at most 64 characters")
+    if query.get("service_code") and not query["service_code"].isdigit():
+        raise ValueError(f"{where}: service_code must be digits (the SP's access number)")
+    allow: list[str] = []
+    for net in filter(None, (n.strip() for n in query.get("allow", "").split(","))):
+        try:
+            allow.append(str(ipaddress.ip_network(net, strict=False)))
+        except ValueError:
+            raise ValueError(f"{where}: allow: {net!r} is not an address or network") from None
+    timeout = query.get("timeout", "30")
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        seconds = -1.0
+    if not 0.5 <= seconds <= 600:
+        raise ValueError(f"{where}: timeout must be a number of seconds 0.5-600")
+    out: dict[str, Any] = {
+        "endpoint": f"{'https' if scheme == 'mm7s' else 'http'}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path or '/'}",
+        "vasp_id": vasp_id, "secret": secret, "vas_id": query.get("vasid", ""),
+        "service_code": query.get("service_code", ""), "schema": schema, "version": version,
+        "allow": tuple(allow), "timeout": seconds}
+    for key, low, high in (("tps", 0, 100_000), ("concurrency", 1, 1000)):
+        if key in query:
+            out[key] = _number(query[key], key, low, high, where)
+    if scheme == "mm7s":
+        if ("cert" in query) != ("key" in query):
+            raise ValueError(f"{where}: a client certificate needs both cert= and key=")
+        out["tls"] = TlsOptions(
+            ca_file=_readable(query["ca"], "ca", where) if "ca" in query else "",
+            cert_file=_readable(query["cert"], "cert", where) if "cert" in query else "",
+            key_file=_readable(query["key"], "key", where) if "key" in query else "",
+            verify=_flag(query.get("verify", "true"), "verify", where), server_name=query.get("server_name", ""))
+    return out
+
+
+def parse_digital(entries: list[str | dict[str, Any]]) -> list[DigitalConfig]:
+    out: list[DigitalConfig] = []
+    for i, entry in enumerate(entries, 1):
+        where = f"digital[{i}]"
+        item: dict[str, Any] = {"url": entry} if isinstance(entry, str) else dict(entry)
+        unknown = set(item) - {"url", "name", "tps", "concurrency", "prefixes"}
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        if not isinstance(item.get("url"), str):
+            raise ValueError(f"{where}: url is required ({DIGITAL_FORM})")
+        fields = parse_digital_url(item["url"], where)
+        prefixes = item.get("prefixes", [])
+        if not isinstance(prefixes, list) or not all(isinstance(p, str) and p.startswith("+") for p in prefixes):
+            raise ValueError(f"{where}: prefixes must be a list of E.164 prefixes like \"+86\"")
+        name = str(item.get("name") or f"mm7-{i}")
+        if name in {c.name for c in out}:
+            raise ValueError(f"{where}: link name {name!r} is used twice")
+        if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 32:
+            raise ValueError(f"{where}: name must be 1-32 letters, digits, - or _ (it is part of the inbound path)")
+        fields.update(tps=_int(item, "tps", fields.get("tps", 0), 0, 100_000, where),
+                      concurrency=_int(item, "concurrency", fields.get("concurrency", 8), 1, 1000, where))
+        out.append(DigitalConfig(name=name, prefixes=tuple(prefixes), **fields))
+    return out

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from sqlalchemy import Select, and_, false, insert, or_, select, true, update
@@ -22,6 +22,7 @@ from sqlalchemy import Select, and_, false, insert, or_, select, true, update
 from cardsms.db.bulk import fetch_all
 from cardsms.db.schema import accounts, early_receipts, message_events, messages
 from cardsms.delivery.connector import Inbound, LinkConnector, SubmitError
+from cardsms.delivery.digital import DigitalChannel, DigitalMessage
 from cardsms.delivery.journal import Journal
 from cardsms.domain.schedule import SendWindow
 from cardsms.logs import pass_failed
@@ -30,22 +31,6 @@ from cardsms.services.core import Services, storage_unavailable
 from cardsms.services.receipts import Outcome, Receipt
 
 log = structlog.get_logger("cardsms.dispatcher")
-
-
-class DigitalChannel(Protocol):
-    name: str
-
-    async def submit(self, e164: str, content: str, template_code: str) -> str:
-        """Send one digital (multimedia) message; returns its id. Raises SubmitError."""
-
-
-class NoDigitalChannel:
-    """With real SMSCs and no MM7 connector configured, digital messages cannot leave (MM7 is a later issue)."""
-
-    name = "digital"
-
-    async def submit(self, e164: str, content: str, template_code: str) -> str:
-        raise SubmitError("NO_DIGITAL_CHANNEL", "no digital message channel (MM7) is configured", False)
 
 
 class Dispatcher:
@@ -207,7 +192,7 @@ class Dispatcher:
             return []
         stmt = (select(messages.c.id, messages.c.account_id, messages.c.channel, messages.c.e164,
                        messages.c.content, messages.c.priority, messages.c.attempts, messages.c.template_code,
-                       messages.c.up_extend_code)
+                       messages.c.up_extend_code, messages.c.expires_at)
                 .where(*due).order_by(messages.c.priority, messages.c.due_at, messages.c.id).limit(limit))
         if self.is_pg:
             stmt = stmt.with_for_update(skip_locked=True)
@@ -240,8 +225,9 @@ class Dispatcher:
         attempts = row["attempts"] + 1
         try:
             if row["channel"] == "digital":
-                ident = await self.digital.submit(row["e164"], row["content"], row["template_code"])
-                return Outcome(mid, account, "ok", self.digital.name, [ident])
+                link, ident = await self.digital.submit(DigitalMessage(
+                    row["e164"], account, row["template_code"], row["content"], row["expires_at"]))
+                return Outcome(mid, account, "ok", link, [ident])
             connector, served = self._route(row["e164"])
             if connector is None:
                 if not served:

@@ -12,14 +12,18 @@ import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from cardsms.delivery.cmpp import CmppConnector
-from cardsms.delivery.config import ConnectorConfig, parse_connectors
+from cardsms.delivery.config import ConnectorConfig, parse_connectors, parse_digital
 from cardsms.delivery.connector import Inbound, LinkConnector
-from cardsms.delivery.dispatcher import DigitalChannel, Dispatcher, NoDigitalChannel
+from cardsms.delivery.digital import DigitalChannel, DigitalContent, DigitalRouter, NoDigitalChannel
+from cardsms.delivery.dispatcher import Dispatcher
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.leases import WorkerLease, listen
+from cardsms.delivery.mm7 import Mm7Link
+from cardsms.delivery.mm7_wire import Part
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
 from cardsms.logs import pass_failed
+from cardsms.services import templates
 from cardsms.services.core import Services
 
 log = structlog.get_logger("cardsms.delivery")
@@ -55,8 +59,40 @@ class ConnectorMetrics:
             key = [c.name, c.cfg.scheme]
             bound.add_metric(key, 1.0 if c.up else 0.0)
             binds.add_metric(key, float(c.binds))
+        for link in self.delivery.digital_links:  # MM7 holds no session: "bound" while its MMSC is reachable
+            bound.add_metric([link.name, link.cfg.scheme], 1.0 if link.up else 0.0)
         yield bound
         yield binds
+
+
+MEDIA_TYPES = {"txt": "text/plain;charset=utf-8", "jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
+               "gif": "image/gif", "mp3": "audio/mpeg", "mp4": "video/mp4"}
+
+
+class DigitalContents:
+    """Digital templates' content for the links, read once a minute at most per template (a mass task sends one
+    template to many numbers)."""
+
+    TTL = 60.0
+    MAX = 256
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self._cache: dict[tuple[int, str], tuple[float, DigitalContent]] = {}
+
+    async def __call__(self, account_id: int, code: str) -> DigitalContent:
+        loop = asyncio.get_running_loop()
+        hit = self._cache.get((account_id, code))
+        if hit is not None and hit[0] > loop.time():
+            return hit[1]
+        subject, files = await templates.digital_parts(self.svc, account_id, code)
+        content = DigitalContent(subject, tuple(
+            Part(MEDIA_TYPES.get(suffix, "application/octet-stream"), data, f"part{i}.{suffix}", name)
+            for i, (suffix, name, data) in enumerate(files, 1)))
+        if len(self._cache) >= self.MAX:
+            self._cache.clear()
+        self._cache[(account_id, code)] = (loop.time() + self.TTL, content)
+        return content
 
 
 CONNECTORS: dict[str, type[LinkConnector]] = {"smpp": SmppConnector, "cmpp": CmppConnector}
@@ -78,6 +114,9 @@ class Delivery:
         # PostgreSQL may have several dispatching processes: they coordinate through leases
         self.lease = WorkerLease(svc) if not svc.settings.is_sqlite else None
         self._listener: Any = None
+        # digital links (MM7); their inbound path is /mm7/<name> on this process's HTTP server
+        self.digital_links = [Mm7Link(cfg, DigitalContents(svc), self.dispatcher.on_inbound)
+                              for cfg in parse_digital(svc.settings.digital)]
 
     async def start(self) -> None:
         s = self.svc.settings
@@ -89,6 +128,8 @@ class Delivery:
             config, self.dispatcher.digital = await self.local.start(self.dispatcher.on_inbound)
             self._local_started = True
             configs = [config]
+        if self.digital_links:
+            self.dispatcher.digital = DigitalRouter(self.digital_links)
         if self.lease is None:
             for cfg in configs:
                 self._start_connector(cfg)
@@ -129,7 +170,8 @@ class Delivery:
                 pass_failed(log, "leases.pass_failed")
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"connectors": [c.status() for c in self.dispatcher.connectors],
+        statuses = [c.status() for c in self.dispatcher.connectors] + [x.status() for x in self.digital_links]
+        out: dict[str, Any] = {"connectors": statuses,
                                "submitted": self.dispatcher.submitted, "receipts": self.dispatcher.receipts,
                                "webhooks_delivered": self.sender.delivered}
         if self.local is not None and self._local_started:
@@ -153,7 +195,8 @@ class Delivery:
         if not self._dispatch.done():
             log.warning("delivery.stop_deadline", detail="submits still unanswered; recovered at the next start")
         self._dispatch.cancel()
-        await asyncio.gather(*(c.stop() for c in self.dispatcher.connectors), return_exceptions=True)
+        await asyncio.gather(*(c.stop() for c in self.dispatcher.connectors),
+                             *(x.stop() for x in self.digital_links), return_exceptions=True)
         for t in self._tasks:
             t.cancel()
         _, stuck = await asyncio.wait([*self._tasks, self._dispatch], timeout=max(0.5, deadline - loop.time()))

@@ -173,6 +173,20 @@ async def create_digital_template(
     return code
 
 
+async def digital_parts(svc: Services, account_id: int, code: str) -> tuple[str, list[tuple[str, str, bytes]]]:
+    """What a digital template sends: its name (the message's subject) and its parts in their order, each as
+    (file suffix, file name, bytes). A part whose file is gone fails the send (isv.FILE_ILLEGAL)."""
+    async with svc.read() as conn:
+        row = await get_template(conn, account_id, code, ("digital",))
+    out = []
+    for part in (row["body"] or {}).get("parts", []):
+        data = svc.media_store.get(part["key"])
+        if data is None:
+            raise CardsmsError("isv.FILE_ILLEGAL", f"digital template {code}: the file of {part['name']!r} is missing")
+        out.append((str(part["suffix"]), str(part["name"]), data))
+    return str(row["name"]), out
+
+
 # --- the current operations: CreateSmsTemplate, UpdateSmsTemplate, GetSmsTemplate(List) ----------
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cardsms.delivery.connector import Inbound
+from cardsms.delivery.digital import DigitalMessage
 
 
 class SimulatedDigitalChannel:
@@ -21,12 +22,12 @@ class SimulatedDigitalChannel:
         self.prefix = f"D{int(datetime.now(UTC).timestamp()):x}-"  # ids stay unique across restarts
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, e164: str, content: str, template_code: str) -> str:
+    async def submit(self, message: DigitalMessage) -> tuple[str, str]:
         ident = f"{self.prefix}{next(self.counter)}"
-        task = asyncio.create_task(self._receipt(ident, e164))
+        task = asyncio.create_task(self._receipt(ident, message.e164))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return ident
+        return self.name, ident
 
     async def _receipt(self, ident: str, e164: str) -> None:
         await asyncio.sleep(self.latency)

@@ -165,6 +165,18 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
             return _upload_error("NoSuchKey", f"object {key!r} does not exist", 404)
         return Response(data, media_type=sniff(data) or "application/octet-stream")
 
+    async def mm7_inbound(request: Request) -> Response:
+        """What an MMSC posts to a digital link: delivery reports and replies (delivery/mm7.py)."""
+        name = request.path_params["name"]
+        link = next((x for x in delivery.digital_links if x.name == name), None) if delivery is not None else None
+        if link is None:
+            return Response(f"no digital link {name!r} takes reports on this server", 404, media_type="text/plain")
+        why = link.authorized(request.headers.get("authorization", ""), request.client.host if request.client else "")
+        if why:
+            return Response(why, 401, media_type="text/plain", headers={"www-authenticate": 'Basic realm="mm7"'})
+        status, content_type, body = link.inbound(request.headers.get("content-type", ""), await request.body())
+        return Response(body, status, headers={"content-type": content_type})
+
     async def reviewer() -> None:
         while True:
             try:
@@ -195,6 +207,7 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
             Route(f"/oss/{media.BUCKET}", upload, methods=["POST"]),
             Route("/media/{key:path}", download),
             Route("/s/{code}", resolver(svc)),
+            Route("/mm7/{name}", mm7_inbound, methods=["POST"]),
             *Console(svc, delivery).routes(),
         ],
         lifespan=lifespan,

@@ -26,6 +26,7 @@ API_BODY = 16 * MB  # the API's largest form body (openapi/dispatch.MAX_BODY)
 UPLOAD_BODY = 64 * MB  # the object-store upload: the largest policy's file plus its form fields
 CONSOLE_BODY = 32 * MB  # console forms with files (imports are 3 MB, images and qualification scans 10 MB each)
 LOGIN_BODY = 16 * KB
+MM7_BODY = 4 * MB  # an MMSC's delivery reports and replies (a reply may carry a picture)
 OTHER_BODY = 64 * KB  # routes that take no body worth the name (GET pages, card links, downloads)
 UPLOAD_FIELD_BYTES = 8 * KB
 UPLOAD_FIELDS = 20
@@ -39,6 +40,8 @@ def route_limit(path: str) -> int:
         return UPLOAD_BODY
     if path == "/console/login":
         return LOGIN_BODY
+    if path.startswith("/mm7/"):
+        return MM7_BODY
     if path.startswith("/console/"):
         return CONSOLE_BODY
     return OTHER_BODY

@@ -1,0 +1,217 @@
+"""MM7 to a carrier's MMSC (the VASP role): one `Mm7Link` per configured mm7:// or mm7s:// URL.
+
+Out: SubmitReq over HTTP(S) with Basic authentication (VASPID and secret), the digital template's parts as
+the content; the SubmitRsp's MessageID is the id delivery reports are matched by. Statuses (TS 23.140):
+1xxx success; 2xxx the request's own fault, final; 3xxx the server's, retried with backoff; 4006 (service
+unavailable), HTTP 429 and 503 slow the link down; 4001 (improper identification) and HTTP 401/403 mean
+the link's credentials are refused: the link is down for a while and its messages wait; other 4xxx are
+final. A timeout may have reached the MMSC: it is retried, flagged as possibly sent.
+
+In: `inbound()` takes what the MMSC posts to `/mm7/<link name>` (DeliveryReportReq, DeliverReq), checks the
+link's credentials and source networks, hands each report or reply to the dispatcher (which journals it
+before this returns, as SMPP receipts are) and answers DeliveryReportRsp / DeliverRsp, or RSErrorRsp with
+the status that names what was wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import ipaddress
+import itertools
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+
+from cardsms.delivery import mm7_wire as wire
+from cardsms.delivery.config import DigitalConfig
+from cardsms.delivery.connector import Inbound, SubmitError, TokenBucket
+from cardsms.delivery.digital import ContentLoader, DigitalMessage
+
+log = structlog.get_logger("cardsms.mm7")
+
+DOWN_SECONDS = 5.0  # a link whose MMSC cannot be reached (or refuses our credentials) rests this long
+
+
+def mm7_number(e164: str) -> str:
+    """Recipients go as international digits without '+' (8613800000000), as the mainland MMSCs take them."""
+    return e164.lstrip("+")
+
+
+class Mm7Link:
+    protocol = "mm7"
+
+    def __init__(self, cfg: DigitalConfig, load: ContentLoader, on_inbound: Callable[[Inbound], None]) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.load = load
+        self.on_inbound = on_inbound
+        self.bucket = TokenBucket(cfg.tps)
+        self.slots = asyncio.Semaphore(cfg.concurrency)
+        self.throttled_until = 0.0
+        self.throttle_backoff = 0.1
+        self.down_until = 0.0
+        self.last_error = ""
+        self.submitted = 0
+        self.reports = 0
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(4)
+        verify: Any = cfg.tls.context() if cfg.tls is not None else True
+        self.client = httpx.AsyncClient(timeout=cfg.timeout, verify=verify, follow_redirects=False,
+                                        limits=httpx.Limits(max_connections=cfg.concurrency))
+
+    @property
+    def up(self) -> bool:
+        return self.down_until <= time.monotonic()
+
+    def serves(self, e164: str) -> bool:
+        return self.cfg.serves(e164)
+
+    def status(self) -> dict[str, Any]:
+        return {"name": self.name, "protocol": self.cfg.scheme, "host": self.cfg.endpoint, "bound": self.up,
+                "binds": 0, "window": self.cfg.concurrency, "tps": self.cfg.tps, "last_error": self.last_error,
+                "submitted": self.submitted, "reports": self.reports, "schema": self.cfg.schema}
+
+    async def run(self) -> None:
+        """MM7 keeps no session: nothing to hold up (here for the connector interface)."""
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+
+    # --- out ----------------------------------------------------------------------------------------------
+
+    def _down(self, error: str) -> None:
+        self.down_until = time.monotonic() + DOWN_SECONDS
+        self.last_error = error
+        log.warning("mm7.link_down", link=self.name, error=error, retry_in=DOWN_SECONDS)
+
+    def _throttled(self) -> None:
+        self.throttled_until = time.monotonic() + self.throttle_backoff
+        self.throttle_backoff = min(self.throttle_backoff * 2, 5.0)
+
+    async def submit(self, message: DigitalMessage) -> str:
+        content = await self.load(message.account_id, message.template_code)
+        await self.bucket.take()
+        async with self.slots:
+            return await self._submit(message, content.subject, content.parts)
+
+    async def _submit(self, message: DigitalMessage, subject: str, parts: tuple[wire.Part, ...]) -> str:
+        cfg = self.cfg
+        req = wire.SubmitReq(f"{self._prefix}-{next(self._ids)}", (mm7_number(message.e164),), parts,
+                             vasp_id=cfg.vasp_id, vas_id=cfg.vas_id, sender=cfg.service_code,
+                             service_code=cfg.service_code, expiry=message.expires_at, delivery_report=True,
+                             subject=subject)
+        ctype, body = wire.encode_submit(req, cfg.schema, cfg.version)
+        try:
+            resp = await self.client.post(cfg.endpoint, content=body, auth=(cfg.vasp_id, cfg.secret),
+                                          headers={"content-type": ctype, "soapaction": '""'})
+        except httpx.TimeoutException:
+            self.last_error = f"no answer within {cfg.timeout:g} s"
+            error = SubmitError("TIMEOUT", f"the MMSC did not answer within {cfg.timeout:g} s", True)
+            error.sent_parts = 1  # it may have been taken
+            raise error from None
+        except httpx.HTTPError as exc:
+            self._down(f"{type(exc).__name__}: {exc}"[:300])
+            raise SubmitError("MM7_UNREACHABLE", f"the MMSC cannot be reached: {exc}"[:300], True, link=True) from None
+        return self._outcome(resp)
+
+    def _outcome(self, resp: httpx.Response) -> str:
+        if resp.status_code in (401, 403):
+            self._down(f"HTTP {resp.status_code}: the MMSC refused the VASPID and secret")
+            raise SubmitError("MM7_UNAUTHORIZED", f"HTTP {resp.status_code}: the MMSC refused our credentials", True,
+                              link=True)
+        if resp.status_code in (429, 503):
+            self._throttled()
+            raise SubmitError("MM7_THROTTLED", f"HTTP {resp.status_code}: the MMSC asks us to slow down", True,
+                              throttled=True)
+        try:
+            answer = wire.response(wire.decode(resp.headers.get("content-type", ""), resp.content))
+        except wire.Mm7Error as exc:
+            if resp.status_code >= 500:
+                raise SubmitError(f"HTTP{resp.status_code}", f"the MMSC failed (HTTP {resp.status_code})", True) \
+                    from None
+            raise SubmitError("MM7_BAD_ANSWER", f"HTTP {resp.status_code} with no MM7 answer: {exc.text}"[:300],
+                              True) from None
+        code, text = answer.status, f"MM7 {answer.status} {answer.status_text}".strip()
+        klass = wire.status_class(code)
+        if klass == "success":
+            if not answer.message_id:
+                raise SubmitError("MM7_BAD_ANSWER", "the SubmitRsp carries no MessageID", True)
+            self.throttle_backoff = 0.1
+            self.submitted += 1
+            self.last_error = ""
+            return answer.message_id
+        if code == wire.SERVICE_UNAVAILABLE:
+            self._throttled()
+            raise SubmitError(f"MM7:{code}", text, True, throttled=True)
+        if code == wire.IMPROPER_IDENTIFICATION:
+            self._down(text)
+            raise SubmitError(f"MM7:{code}", text, True, link=True)
+        raise SubmitError(f"MM7:{code}", text, klass == "server")
+
+    # --- in -----------------------------------------------------------------------------------------------
+
+    def authorized(self, header: str, client: str) -> str:
+        """'' when the request may come in; otherwise why not."""
+        if self.cfg.allow and not _address_in(client, self.cfg.allow):
+            return f"{client} is not in this link's allowed networks"
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != "basic" or not raw:
+            return "Basic authentication is required"
+        try:
+            user, _, password = base64.b64decode(raw.strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return "the Authorization header is not valid Basic credentials"
+        good = hmac.compare_digest(user.encode(), self.cfg.vasp_id.encode()) & \
+            hmac.compare_digest(password.encode(), self.cfg.secret.encode())
+        return "" if good else "wrong VASPID or secret"
+
+    def inbound(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        """Handle one request from the MMSC: (HTTP status, content type, body) of the answer. What it reports
+        is journaled (on_inbound) before this returns."""
+        schema = self.cfg.schema
+        try:
+            decoded = wire.decode(content_type, body)
+        except wire.Mm7Error as exc:
+            return self._error(400 if exc.status < 3000 else 500, exc.status, exc.text, "", schema)
+        schema, tid = decoded.schema, decoded.transaction_id
+        try:
+            if decoded.kind == "DeliveryReportReq":
+                rep = wire.delivery_report_req(decoded)
+                stat = wire.MM_STATUS_STATS[rep.mm_status]
+                if stat:  # DeferredRetrieval is not final: the handset retrieves later, and a report follows
+                    self.on_inbound(Inbound(self.name, True, "+" + rep.recipient.lstrip("+"), rep.sender, "",
+                                            rep.message_id, stat, rep.mm_status if stat != "DELIVRD" else "",
+                                            rep.date.astimezone(UTC), self.cfg.service_code))
+                self.reports += 1
+                ctype, out = wire.encode_response("DeliveryReportRsp", tid, wire.SUCCESS, schema,
+                                                  version=self.cfg.version)
+                return 200, ctype, out
+            if decoded.kind == "DeliverReq":
+                mo = wire.deliver_req(decoded)
+                to = mo.recipients[0] if mo.recipients else self.cfg.service_code
+                self.on_inbound(Inbound(self.name, False, "+" + mo.sender.lstrip("+"), to, mo.text, "", "", "",
+                                        datetime.now(UTC), self.cfg.service_code))
+                ctype, out = wire.encode_response("DeliverRsp", tid, wire.SUCCESS, schema, version=self.cfg.version)
+                return 200, ctype, out
+        except wire.Mm7Error as exc:
+            return self._error(400, exc.status, exc.text, tid, schema)
+        return self._error(400, wire.UNSUPPORTED_OPERATION, f"{decoded.kind} is not an operation a VASP takes",
+                           tid, schema)
+
+    def _error(self, http: int, status: int, text: str, tid: str, schema: str) -> tuple[int, str, bytes]:
+        ctype, out = wire.encode_response("VASPErrorRsp", tid, status, schema, text=text, version=self.cfg.version)
+        return http, ctype, out
+
+
+def _address_in(client: str, networks: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n) for n in networks)

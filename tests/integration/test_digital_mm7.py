@@ -1,0 +1,143 @@
+"""Digital messages for real: the README's card task with digital fallback over MM7 to `cardsms simulator
+mmsc` in its own process (every part byte-equal at the MMSC, every delivery report back, an MO "R" opts the
+number out), and what the server's MM7 inbound path does with hostile or unauthenticated requests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from alibabacloud_dysmsapi20170525 import models as m
+
+from cardsms.delivery import mm7_wire as wire
+from tests.conftest import BACKENDS, env_for, new_tenant
+from tests.harness import cli, free_port, running_server
+from tests.integration.helpers import approved_sign, b64, eventually, png, text_template
+from tests.integration.test_cmpp_and_tls import simulator
+from tests.integration.test_sending import card_records
+
+VASP, SECRET = "VASP01", "s3cret-mm7"
+TEXT = "您的订单已发货，点击查看物流详情。".encode()
+
+
+def digital_template(client: object, parts: list[tuple[bytes, str, str]]) -> str:
+    body = client.create_digital_sms_template(m.CreateDigitalSmsTemplateRequest(  # type: ignore[attr-defined]
+        template_name="物流通知", remark="test", template_contents=[
+            m.CreateDigitalSmsTemplateRequestTemplateContents(file_contents=b64(data), file_name=name,
+                                                              file_size=len(data), file_suffix=suffix)
+            for data, name, suffix in parts])).body
+    assert body.code == "OK", body.to_map()
+    return str(body.template_code)
+
+
+def mm7_url(port: int) -> str:
+    return f"mm7://{VASP}:{SECRET}@127.0.0.1:{port}/mm7/submit?vasid=VAS01&service_code=10690123"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_readme_card_task_with_digital_fallback_over_mm7(backend: str, request: pytest.FixtureRequest,
+                                                             tmp_path: Path) -> None:
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0")
+    server_port, smsc_port, mmsc_port = free_port(), free_port(), free_port()
+    smsc_log, mmsc_log = tmp_path / "smsc.jsonl", tmp_path / "mmsc.jsonl"
+    image = png(320, 180)
+    with simulator("smsc", env, "--port", str(smsc_port), "--latency-ms", "20", "--log", str(smsc_log)), \
+            simulator("mmsc", env, "--port", str(mmsc_port), "--vasp-id", VASP, "--secret", SECRET,
+                      "--report-url", f"http://127.0.0.1:{server_port}/mm7/mm7-1", "--report-user", VASP,
+                      "--report-secret", SECRET, "--latency-ms", "20", "--reply-text", "R", "--log", str(mmsc_log)), \
+            running_server(env, backend, ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}",
+                                          "--digital", mm7_url(mmsc_port)), port=server_port) as server:
+        tenant = new_tenant(server)
+        c = tenant.client()
+        sign = approved_sign(c, "数字回落")
+        code = digital_template(c, [(TEXT, "正文", "txt"), (image, "图片", "png")])
+        phones = [str(13700000000 + int(time.time() * 10) % 10_000_000 * 10 + i) for i in range(30)]
+        numbers = tmp_path / "numbers.txt"
+        numbers.write_text("\n".join(phones) + "\n")
+        done = cli(env, "task", "create", "--account", tenant.name, "--name", "mm7", "--sign", sign,
+                   "--template", "PUB_SERVICE_NOTICE", "--fallback", "DIGITALSMS", "--fallback-template", code,
+                   "--file", str(numbers), "--wait")
+        assert "completed" in done.stdout, done.stdout
+
+        # the card phones got the card link by SMS; every other number one digital message at the MMSC
+        card_phones = {json.loads(line)["dest"].removeprefix("86") for line in smsc_log.read_text().splitlines()}
+        submits = [json.loads(line) for line in mmsc_log.read_text().splitlines()]
+        digital_phones = [r.removeprefix("86") for s in submits for r in s["recipients"]]
+        assert card_phones and digital_phones, "the handset population should give both kinds"
+        assert sorted(digital_phones) == sorted(set(phones) - card_phones)  # each once
+        for s in submits:
+            assert s["vasp_id"] == VASP and s["vas_id"] == "VAS01" and s["sender"] == "10690123"
+            assert s["schema"] == "REL-6-MM7-1-4" and s["delivery_report"] and s["expiry"]
+            assert [(p["sha256"], p["location"]) for p in s["parts"]] == [
+                (hashlib.sha256(TEXT).hexdigest(), "正文"), (hashlib.sha256(image).hexdigest(), "图片")]
+            assert [p["type"].split(";")[0] for p in s["parts"]] == ["text/plain", "image/png"]
+
+        # every digital message's delivery report arrived: delivered in GetCardSmsDetails
+        def undelivered() -> list[str]:
+            return [p for p in digital_phones if not any(
+                r.receive_type == "DIGITAL_SMS" and r.send_status == 3 and r.template_code == code
+                for r in card_records(c, phone_number=p))]
+
+        eventually(lambda: not undelivered(), timeout=60)
+        status = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+        assert 'cardsms_connector_bound{connector="mm7-1",protocol="mm7"} 1.0' in status
+
+        # each digital recipient replied R: opted out, so a promotional send skips them
+        promo = text_template(c, "双十二大促，全场五折，详情见店铺首页。", template_type=2, name="promo")
+
+        def opted_out() -> bool:
+            again = c.send_sms(m.SendSmsRequest(phone_numbers=digital_phones[0], sign_name=sign,
+                                                template_code=promo)).body
+            assert again.code == "OK", again.to_map()
+            return "opted out" in str(again.message)
+
+        eventually(opted_out, timeout=60)
+
+
+def _report(message_id: str = "MID-unknown") -> tuple[str, bytes]:
+    return wire.encode_delivery_report(wire.DeliveryReportReq(
+        "tx-1", message_id, "8613700000001", "10690123", datetime.now(UTC), "Retrieved"))
+
+
+def test_the_mm7_inbound_path_refuses_hostile_and_unauthenticated_requests(request: pytest.FixtureRequest) -> None:
+    env = env_for("sqlite", request, CARDSMS_SIM_REVIEW_SECONDS="0")
+    mmsc_port = free_port()  # nothing listens there: only the inbound side is exercised
+    with running_server(env, "sqlite", ("--digital", mm7_url(mmsc_port))) as server:
+        url = f"http://127.0.0.1:{server.port}/mm7/mm7-1"
+        auth = "Basic " + base64.b64encode(f"{VASP}:{SECRET}".encode()).decode()
+        ctype, body = _report()
+        # no or wrong credentials
+        assert httpx.post(url, content=body, headers={"content-type": ctype}).status_code == 401
+        wrong = "Basic " + base64.b64encode(f"{VASP}:nope".encode()).decode()
+        assert httpx.post(url, content=body, headers={"content-type": ctype, "authorization": wrong}
+                          ).status_code == 401
+        # an unknown link
+        assert httpx.post(url.replace("mm7-1", "other"), content=body,
+                          headers={"content-type": ctype, "authorization": auth}).status_code == 404
+        hostile = {
+            b"<<<not xml": wire.FORMAT_CORRUPT,
+            b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]><e>&x;</e>':
+                wire.FORMAT_CORRUPT,
+            b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
+            b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]><l>&c;</l>': wire.FORMAT_CORRUPT,
+        }
+        for bad, status in hostile.items():
+            resp = httpx.post(url, content=bad, headers={"content-type": "text/xml", "authorization": auth})
+            assert resp.status_code == 400, resp.text
+            answer = wire.response(wire.decode(resp.headers["content-type"], resp.content))
+            assert answer.fault and answer.kind == "VASPErrorRsp" and answer.status == status
+        # a 100 MB attachment is refused at the route's limit
+        big = httpx.post(url, content=b"x" * (100 * 1024 * 1024),
+                         headers={"content-type": "multipart/related; boundary=b", "authorization": auth})
+        assert big.status_code == 413
+        # a well-formed report is taken (an unknown MessageID waits as an early receipt, as over SMPP)
+        ok = httpx.post(url, content=body, headers={"content-type": ctype, "authorization": auth})
+        assert ok.status_code == 200
+        assert wire.response(wire.decode(ok.headers["content-type"], ok.content)).status == wire.SUCCESS
+        assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
