@@ -886,6 +886,8 @@ def simulator_mmsc(
     reply_text: Annotated[str, typer.Option(help="recipients reply this text (a DeliverReq) after retrieving")] = "",
     reply_share: Annotated[int, typer.Option(help="percent of recipients who reply", min=0, max=100)] = 100,
     log_file: SimLog = None,
+    report_log: Annotated[Path | None, typer.Option(help="append every report the VASP acknowledged as JSON")
+                          ] = None,
 ) -> None:
     """Run the simulated MMSC (MM7, REL-5 and REL-6 schemas) alone: delivery reports follow every submit."""
     import uvicorn
@@ -903,7 +905,7 @@ def simulator_mmsc(
         host=host, port=port, vasp_id=vasp_id, secret=secret, report_url=report_url, report_user=report_user,
         report_secret=report_secret, latency_ms=latency_ms, fail_share=fail_share, expire_share=expire_share,
         no_mms_share=no_mms_share, throttle_share=throttle_share, reply_text=reply_text, reply_share=reply_share,
-        log_path=log_file))
+        log_path=log_file, report_log_path=report_log))
 
     async def _main() -> None:
         server = uvicorn.Server(uvicorn.Config(mmsc.app(), host=host, port=port, log_config=None, access_log=False))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -28,16 +29,21 @@ from tests.integration.test_webhooks_and_replies import Receiver
 
 @contextmanager
 def simulator(kind: str, env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
-    """`cardsms simulator smsc|ismg ARGS` in its own process, until it says it is listening."""
+    """`cardsms simulator smsc|ismg|mmsc ARGS` in its own process, until it says it is listening. Its log goes
+    to a file: a pipe nobody reads would fill up and stop the simulator in the middle of a test."""
+    errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below, after the process)
     proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", kind, *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=errors, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert "listening" in line, (line, proc.stderr.read() if proc.stderr else "")
+        if "listening" not in line:
+            errors.seek(0)
+            raise AssertionError(f"the simulated {kind} did not start: {line}{errors.read()[-3000:]}")
         yield proc
     finally:
         stop_process(proc)  # type: ignore[arg-type]
+        errors.close()
 
 
 def logged_texts(log: Path) -> dict[str, str]:

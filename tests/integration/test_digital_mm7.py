@@ -14,9 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 from alibabacloud_dysmsapi20170525 import models as m
+from sqlalchemy import func, select
 
+from cardsms.db.schema import message_events, messages
 from cardsms.delivery import mm7_wire as wire
-from tests.conftest import BACKENDS, env_for, new_tenant
+from cardsms.services.core import Services
+from tests.conftest import BACKENDS, env_for, new_tenant, run_with_services
 from tests.harness import cli, free_port, running_server
 from tests.integration.helpers import approved_sign, b64, eventually, png, text_template
 from tests.integration.test_cmpp_and_tls import simulator
@@ -141,3 +144,57 @@ def test_the_mm7_inbound_path_refuses_hostile_and_unauthenticated_requests(reque
         assert ok.status_code == 200
         assert wire.response(wire.decode(ok.headers["content-type"], ok.content)).status == wire.SUCCESS
         assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kill_9_during_a_burst_of_mm7_reports_loses_none_and_applies_none_twice(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Every number falls back to a digital message; the server is killed (SIGKILL) while the MMSC's delivery
+    reports stream in. The MMSC sends again what was not acknowledged; the journal holds what was: after the
+    restart every message is delivered, with exactly one delivered event."""
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_CARD_SHARE="0")
+    total = 400
+    server_port, smsc_port, mmsc_port = free_port(), free_port(), free_port()
+    acked, submitted = tmp_path / "acked.jsonl", tmp_path / "submitted.jsonl"
+    args = ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}", "--digital", mm7_url(mmsc_port))
+    with simulator("smsc", env, "--port", str(smsc_port)), \
+            simulator("mmsc", env, "--port", str(mmsc_port), "--report-url",
+                      f"http://127.0.0.1:{server_port}/mm7/mm7-1", "--report-user", VASP, "--report-secret",
+                      SECRET, "--latency-ms", "3000", "--report-log", str(acked), "--log", str(submitted)):
+        with running_server(env, backend, args, port=server_port) as server:
+            tenant = new_tenant(server)
+            c = tenant.client()
+            sign = approved_sign(c, "断电测试")
+            code = digital_template(c, [(TEXT, "正文", "txt")])
+            numbers = tmp_path / "numbers.txt"
+            numbers.write_text("".join(f"{13600000000 + i}\n" for i in range(total)))
+            cli(env, "task", "create", "--account", tenant.name, "--name", "kill", "--sign", sign,
+                "--template", "PUB_SERVICE_NOTICE", "--fallback", "DIGITALSMS", "--fallback-template", code,
+                "--file", str(numbers))
+            # every message has reached the MMSC (the reports come 3 s after each): then kill in their burst
+            eventually(lambda: submitted.exists() and sum(1 for _ in submitted.open()) >= total, timeout=120)
+            eventually(lambda: acked.exists() and sum(1 for _ in acked.open()) >= total // 5, timeout=120,
+                       interval=0.01)
+            server.proc.kill()
+            server.proc.wait()
+        at_kill = sum(1 for _ in acked.open())
+        assert at_kill < total, "every report was in before the kill: the test proves nothing"
+        with running_server(env, backend, args, port=server_port) as again:
+            try:
+                eventually(lambda: sum(1 for _ in acked.open()) >= total, timeout=180, interval=0.5)
+            except AssertionError:
+                raise AssertionError((Path(env["CARDSMS_DATA_DIR"]) / f"serve-{again.port}.log").read_text()[-3000:]
+                                     ) from None
+
+            async def delivered(svc: Services) -> tuple[int, int, list[int]]:
+                async with svc.read() as conn:
+                    done = await conn.scalar(select(func.count()).select_from(messages).where(
+                        messages.c.channel == "digital", messages.c.state == "delivered"))
+                    counts = (await conn.execute(select(message_events.c.message_id, func.count()).where(
+                        message_events.c.kind == "delivered").group_by(message_events.c.message_id))).all()
+                return int(done or 0), len(counts), sorted({n for _, n in counts})
+
+            eventually(lambda: run_with_services(env, delivered)[0] == total, timeout=60)
+            done, with_event, per_message = run_with_services(env, delivered)
+    assert (done, with_event, per_message) == (total, total, [1]), (done, with_event, per_message)
+    print(f"kill -9 during MM7 reports: {at_kill} of {total} acknowledged before the kill; all delivered once")

@@ -53,6 +53,7 @@ class MmscOptions:
     reply_text: str = ""
     reply_share: int = 0
     log_path: Path | None = None
+    report_log_path: Path | None = None  # every report the VASP acknowledged, as a JSON line
 
 
 class SimulatedMmsc:
@@ -66,6 +67,7 @@ class SimulatedMmsc:
         self.accepted = 0
         self.reports_sent = 0
         self._log = opt.log_path.open("a", encoding="utf-8") if opt.log_path else None
+        self._report_log = opt.report_log_path.open("a", encoding="utf-8") if opt.report_log_path else None
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
@@ -75,8 +77,9 @@ class SimulatedMmsc:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.aclose()
-        if self._log is not None:
-            self._log.close()
+        for f in (self._log, self._report_log):
+            if f is not None:
+                f.close()
 
     def _authorized(self, header: str) -> bool:
         if not self.opt.vasp_id:
@@ -154,7 +157,10 @@ class SimulatedMmsc:
             status = self._status(number)
             rep = wire.DeliveryReportReq(f"dr-{message_id}-{number}", message_id, number, req.sender or "mmsc",
                                          datetime.now(UTC), status, status, "simulated-mmsc")
-            await self._post(*wire.encode_delivery_report(rep, schema))
+            if await self._post(*wire.encode_delivery_report(rep, schema)) and self._report_log is not None:
+                self._report_log.write(json.dumps({"message_id": message_id, "recipient": number,
+                                                   "status": status}) + "\n")
+                self._report_log.flush()
             self.reports_sent += 1
             if status == "Retrieved" and self.opt.reply_text and share_hit(number, "mm7-reply", self.opt.reply_share):
                 mo = wire.DeliverReq(f"mo-{message_id}-{number}", number, (req.sender,) if req.sender else (),
@@ -163,26 +169,29 @@ class SimulatedMmsc:
                                                       "reply-text", "reply.txt"),))
                 await self._post(*wire.encode_deliver(mo, schema))
 
-    async def _post(self, content_type: str, body: bytes) -> None:
-        """Until the VASP acknowledges with status 1000 (an MMSC keeps a report until it is taken)."""
+    async def _post(self, content_type: str, body: bytes) -> bool:
+        """Until the VASP acknowledges with status 1000 (an MMSC keeps a report until it is taken): whether it
+        did."""
         delay = 0.2
         auth: Any = httpx.BasicAuth(self.opt.report_user, self.opt.report_secret) if self.opt.report_user \
             else httpx.USE_CLIENT_DEFAULT
-        for _ in range(60):
+        for attempt in range(60):
             try:
                 resp = await self.client.post(self.opt.report_url, content=body, auth=auth,
                                               headers={"content-type": content_type, "soapaction": '""'})
                 answer = wire.response(wire.decode(resp.headers.get("content-type", ""), resp.content))
                 if resp.status_code == 200 and wire.status_class(answer.status) == "success":
-                    return
+                    return True
                 log.warning("mmsc.report_refused", http=resp.status_code, status=answer.status,
                             text=answer.status_text)
                 if wire.status_class(answer.status) == "client":
-                    return  # the VASP will never take it
+                    return False  # the VASP will never take it
             except (httpx.HTTPError, wire.Mm7Error) as exc:
-                log.warning("mmsc.report_failed", error=str(exc)[:200], retry_in=delay)
+                if attempt == 0:  # once per report: a VASP that is down would otherwise fill the log
+                    log.warning("mmsc.report_failed", error=str(exc)[:200], retrying=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+        return False
 
     def stats(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "reports_sent": self.reports_sent}
