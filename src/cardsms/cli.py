@@ -888,6 +888,9 @@ def simulator_mmsc(
     log_file: SimLog = None,
     report_log: Annotated[Path | None, typer.Option(help="append every report the VASP acknowledged as JSON")
                           ] = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    tls_client_ca: TlsClientCa = None,
 ) -> None:
     """Run the simulated MMSC (MM7, REL-5 and REL-6 schemas) alone: delivery reports follow every submit."""
     import uvicorn
@@ -899,6 +902,13 @@ def simulator_mmsc(
         raise fail(f"--report-url: must be an http(s) URL, got {report_url!r}")
     if bool(vasp_id) != bool(secret):
         raise fail("--vasp-id and --secret: give both or neither")
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("--tls-cert and --tls-key: give both or neither")
+    if tls_client_ca is not None and tls_cert is None:
+        raise fail("--tls-client-ca: needs --tls-cert and --tls-key")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--tls-client-ca", tls_client_ca)):
+        if path is not None and not path.is_file():
+            raise fail(f"{flag}: {path} is not a readable file")
     settings = load_settings()
     configure_logging(settings)
     mmsc = SimulatedMmsc(MmscOptions(
@@ -908,13 +918,21 @@ def simulator_mmsc(
         log_path=log_file, report_log_path=report_log))
 
     async def _main() -> None:
-        server = uvicorn.Server(uvicorn.Config(mmsc.app(), host=host, port=port, log_config=None, access_log=False))
+        import ssl
+
+        tls: dict[str, Any] = {}
+        if tls_cert is not None:
+            tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+            if tls_client_ca is not None:
+                tls.update(ssl_ca_certs=str(tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+        server = uvicorn.Server(uvicorn.Config(mmsc.app(), host=host, port=port, log_config=None, access_log=False,
+                                               **tls))
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
         if serving.done():
             raise fail(f"cannot start the simulated MMSC on {host}:{port} (is the port in use?)")
-        out.print(f"simulated MMSC listening on {host}:{port}", highlight=False)
+        out.print(f"simulated MMSC listening on {host}:{port}{' (TLS)' if tls else ''}", highlight=False)
         try:
             await serving
         finally:

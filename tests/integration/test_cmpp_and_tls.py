@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 from alibabacloud_dysmsapi20170525 import models as m
 
 from cardsms.delivery import cmpp_pdu as cp
@@ -242,23 +241,6 @@ def test_serve_speaks_cmpp_to_its_embedded_ismg(request: pytest.FixtureRequest) 
         eventually(delivered, timeout=30)
         health = httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).json()
         assert "cmpp 2.0" in json.dumps(health, ensure_ascii=False), health
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
-    where = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("cardsms-client@example.com")
-    files = {"ca": where / "ca.pem", "cert": where / "server.pem", "key": where / "server.key",
-             "client_cert": where / "client.pem", "client_key": where / "client.key"}
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
-    server.private_key_pem.write_to_path(str(files["key"]))
-    client.cert_chain_pems[0].write_to_path(str(files["client_cert"]))
-    client.private_key_pem.write_to_path(str(files["client_key"]))
-    return files
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

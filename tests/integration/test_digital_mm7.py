@@ -198,3 +198,49 @@ def test_kill_9_during_a_burst_of_mm7_reports_loses_none_and_applies_none_twice(
             done, with_event, per_message = run_with_services(env, delivered)
     assert (done, with_event, per_message) == (total, total, [1]), (done, with_event, per_message)
     print(f"kill -9 during MM7 reports: {at_kill} of {total} acknowledged before the kill; all delivered once")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_digital_links_fail_over_slow_down_when_throttled_and_speak_tls(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path, tls_files: dict[str, Path]) -> None:
+    """The first link's MMSC cannot be reached: the second takes every message. That one is MM7 over HTTPS with
+    a client certificate, and answers 30% of the submits 4006 (service unavailable): nothing fails for it."""
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_CARD_SHARE="0")
+    server_port, smsc_port, mmsc_port, dead_port = free_port(), free_port(), free_port(), free_port()
+    log = tmp_path / "mmsc.jsonl"
+    tls = (f"mm7s://{VASP}:{SECRET}@127.0.0.1:{mmsc_port}/mm7?service_code=10690123&ca={tls_files['ca']}"
+           f"&cert={tls_files['client_cert']}&key={tls_files['client_key']}")
+    args = ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}", "--digital", mm7_url(dead_port), "--digital", tls)
+    with simulator("smsc", env, "--port", str(smsc_port)), \
+            simulator("mmsc", env, "--port", str(mmsc_port), "--vasp-id", VASP, "--secret", SECRET,
+                      "--report-url", f"http://127.0.0.1:{server_port}/mm7/mm7-2", "--report-user", VASP,
+                      "--report-secret", SECRET, "--latency-ms", "20", "--throttle-share", "30",
+                      "--tls-cert", str(tls_files["cert"]), "--tls-key", str(tls_files["key"]),
+                      "--tls-client-ca", str(tls_files["ca"]), "--log", str(log)), \
+            running_server(env, backend, args, port=server_port) as server:
+        tenant = new_tenant(server)
+        c = tenant.client()
+        sign = approved_sign(c, "链路切换")
+        code = digital_template(c, [(TEXT, "正文", "txt")])
+        phones = [str(13500000000 + i) for i in range(40)]
+        numbers = tmp_path / "numbers.txt"
+        numbers.write_text("\n".join(phones) + "\n")
+        done = cli(env, "task", "create", "--account", tenant.name, "--name", "failover", "--sign", sign,
+                   "--template", "PUB_SERVICE_NOTICE", "--fallback", "DIGITALSMS", "--fallback-template", code,
+                   "--file", str(numbers), "--wait")
+        assert "completed" in done.stdout, done.stdout
+
+        async def states(svc: Services) -> list[tuple[str, str, str]]:
+            async with svc.read() as conn:
+                return [(r.state, r.connector, r.error_code) for r in await conn.execute(
+                    select(messages.c.state, messages.c.connector, messages.c.error_code).where(
+                        messages.c.channel == "digital"))]
+
+        eventually(lambda: {s for s, _, _ in run_with_services(env, states)} == {"delivered"}, timeout=60)
+        assert {(s, link) for s, link, _ in run_with_services(env, states)} == {("delivered", "mm7-2")}
+        accepted = sorted(r.removeprefix("86") for line in log.read_text().splitlines()
+                          for r in json.loads(line)["recipients"])
+        assert accepted == sorted(phones)  # each once: a 4006 is not a submit
+        metrics = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+        assert 'cardsms_connector_bound{connector="mm7-2",protocol="mm7s"} 1.0' in metrics
+        assert 'cardsms_connector_bound{connector="mm7-1",protocol="mm7"} 0.0' in metrics
