@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from cardsms.delivery import mm7_wire as wire
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, env_for, new_tenant, run_with_services
 from tests.harness import cli, free_port, running_server
-from tests.integration.helpers import approved_sign, b64, eventually, png, text_template
+from tests.integration.helpers import approved_sign, b64, eventually, legacy, png, text_template
 from tests.integration.test_cmpp_and_tls import simulator
 from tests.integration.test_sending import card_records
 
@@ -37,6 +38,18 @@ def digital_template(client: object, parts: list[tuple[bytes, str, str]]) -> str
             for data, name, suffix in parts])).body
     assert body.code == "OK", body.to_map()
     return str(body.template_code)
+
+
+def console_client(server: object, env: dict[str, str], account: str) -> httpx.Client:
+    """A console login for a new operator of `account`."""
+    user = f"op{int(time.time() * 1000) % 10**9}"
+    cli(env, "user", "create", user, "--account", account, "--role", "operator", "--password", "web-pass-123")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60)  # type: ignore[attr-defined]
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
+    assert token
+    done = client.post("/console/login", data={"username": user, "password": "web-pass-123", "csrf": token.group(1)})
+    assert done.status_code == 303, done.text[:300]
+    return client
 
 
 def mm7_url(port: int) -> str:
@@ -88,6 +101,30 @@ def test_the_readme_card_task_with_digital_fallback_over_mm7(backend: str, reque
                 for r in card_records(c, phone_number=p))]
 
         eventually(lambda: not undelivered(), timeout=60)
+
+        # QuerySendTimeline tells the digital leg's story, with the MMSC's MessageID
+        async def digital_ids(svc: Services) -> list[tuple[str, str, int]]:
+            async with svc.read() as conn:
+                return [(r.phone, r.biz_id, r.task_id) for r in await conn.execute(
+                    select(messages.c.phone, messages.c.biz_id, messages.c.task_id).where(
+                        messages.c.channel == "digital"))]
+
+        phone, biz_id, task_id = run_with_services(env, digital_ids)[0]
+        (timeline,) = legacy(tenant, "QuerySendTimeline", BizId=biz_id, PhoneNumber=phone)["Messages"]
+        assert timeline["State"] == "delivered"
+        events = [(e["Event"], e.get("Detail", "")) for e in timeline["Events"]]
+        assert [k for k, _ in events][:3] == ["queued", "submitted", "delivered"], events  # then the reply, R
+        assert any("mm7-1" in d and "MM" in d for k, d in events if k == "submitted"), events
+
+        # the console's task page: the digital leg's figures and the digital message's preview
+        web = console_client(server, env, tenant.name)
+        page = web.get(f"/console/tasks/{task_id}").text
+        assert re.search(rf'data-stat="fallback">{len(digital_phones)}<', page), page[-3000:]
+        assert re.search(r'data-stat="delivered">30<', page)
+        preview = page[page.index('id="digital-preview"'):]
+        assert "点击查看物流详情" in preview and 'data-part="png"' in preview
+        image_url = re.search(r'<img src="([^"]+)"', preview).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+        assert httpx.get(image_url, timeout=10).content == image
         status = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
         assert 'cardsms_connector_bound{connector="mm7-1",protocol="mm7"} 1.0' in status
 

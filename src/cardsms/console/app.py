@@ -7,6 +7,7 @@ domain/; a `CardsmsError` with a `field` is shown next to that field.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -593,7 +594,11 @@ class Console:
         done = stats["submitted"] + stats["skipped"]
         funnel = [("Recipients", t["total"]), ("Submitted", stats["submitted"]), ("Delivered", stats["delivered"]),
                   ("Rendered", stats["rendered"]), ("Link opens", stats["opened"]), ("Replies", stats["replies"])]
-        return {"t": t, "aud": aud, "stats": stats, "pct": _pct(done, t["total"]), "funnel": funnel,
+        digital: list[dict[str, Any]] = []
+        if t["fallback_type"] == "DIGITALSMS":
+            with contextlib.suppress(CardsmsError):  # the template may have been deleted since
+                digital = await templates.digital_preview(self.svc, session.account_id, t["digital_template_code"])
+        return {"t": t, "aud": aud, "stats": stats, "pct": _pct(done, t["total"]), "funnel": funnel, "digital": digital,
                 "funnel_peak": max([n for _, n in funnel] + [1]),
                 "import_pct": _pct(aud["lines_done"], aud["total"]),
                 "live": await tasks.progress(self.svc, t, stats),

@@ -157,6 +157,7 @@ ZH: dict[str, str] = {
     'Detail': '说明',
     'Details': '详情',
     'Digital templates': '数字短信模板',
+    'Numbers whose phones show no card get this digital message, one slide per picture or video with the text after it.': '手机不支持卡片的号码将收到这条数字短信：每张图片或视频一页，其后的文字与之同页。',
     'Disable': '停用',
     'Disabled': '已停用',
     'Download': '下载',

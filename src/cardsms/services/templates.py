@@ -187,6 +187,22 @@ async def digital_parts(svc: Services, account_id: int, code: str) -> tuple[str,
     return str(row["name"]), out
 
 
+async def digital_preview(svc: Services, account_id: int, code: str) -> list[dict[str, Any]]:
+    """A digital template's parts for a page: name, suffix, size, a signed URL, and the text of text parts."""
+    from cardsms.services.media import download_url
+
+    async with svc.read() as conn:
+        row = await get_template(conn, account_id, code, ("digital",))
+    out = []
+    for part in (row["body"] or {}).get("parts", []):
+        text = ""
+        if part["suffix"] == "txt":
+            text = (svc.media_store.get(part["key"]) or b"").decode("utf-8", "replace")
+        out.append({"name": part["name"], "suffix": part["suffix"], "size": part["size"], "text": text,
+                    "url": download_url(svc, part["key"])})
+    return out
+
+
 # --- the current operations: CreateSmsTemplate, UpdateSmsTemplate, GetSmsTemplate(List) ----------
 
 @dataclass(frozen=True, slots=True)
