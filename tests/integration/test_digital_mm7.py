@@ -17,7 +17,7 @@ import pytest
 from alibabacloud_dysmsapi20170525 import models as m
 from sqlalchemy import func, select
 
-from cardsms.db.schema import message_events, messages
+from cardsms.db.schema import early_receipts, message_events, messages
 from cardsms.delivery import mm7_wire as wire
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, env_for, new_tenant, run_with_services
@@ -176,11 +176,18 @@ def test_the_mm7_inbound_path_refuses_hostile_and_unauthenticated_requests(reque
         big = httpx.post(url, content=b"x" * (100 * 1024 * 1024),
                          headers={"content-type": "multipart/related; boundary=b", "authorization": auth})
         assert big.status_code == 413
-        # a well-formed report is taken (an unknown MessageID waits as an early receipt, as over SMPP)
-        ok = httpx.post(url, content=body, headers={"content-type": ctype, "authorization": auth})
-        assert ok.status_code == 200
-        assert wire.response(wire.decode(ok.headers["content-type"], ok.content)).status == wire.SUCCESS
+        # a well-formed report of a MessageID this link never got is refused (2005), and nothing is kept
+        unknown = httpx.post(url, content=body, headers={"content-type": ctype, "authorization": auth})
+        assert unknown.status_code == 400
+        assert wire.response(wire.decode(unknown.headers["content-type"], unknown.content)).status == \
+            wire.MESSAGE_ID_NOT_FOUND
         assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
+
+    async def kept(svc: Services) -> int:
+        async with svc.read() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(early_receipts)) or 0)
+
+    assert run_with_services(env, kept) == 0  # a report taken would wait here for its submit
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

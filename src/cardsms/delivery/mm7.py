@@ -21,7 +21,7 @@ import ipaddress
 import itertools
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,8 +46,11 @@ def mm7_number(e164: str) -> str:
 class Mm7Link:
     protocol = "mm7"
 
-    def __init__(self, cfg: DigitalConfig, load: ContentLoader, on_inbound: Callable[[Inbound], None]) -> None:
+    def __init__(self, cfg: DigitalConfig, load: ContentLoader, on_inbound: Callable[[Inbound], None],
+                 known: Callable[[str, str], Awaitable[bool]] | None = None) -> None:
         self.cfg = cfg
+        self.known = known  # (link, MessageID) stored as a submit of ours? (None: take every report)
+        self.pending: set[str] = set()  # MessageIDs answered to this process whose outcome is not stored yet
         self.name = cfg.name
         self.load = load
         self.on_inbound = on_inbound
@@ -145,6 +148,9 @@ class Mm7Link:
             self.throttle_backoff = 0.1
             self.submitted += 1
             self.last_error = ""
+            self.pending.add(answer.message_id)
+            if len(self.pending) > 100_000:  # the dispatcher stores outcomes within seconds: an old set is stale
+                self.pending.clear()
             return answer.message_id
         if code == wire.SERVICE_UNAVAILABLE:
             self._throttled()
@@ -171,9 +177,10 @@ class Mm7Link:
             hmac.compare_digest(password.encode(), self.cfg.secret.encode())
         return "" if good else "wrong VASPID or secret"
 
-    def inbound(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+    async def inbound(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
         """Handle one request from the MMSC: (HTTP status, content type, body) of the answer. What it reports
-        is journaled (on_inbound) before this returns."""
+        is journaled (on_inbound) before this returns. A report for a MessageID this link never got (not on
+        its way from this process, not stored) is answered 2005 and not kept."""
         schema = self.cfg.schema
         try:
             decoded = wire.decode(content_type, body)
@@ -183,8 +190,13 @@ class Mm7Link:
         try:
             if decoded.kind == "DeliveryReportReq":
                 rep = wire.delivery_report_req(decoded)
+                if rep.message_id not in self.pending and self.known is not None \
+                        and not await self.known(self.name, rep.message_id):
+                    return self._error(400, wire.MESSAGE_ID_NOT_FOUND,
+                                       f"MessageID {rep.message_id[:80]!r} was not submitted on this link", tid, schema)
                 stat = wire.MM_STATUS_STATS[rep.mm_status]
-                if stat:  # DeferredRetrieval is not final: the handset retrieves later, and a report follows
+                if stat:
+                    self.pending.discard(rep.message_id)  # DeferredRetrieval is not final: the handset retrieves later, and a report follows
                     self.on_inbound(Inbound(self.name, True, "+" + rep.recipient.lstrip("+"), rep.sender, "",
                                             rep.message_id, stat, rep.mm_status if stat != "DELIVRD" else "",
                                             rep.date.astimezone(UTC), self.cfg.service_code))

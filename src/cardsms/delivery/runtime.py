@@ -10,7 +10,9 @@ from typing import Any, Protocol
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import select
 
+from cardsms.db.schema import smsc_ids
 from cardsms.delivery.cmpp import CmppConnector
 from cardsms.delivery.config import ConnectorConfig, parse_connectors, parse_digital
 from cardsms.delivery.connector import Inbound, LinkConnector
@@ -115,7 +117,7 @@ class Delivery:
         self.lease = WorkerLease(svc) if not svc.settings.is_sqlite else None
         self._listener: Any = None
         # digital links (MM7); their inbound path is /mm7/<name> on this process's HTTP server
-        self.digital_links = [Mm7Link(cfg, DigitalContents(svc), self.dispatcher.on_inbound)
+        self.digital_links = [Mm7Link(cfg, DigitalContents(svc), self.dispatcher.on_inbound, self._known_id)
                               for cfg in parse_digital(svc.settings.digital)]
 
     async def start(self) -> None:
@@ -143,6 +145,12 @@ class Delivery:
         self._tasks.append(asyncio.create_task(self.dispatcher.run_receipts(), name="receipts"))
         self._tasks.append(asyncio.create_task(self.sender.run(), name="webhooks"))
         self._dispatch = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+
+    async def _known_id(self, connector: str, peer_id: str) -> bool:
+        """Is this id one a submit of ours got from the link (stored with the message's outcome)?"""
+        async with self.svc.point_read() as conn:
+            return await conn.scalar(select(smsc_ids.c.message_id).where(
+                smsc_ids.c.connector == connector, smsc_ids.c.smsc_id == peer_id)) is not None
 
     def _start_connector(self, cfg: ConnectorConfig) -> None:
         connector = open_connector(cfg, self.svc.settings.smsc_source_addr, self.dispatcher.on_inbound)

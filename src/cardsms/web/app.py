@@ -174,7 +174,7 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
         why = link.authorized(request.headers.get("authorization", ""), request.client.host if request.client else "")
         if why:
             return Response(why, 401, media_type="text/plain", headers={"www-authenticate": 'Basic realm="mm7"'})
-        status, content_type, body = link.inbound(request.headers.get("content-type", ""), await request.body())
+        status, content_type, body = await link.inbound(request.headers.get("content-type", ""), await request.body())
         return Response(body, status, headers={"content-type": content_type})
 
     async def reviewer() -> None:
