@@ -5,7 +5,9 @@ number out), and what the server's MM7 inbound path does with hostile or unauthe
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import re
 import time
@@ -41,9 +43,9 @@ def digital_template(client: object, parts: list[tuple[bytes, str, str]]) -> str
 
 
 def console_client(server: object, env: dict[str, str], account: str) -> httpx.Client:
-    """A console login for a new operator of `account`."""
+    """A console login for a new admin of `account`."""
     user = f"op{int(time.time() * 1000) % 10**9}"
-    cli(env, "user", "create", user, "--account", account, "--role", "operator", "--password", "web-pass-123")
+    cli(env, "user", "create", user, "--account", account, "--role", "admin", "--password", "web-pass-123")
     client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60)  # type: ignore[attr-defined]
     token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
     assert token
@@ -125,6 +127,12 @@ def test_the_readme_card_task_with_digital_fallback_over_mm7(backend: str, reque
         assert "点击查看物流详情" in preview and 'data-part="png"' in preview
         image_url = re.search(r'<img src="([^"]+)"', preview).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
         assert httpx.get(image_url, timeout=10).content == image
+        export = list(csv.DictReader(io.StringIO(web.get(f"/console/tasks/{task_id}/export.csv").text)))
+        assert sorted(r["phone"] for r in export if r["channel"] == "digital") == sorted(digital_phones)
+        assert {r["state"] for r in export if r["channel"] == "digital"} == {"delivered"}
+        links = web.get("/console/settings").text
+        links = links[links.index('id="connectors"'):]
+        assert "mm7-1" in links and "protocol=mm7" in links, links[:2000]
         status = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
         assert 'cardsms_connector_bound{connector="mm7-1",protocol="mm7"} 1.0' in status
 

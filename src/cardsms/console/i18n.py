@@ -237,7 +237,7 @@ ZH: dict[str, str] = {
     'Result': '结果',
     'Resume': '继续',
     'Revoke': '撤销',
-    'SMSC and ISMG connectors': '短信通道 (SMPP / CMPP)',
+    'SMSC, ISMG and MMSC links': '短信与数字短信通道 (SMPP / CMPP / MM7)',
     'Save webhook': '保存回调',
     'Saved audience': '已保存的人群',
     'Scene': '场景',

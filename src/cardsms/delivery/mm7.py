@@ -195,8 +195,8 @@ class Mm7Link:
                     return self._error(400, wire.MESSAGE_ID_NOT_FOUND,
                                        f"MessageID {rep.message_id[:80]!r} was not submitted on this link", tid, schema)
                 stat = wire.MM_STATUS_STATS[rep.mm_status]
-                if stat:
-                    self.pending.discard(rep.message_id)  # DeferredRetrieval is not final: the handset retrieves later, and a report follows
+                if stat:  # DeferredRetrieval is not final: the handset retrieves later, and a report follows
+                    self.pending.discard(rep.message_id)
                     self.on_inbound(Inbound(self.name, True, "+" + rep.recipient.lstrip("+"), rep.sender, "",
                                             rep.message_id, stat, rep.mm_status if stat != "DELIVRD" else "",
                                             rep.date.astimezone(UTC), self.cfg.service_code))
