@@ -1,7 +1,7 @@
 """cardsms benchmarks (docs/performance.md) (`make bench`): every figure with the baseline it is compared to in the same
 run. Prints a table and writes bench/results.json. Loopback only; bounded in count and time.
 
-Sections (select with BENCH_ONLY=import,task,peer,smpp,cmpp,api,links,workers):
+Sections (select with BENCH_ONLY=import,task,peer,smpp,cmpp,mm7,api,links,workers):
 - import   parse + validate + de-duplicate 500,000 numbers (CSV, zipped CSV, XLSX) vs csv.reader alone
 - task     a card mass task end to end on the embedded default (SQLite, simulated SMSC and phones):
            time to first submit, msg/s to all submitted and to all receipts, peak RSS of the server
@@ -17,6 +17,9 @@ Sections (select with BENCH_ONLY=import,task,peer,smpp,cmpp,api,links,workers):
 - cmpp     the CMPP 3.0 path alone like the SMPP one (vs SMPP measured the same way in the same run), and
            a card task end to end over CMPP to the simulated ISMG in its own process (vs the same task over
            SMPP to the simulated SMSC, same numbers, same process layout)
+- mm7      the MM7 path alone (a text and a 10 KB picture per message, one link, concurrency 8, the
+           simulated MMSC in its own process, every delivery report back) vs the SMPP link measured the
+           same way in the same run
 """
 
 from __future__ import annotations
@@ -664,6 +667,89 @@ def bench_cmpp(tmp: Path) -> None:
            "over SMPP")
 
 
+# --- mm7: the digital path alone --------------------------------------------------------------------------
+
+async def _mm7_run(n: int, mmsc_port: int, report_port: int) -> float:
+    """msg/s of n digital messages (a text and a 10 KB picture each) through one MM7 link (concurrency 8)
+    to the simulated MMSC in another process, until every delivery report came back to this process's
+    inbound path (Basic authentication and the journal's place taken by a counter). No database."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from cardsms.delivery.config import parse_digital
+    from cardsms.delivery.connector import Inbound
+    from cardsms.delivery.digital import DigitalContent, DigitalMessage
+    from cardsms.delivery.mm7 import Mm7Link
+    from cardsms.delivery.mm7_wire import Part
+
+    got = 0
+
+    def count(_: Inbound) -> None:
+        nonlocal got
+        got += 1
+
+    text = "您有一条新消息，详情见图。".encode()
+    content = DigitalContent("压测", (Part("text/plain;charset=utf-8", text, "p1", "1.txt"),
+                                     Part("image/png", bytes(range(256)) * 40, "p2", "2.png")))
+
+    async def load(account: int, code: str) -> DigitalContent:
+        return content
+
+    (cfg,) = parse_digital([f"mm7://bench:bench@127.0.0.1:{mmsc_port}/mm7?service_code=1069"])  # concurrency 8
+    link = Mm7Link(cfg, load, count)
+
+    async def inbound(request: Request) -> Response:
+        if link.authorized(request.headers.get("authorization", ""), "127.0.0.1"):
+            return Response(status_code=401)
+        status, ctype, body = await link.inbound(request.headers.get("content-type", ""), await request.body())
+        return Response(body, status, headers={"content-type": ctype})
+
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/mm7/bench", inbound, methods=["POST"])]),
+                                           host="127.0.0.1", port=report_port, log_config=None, access_log=False))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    for first in range(0, n, 500):  # as the dispatcher submits a claimed batch
+        await asyncio.gather(*(link.submit(DigitalMessage(f"+86139{i:08d}", 1, "SMS_1", "", None))
+                               for i in range(first, min(n, first + 500))))
+    while got < n:
+        assert time.monotonic() - t0 < 300, f"only {got} of {n} reports"
+        await asyncio.sleep(0.01)
+    rate = n / (time.monotonic() - t0)
+    await link.stop()
+    server.should_exit = True
+    await serving
+    return rate
+
+
+def bench_mm7(tmp: Path) -> None:
+    """The digital path beside the SMPP one, each link alone with its simulator in a process of its own: MM7
+    messages per second with every delivery report back, against SMPP messages per second with every receipt."""
+    n = int(os.environ.get("BENCH_MM7_MESSAGES", "5000"))
+    mmsc_port, report_port = free_port(), free_port()
+    env = cardsms_env(tmp, "")
+    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "mmsc", "--port", str(mmsc_port),
+                             "--latency-ms", "10", "--report-url", f"http://127.0.0.1:{report_port}/mm7/bench",
+                             "--report-user", "bench", "--report-secret", "bench"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait(lambda: port_open(mmsc_port), 30, "simulated MMSC")
+        code = (f"import asyncio, sys; sys.path.insert(0, {str(ROOT)!r}); from bench.run import _mm7_run; "
+                f"print(asyncio.run(_mm7_run({n}, {mmsc_port}, {report_port})))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        mm7 = float(out.stdout.strip().splitlines()[-1])
+    finally:
+        stop_process(proc)
+    _, smpp_separate = link_rates(tmp / "smpp", n, "smpp")
+    record("mm7", f"separate_mmsc_msg_per_s_{n}", mm7, "msg/s", smpp_separate,
+           "SMPP, simulated SMSC in its own process")
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -671,7 +757,7 @@ def port_open(port: int) -> bool:
 
 
 SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "smpp": bench_smpp, "cmpp": bench_cmpp,
-            "api": bench_api, "links": bench_links, "workers": bench_workers}
+            "mm7": bench_mm7, "api": bench_api, "links": bench_links, "workers": bench_workers}
 
 
 def _figure(section: str, prefix: str) -> dict[str, Any] | None:

@@ -318,3 +318,48 @@ async def test_every_status_class_of_an_mmsc_answer_maps_to_an_outcome() -> None
         assert not link.up  # the last link error (401) rests the link
     finally:
         await link.stop()
+
+
+def test_what_the_standard_librarys_mime_writer_makes_reads_back_byte_equal() -> None:
+    """A SubmitReq written by another MIME writer (the standard library's: base64 parts, its own boundaries and
+    folded headers): our reader gets every part byte for byte."""
+    from email.mime.application import MIMEApplication
+    from email.mime.image import MIMEImage
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    ours_type, ours = w.encode_submit(w.SubmitReq("tx-7", ("8613800000009",), ()))
+    envelope = envelope_of(ours_type, ours)[0]
+    content = MIMEMultipart("related", type="application/smil", start="<smil>")
+    smil = MIMEApplication(w.smil_for(()), "smil")
+    smil.add_header("Content-ID", "<smil>")
+    text = MIMEText("第一行\n第二行 " * 20, "plain", "utf-8")  # base64 by the library's choice
+    text.add_header("Content-ID", "<t1>")
+    image = MIMEImage(PNG, "png")
+    image.add_header("Content-ID", "<i1>")
+    image.add_header("Content-Location", "photo.png")
+    for part in (smil, text, image):
+        content.attach(part)
+    content.add_header("Content-ID", "<mm7-content>")
+    soap = MIMEText(StdET.tostring(envelope, encoding="unicode"), "xml", "utf-8")
+    soap.add_header("Content-ID", "<env>")
+    outer = MIMEMultipart("related", type="text/xml", start="<env>")
+    outer.attach(soap)
+    outer.attach(content)
+    raw = outer.as_bytes(policy=email.policy.HTTP)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    ctype = next(line.split(b":", 1)[1].strip().decode() for line in head.replace(b"\r\n\t", b" ").replace(
+        b"\r\n ", b" ").split(b"\r\n") if line.lower().startswith(b"content-type"))
+    got = w.submit_req(w.decode(ctype, body))
+    assert got.recipients == ("8613800000009",)
+    assert [(p.content_id, p.location, p.data) for p in got.parts] == [
+        ("t1", "", ("第一行\n第二行 " * 20).encode()), ("i1", "photo.png", PNG)]
+
+
+@pytest.mark.parametrize("body", [b"no boundary here", b"--b\r\nContent-ID: <a>\r\n\r\nunclosed",
+                                  b"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!\r\n--b--\r\n",
+                                  b"".join(b"--b\r\n\r\nx\r\n" for _ in range(100)) + b"--b--\r\n"])
+def test_a_multipart_that_breaks_the_rules_is_a_format_error(body: bytes) -> None:
+    with pytest.raises(w.Mm7Error) as caught:
+        w.decode('multipart/related; boundary="b"', body)
+    assert caught.value.status == w.FORMAT_CORRUPT

@@ -34,6 +34,7 @@ from cardsms.simulator.center import share_hit
 
 log = structlog.get_logger("cardsms.simulator.mmsc")
 MAX_SUBMIT_BYTES = 8 * 1024 * 1024
+REPORT_CONNECTIONS = 8  # requests to the VASP on their way at once
 
 
 @dataclass
@@ -63,7 +64,9 @@ class SimulatedMmsc:
         self._prefix = f"MM{secrets.token_hex(3)}-"
         self._submits = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.client = httpx.AsyncClient(timeout=10)
+        self.client = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=REPORT_CONNECTIONS))
+        # reports wait here, not in httpx's pool: its queue costs time quadratic in the requests waiting
+        self._report_slots = asyncio.Semaphore(REPORT_CONNECTIONS)
         self.accepted = 0
         self.reports_sent = 0
         self._log = opt.log_path.open("a", encoding="utf-8") if opt.log_path else None
@@ -177,8 +180,9 @@ class SimulatedMmsc:
             else httpx.USE_CLIENT_DEFAULT
         for attempt in range(60):
             try:
-                resp = await self.client.post(self.opt.report_url, content=body, auth=auth,
-                                              headers={"content-type": content_type, "soapaction": '""'})
+                async with self._report_slots:
+                    resp = await self.client.post(self.opt.report_url, content=body, auth=auth,
+                                                  headers={"content-type": content_type, "soapaction": '""'})
                 answer = wire.response(wire.decode(resp.headers.get("content-type", ""), resp.content))
                 if resp.status_code == 200 and wire.status_class(answer.status) == "success":
                     return True
