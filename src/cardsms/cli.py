@@ -779,6 +779,17 @@ TlsKey = Annotated[Path | None, typer.Option(help="the private key of --tls-cert
 TlsClientCa = Annotated[Path | None, typer.Option(help="require client certificates signed by this CA (PEM)")]
 
 
+def _check_tls_flags(tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None) -> None:
+    """A simulator's TLS options: the certificate and key together, readable files."""
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("--tls-cert and --tls-key: give both or neither")
+    if tls_client_ca is not None and tls_cert is None:
+        raise fail("--tls-client-ca: needs --tls-cert and --tls-key")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--tls-client-ca", tls_client_ca)):
+        if path is not None and not path.is_file():
+            raise fail(f"{flag}: {path} is not a readable file")
+
+
 def _run_centre(protocol: str, what: str, phones: str, tls_cert: Path | None, tls_key: Path | None,
                 tls_client_ca: Path | None, **options: Any) -> None:
     from cardsms.logs import configure_logging
@@ -787,13 +798,7 @@ def _run_centre(protocol: str, what: str, phones: str, tls_cert: Path | None, tl
     configure_logging(settings)
     if phones and not phones.startswith(("http://", "https://")):
         raise fail(f"--phones: must be the http(s) base URL of the server's short links, got {phones!r}")
-    if (tls_cert is None) != (tls_key is None):
-        raise fail("--tls-cert and --tls-key: give both or neither")
-    if tls_client_ca is not None and tls_cert is None:
-        raise fail("--tls-client-ca: needs --tls-cert and --tls-key")
-    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--tls-client-ca", tls_client_ca)):
-        if path is not None and not path.is_file():
-            raise fail(f"{flag}: {path} is not a readable file")
+    _check_tls_flags(tls_cert, tls_key, tls_client_ca)
 
     async def _main() -> None:
         try:
@@ -902,13 +907,7 @@ def simulator_mmsc(
         raise fail(f"--report-url: must be an http(s) URL, got {report_url!r}")
     if bool(vasp_id) != bool(secret):
         raise fail("--vasp-id and --secret: give both or neither")
-    if (tls_cert is None) != (tls_key is None):
-        raise fail("--tls-cert and --tls-key: give both or neither")
-    if tls_client_ca is not None and tls_cert is None:
-        raise fail("--tls-client-ca: needs --tls-cert and --tls-key")
-    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--tls-client-ca", tls_client_ca)):
-        if path is not None and not path.is_file():
-            raise fail(f"{flag}: {path} is not a readable file")
+    _check_tls_flags(tls_cert, tls_key, tls_client_ca)
     settings = load_settings()
     configure_logging(settings)
     mmsc = SimulatedMmsc(MmscOptions(

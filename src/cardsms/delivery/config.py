@@ -95,6 +95,36 @@ def _readable(path: str, key: str, where: str) -> str:
     return path
 
 
+def _tls_options(query: dict[str, str], where: str) -> TlsOptions:
+    """The TLS options of an smpps:// or mm7s:// URL."""
+    if ("cert" in query) != ("key" in query):
+        raise ValueError(f"{where}: a client certificate needs both cert= and key=")
+    return TlsOptions(
+        ca_file=_readable(query["ca"], "ca", where) if "ca" in query else "",
+        cert_file=_readable(query["cert"], "cert", where) if "cert" in query else "",
+        key_file=_readable(query["key"], "key", where) if "key" in query else "",
+        verify=_flag(query.get("verify", "true"), "verify", where), server_name=query.get("server_name", ""))
+
+
+def _secret(query: dict[str, str], in_url: str, where: str) -> str:
+    """The secret: the URL's password, or the content of secret_file (not both)."""
+    if "secret_file" not in query:
+        return in_url
+    if in_url:
+        raise ValueError(f"{where}: give the password in the URL or secret_file, not both")
+    try:
+        return Path(query["secret_file"]).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: secret_file={query['secret_file']} cannot be read ({exc})") from None
+
+
+def _prefixes(item: dict[str, Any], where: str) -> tuple[str, ...]:
+    prefixes = item.get("prefixes", [])
+    if not isinstance(prefixes, list) or not all(isinstance(p, str) and p.startswith("+") for p in prefixes):
+        raise ValueError(f"{where}: prefixes must be a list of E.164 prefixes like \"+86\"")
+    return tuple(prefixes)
+
+
 def parse_url(url: str, where: str = "smsc") -> dict[str, Any]:
     """The fields of ConnectorConfig a URL sets (every rule broken is a ValueError naming the part)."""
     parts = urlsplit(url.strip())
@@ -115,14 +145,7 @@ def parse_url(url: str, where: str = "smsc") -> dict[str, Any]:
         allowed = sorted(COMMON_OPTIONS | SCHEME_OPTIONS[scheme])
         raise ValueError(f"{where}: unknown URL options {sorted(unknown)} for {scheme}:// (allowed: {allowed})")
     user = unquote(parts.username or "")
-    secret = unquote(parts.password or "")
-    if "secret_file" in query:
-        if secret:
-            raise ValueError(f"{where}: give the password in the URL or secret_file, not both")
-        try:
-            secret = Path(query["secret_file"]).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{where}: secret_file={query['secret_file']} cannot be read ({exc})") from None
+    secret = _secret(query, unquote(parts.password or ""), where)
     out: dict[str, Any] = {"host": parts.hostname, "port": port, "system_id": user, "password": secret,
                            "protocol": SCHEMES[scheme]}
     for key, low, high in (("binds", 1, 64), ("window", 1, 1000), ("tps", 0, 100_000)):
@@ -154,13 +177,7 @@ def parse_url(url: str, where: str = "smsc") -> dict[str, Any]:
     if len(secret) > 8:
         raise ValueError(f"{where}: an SMPP 3.4 password is at most 8 characters")
     if scheme == "smpps":
-        if ("cert" in query) != ("key" in query):
-            raise ValueError(f"{where}: a client certificate needs both cert= and key=")
-        out["tls"] = TlsOptions(
-            ca_file=_readable(query["ca"], "ca", where) if "ca" in query else "",
-            cert_file=_readable(query["cert"], "cert", where) if "cert" in query else "",
-            key_file=_readable(query["key"], "key", where) if "key" in query else "",
-            verify=_flag(query.get("verify", "true"), "verify", where), server_name=query.get("server_name", ""))
+        out["tls"] = _tls_options(query, where)
     return out
 
 
@@ -183,9 +200,7 @@ def parse_connectors(entries: list[str | dict[str, Any]], window: int, tps: int,
         if not isinstance(item.get("url"), str):
             raise ValueError(f"{where}: url is required ({FORMS['smpp']} or {FORMS['cmpp']})")
         fields = parse_url(item["url"], where)
-        prefixes = item.get("prefixes", [])
-        if not isinstance(prefixes, list) or not all(isinstance(p, str) and p.startswith("+") for p in prefixes):
-            raise ValueError(f"{where}: prefixes must be a list of E.164 prefixes like \"+86\"")
+        prefixes = _prefixes(item, where)
         st = item.get("system_type", system_type)
         if not isinstance(st, str) or len(st) > 12:
             raise ValueError(f"{where}: system_type must be a string of at most 12 characters")
@@ -196,7 +211,7 @@ def parse_connectors(entries: list[str | dict[str, Any]], window: int, tps: int,
             window=_int(item, "window", fields.get("window", window), 1, 1000, where),
             tps=_int(item, "tps", fields.get("tps", tps), 0, 100_000, where),
             binds=_int(item, "binds", fields.get("binds", 1), 1, 64, where))
-        out.append(ConnectorConfig(name=name, system_type=st, prefixes=tuple(prefixes), **fields))
+        out.append(ConnectorConfig(name=name, system_type=st, prefixes=prefixes, **fields))
     return out
 
 
@@ -265,16 +280,9 @@ def parse_digital_url(url: str, where: str = "digital") -> dict[str, Any]:
         allowed = sorted(DIGITAL_OPTIONS | (tls_keys if scheme == "mm7s" else set()))
         raise ValueError(f"{where}: unknown URL options {sorted(unknown)} for {scheme}:// (allowed: {allowed})")
     vasp_id = unquote(parts.username or "")
-    secret = unquote(parts.password or "")
     if not 1 <= len(vasp_id) <= 64:
         raise ValueError(f"{where}: VASPID (the URL's user) must be 1-64 characters")
-    if "secret_file" in query:
-        if secret:
-            raise ValueError(f"{where}: give the secret in the URL or secret_file, not both")
-        try:
-            secret = Path(query["secret_file"]).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{where}: secret_file={query['secret_file']} cannot be read ({exc})") from None
+    secret = _secret(query, unquote(parts.password or ""), where)
     schema = query.get("schema", "REL-6-MM7-1-4")
     if not re.fullmatch(r"REL-[56]-MM7-1-[0-9]", schema):
         raise ValueError(f"{where}: schema must name an MM7 schema such as REL-6-MM7-1-4 or REL-5-MM7-1-0")
@@ -308,13 +316,7 @@ def parse_digital_url(url: str, where: str = "digital") -> dict[str, Any]:
         if key in query:
             out[key] = _number(query[key], key, low, high, where)
     if scheme == "mm7s":
-        if ("cert" in query) != ("key" in query):
-            raise ValueError(f"{where}: a client certificate needs both cert= and key=")
-        out["tls"] = TlsOptions(
-            ca_file=_readable(query["ca"], "ca", where) if "ca" in query else "",
-            cert_file=_readable(query["cert"], "cert", where) if "cert" in query else "",
-            key_file=_readable(query["key"], "key", where) if "key" in query else "",
-            verify=_flag(query.get("verify", "true"), "verify", where), server_name=query.get("server_name", ""))
+        out["tls"] = _tls_options(query, where)
     return out
 
 
@@ -329,9 +331,7 @@ def parse_digital(entries: list[str | dict[str, Any]]) -> list[DigitalConfig]:
         if not isinstance(item.get("url"), str):
             raise ValueError(f"{where}: url is required ({DIGITAL_FORM})")
         fields = parse_digital_url(item["url"], where)
-        prefixes = item.get("prefixes", [])
-        if not isinstance(prefixes, list) or not all(isinstance(p, str) and p.startswith("+") for p in prefixes):
-            raise ValueError(f"{where}: prefixes must be a list of E.164 prefixes like \"+86\"")
+        prefixes = _prefixes(item, where)
         name = str(item.get("name") or f"mm7-{i}")
         if name in {c.name for c in out}:
             raise ValueError(f"{where}: link name {name!r} is used twice")
@@ -339,5 +339,5 @@ def parse_digital(entries: list[str | dict[str, Any]]) -> list[DigitalConfig]:
             raise ValueError(f"{where}: name must be 1-32 letters, digits, - or _ (it is part of the inbound path)")
         fields.update(tps=_int(item, "tps", fields.get("tps", 0), 0, 100_000, where),
                       concurrency=_int(item, "concurrency", fields.get("concurrency", 8), 1, 1000, where))
-        out.append(DigitalConfig(name=name, prefixes=tuple(prefixes), **fields))
+        out.append(DigitalConfig(name=name, prefixes=prefixes, **fields))
     return out
