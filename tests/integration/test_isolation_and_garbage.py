@@ -28,6 +28,7 @@ from tests.integration.helpers import (
     upload,
     upload_file,
 )
+from tests.integration.test_digital_signs import CONTEXT
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Owned:
     file_key: str = ""
     smart_url: str = ""
     current_sign: str = "Current"
+    digital_sign: str = "数字所有者"
     current_code: str = ""
 
 
@@ -105,6 +107,8 @@ def owned(server: Server) -> Owned:
                                ).body.code == "OK"
         o.smart_url = c.create_smart_short_url(m.CreateSmartShortUrlRequest(
             source_url=o.source_url, phone_numbers=o.phone)).body.model[0].short_url
+        assert c.create_digital_sign_order(m.CreateDigitalSignOrderRequest(
+            order_type="CREATE_DIGITALSMS_SIGN", sign_name=o.digital_sign, order_context=CONTEXT)).body.code == "OK"
         _cache[server.port] = o
     return _cache[server.port]
 
@@ -117,6 +121,11 @@ def _expect(code: str, needle: str = "") -> Callable[[Any], None]:
 
 
 CASES: dict[str, Callable[[Owned], None]] = {
+    "QueryDigitalSignByName": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(
+        o.other.client().query_digital_sign_by_name(m.QueryDigitalSignByNameRequest(sign_name=o.digital_sign)).body),
+    "CreateDigitalSignOrder": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL", "does not exist")(
+        o.other.client().create_digital_sign_order(m.CreateDigitalSignOrderRequest(
+            order_type="DELETE_DIGITALSMS_SIGN", sign_name=o.digital_sign)).body),
     "QuerySmsSign": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(
         o.other.client().query_sms_sign(m.QuerySmsSignRequest(sign_name=o.sign)).body),
     "ModifySmsSign": lambda o: _expect("isv.SMS_SIGNATURE_ILLEGAL")(o.other.client().modify_sms_sign(

@@ -23,7 +23,8 @@ from sqlalchemy import func, select
 
 from cardsms.db.schema import messages
 from cardsms.delivery.config import ConnectorConfig
-from cardsms.delivery.dispatcher import Dispatcher, NoDigitalChannel
+from cardsms.delivery.digital import NoDigitalChannel
+from cardsms.delivery.dispatcher import Dispatcher
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.domain.schedule import CHINA, SendWindow
 from cardsms.services import accounts, sending, tasks, templates

@@ -102,6 +102,30 @@ signs = Table(
     UniqueConstraint("account_id", "name_key"),
 )
 
+# Digital message signatures (CreateDigitalSignOrder): reviewed per carrier (review rows "mobile", "unicom",
+# "telecom"); once an account has any, its digital sends need an approved one.
+digital_signs = Table(
+    "digital_signs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("sign_source", Integer, nullable=False),
+    Column("sign_industry", Integer, nullable=False),
+    Column("qualification_id", Id, nullable=True),
+    Column("context", JSON, nullable=False),  # the OrderContext: company, credit code, admin, legal person
+    Column("extend_message", Text, nullable=False, default=""),
+    Column("submitter", String(64), nullable=False, default=""),
+    Column("version", Integer, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    _ts("created_at"),
+    _ts("updated_at"),
+    UniqueConstraint("account_id", "name_key"),
+)
+
 templates = Table(
     "templates",
     metadata,

@@ -8,7 +8,7 @@ from typing import Any
 
 from cardsms.openapi.context import Ctx, Operation, audit_fields, page_args
 from cardsms.openapi.params import Params
-from cardsms.services import media, signs
+from cardsms.services import digital_signs, media, signs
 from cardsms.services.core import china_time
 from cardsms.services.signs import SignInput
 from cardsms.vendors.gateway import ReviewState
@@ -123,7 +123,26 @@ async def change_signature_qualification(ctx: Ctx, p: Params) -> dict[str, Any]:
     return {"Data": {"Success": True, "Data": True, "ErrCode": "", "ErrMessage": ""}}
 
 
+def _optional_int(p: Params, name: str, high: int) -> int | None:
+    return p.int(name, low=0, high=high) if p.values.get(name, "").strip() else None
+
+
+async def create_digital_sign_order(ctx: Ctx, p: Params) -> dict[str, Any]:
+    return {"Data": await digital_signs.order(
+        ctx.svc, ctx.account_id, p.str("OrderType", required=True, max_len=40),
+        p.str("SignName", required=True, max_len=64), sign_source=_optional_int(p, "SignSource", 99),
+        sign_industry=_optional_int(p, "SignIndustry", 99), qualification_id=_optional_int(p, "QualificationId", 2**62),
+        context=p.json("OrderContext"), extend_message=p.str("ExtendMessage", max_len=2000),
+        submitter=p.str("Submitter", max_len=64))}
+
+
+async def query_digital_sign_by_name(ctx: Ctx, p: Params) -> dict[str, Any]:
+    return {"Data": await digital_signs.query(ctx.svc, ctx.account_id, p.str("SignName", required=True, max_len=64))}
+
+
 OPERATIONS = {
+    "CreateDigitalSignOrder": Operation(create_digital_sign_order, card=True),
+    "QueryDigitalSignByName": Operation(query_digital_sign_by_name, card=True),
     "ChangeSignatureQualification": Operation(change_signature_qualification, card=True),
     "CreateSmsSign": Operation(create_sms_sign),
     "UpdateSmsSign": Operation(update_sms_sign),

@@ -14,15 +14,17 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cardsms.db.schema import qualifications, reviews, sign_documents, signs, templates
+from cardsms.db.schema import digital_signs, qualifications, reviews, sign_documents, signs, templates
 from cardsms.domain.card import TYPE_RULES, CardTemplate
 from cardsms.domain.vendors import Vendor, parse_factorys, unsupported_reason
 from cardsms.services import audit, webhooks
 from cardsms.services.core import Services, china_time
 from cardsms.vendors.gateway import ReviewRequest, ReviewState
 
-# subject kinds: signatures, templates, qualification records ("qual") and authorization letters ("letter")
-_SUBJECT_TABLES = {"sign": signs, "template": templates, "qual": qualifications, "letter": sign_documents}
+# subject kinds: signatures, templates, qualification records ("qual"), authorization letters ("letter") and
+# digital message signatures ("dsign", one review row per carrier)
+_SUBJECT_TABLES = {"sign": signs, "template": templates, "qual": qualifications, "letter": sign_documents,
+                   "dsign": digital_signs}
 
 
 def card_vendor_states(card: CardTemplate, factorys: str) -> dict[str, tuple[ReviewState, str]]:
@@ -119,7 +121,7 @@ async def _review_report(conn: AsyncConnection, account_id: int, kind: str, subj
            ).mappings().first()
     if row is None:
         return None
-    if kind in ("qual", "letter"):
+    if kind in ("qual", "letter", "dsign"):
         return None  # no report type for these in Alibaba's push reports; QuerySmsQualificationRecord shows them
     if kind == "sign":
         return account_id, "SignSmsReport", {"sign_name": row["name"], "sign_status": row["status"],
@@ -152,6 +154,9 @@ async def _review_request(conn: AsyncConnection, row: Any) -> ReviewRequest | No
     elif row["subject_kind"] == "qual":
         texts = (subject["name"], subject["company_name"], str(subject["details"].get("Remark", "")))
         kind, card_type = "qual", None
+    elif row["subject_kind"] == "dsign":
+        texts = (subject["name"], str(subject["context"].get("qualificationCompanyName", "")))
+        kind, card_type = "dsign", None
     elif row["subject_kind"] == "letter":
         texts = (subject["name"], str(subject["details"].get("Authorization", "")))
         kind, card_type = "letter", None

@@ -29,7 +29,7 @@ from cardsms.domain import sms
 from cardsms.domain.errors import MAX_JSON_DEPTH, CardsmsError, json_too_deep
 from cardsms.domain.numbers import InvalidNumber, PhoneNumber, normalise_mainland_mobile, normalise_number
 from cardsms.domain.variables import check_values
-from cardsms.services import review
+from cardsms.services import digital_signs, review
 from cardsms.services.core import CHINA, Services, random_digits
 from cardsms.services.signs import _get as get_sign_row
 from cardsms.services.templates import get_template
@@ -540,6 +540,8 @@ async def plan_card(conn: AsyncConnection, account_id: int, spec: CardSend, sign
     digital_tpl = (await approved_text_template(conn, account_id, spec.digital_template_code,
                                                 "DigitalTemplateCode", ("digital",))
                    if spec.fallback_type == "DIGITALSMS" else None)
+    if digital_tpl is not None:
+        await digital_signs.check_for_send(conn, account_id, list(sign_names))
     custom_tpl = (await approved_text_template(conn, account_id, spec.template_code, "TemplateCode")
                   if spec.template_code.strip() else None)
     return CardPlan(card, approved, sms_tpl, digital_tpl, custom_tpl)
