@@ -296,3 +296,31 @@ def test_digital_links_fail_over_slow_down_when_throttled_and_speak_tls(
         metrics = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
         assert 'cardsms_connector_bound{connector="mm7-2",protocol="mm7s"} 1.0' in metrics
         assert 'cardsms_connector_bound{connector="mm7-1",protocol="mm7"} 0.0' in metrics
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_embedded_default_speaks_mm7_to_its_own_mmsc(backend: str, request: pytest.FixtureRequest) -> None:
+    """`cardsms serve` with no SMSC: the digital fallback goes over MM7 to the simulated MMSC inside the server,
+    whose reports come back to the server's own /mm7/sim-mm7."""
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_CARD_SHARE="0")
+    with running_server(env, backend) as server:
+        tenant = new_tenant(server)
+        c = tenant.client()
+        sign = approved_sign(c, "内置彩信")
+        code = digital_template(c, [(TEXT, "正文", "txt")])
+        phones = [str(13400000000 + i) for i in range(5)]
+        sent = c.send_card_sms(m.SendCardSmsRequest(
+            card_template_code="PUB_SERVICE_NOTICE", sign_name=sign, fallback_type="DIGITALSMS",
+            digital_template_code=code, card_objects=[m.SendCardSmsRequestCardObjects(mobile=p) for p in phones])).body
+        assert sent.code == "OK", sent.to_map()
+        eventually(lambda: all(any(r.receive_type == "DIGITAL_SMS" and r.send_status == 3
+                                   for r in card_records(c, phone_number=p)) for p in phones), timeout=60)
+        metrics = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+        assert 'cardsms_connector_bound{connector="sim-mm7",protocol="mm7"} 1.0' in metrics
+
+    async def links(svc: Services) -> set[str]:
+        async with svc.read() as conn:
+            return {r.connector for r in await conn.execute(select(messages.c.connector).where(
+                messages.c.channel == "digital"))}
+
+    assert run_with_services(env, links) == {"sim-mm7"}

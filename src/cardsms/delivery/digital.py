@@ -4,8 +4,8 @@ The dispatcher sees a `DigitalChannel`: `submit()` sends one digital message and
 it and the id the peer gave it, or raises `SubmitError` (transient or not, throttled, link down). Delivery
 reports and replies come back as `Inbound` items through the dispatcher's `on_inbound`, like SMS receipts:
 journaled before they are acknowledged. A `DigitalLink` is one configured link (MM7 to an MMSC in
-delivery/mm7.py); `DigitalRouter` tries the links serving a number in order (failover). The simulated
-channel of the embedded default (simulator/digital.py) is another implementation."""
+delivery/mm7.py); `DigitalRouter` tries the links serving a number in order (failover). The embedded
+default's simulated MMSC is spoken to through an MM7 link too."""
 
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from cardsms.db.schema import smsc_ids
 from cardsms.delivery.cmpp import CmppConnector
-from cardsms.delivery.config import ConnectorConfig, parse_connectors, parse_digital
+from cardsms.delivery.config import ConnectorConfig, DigitalConfig, parse_connectors, parse_digital
 from cardsms.delivery.connector import Inbound, LinkConnector
-from cardsms.delivery.digital import DigitalChannel, DigitalContent, DigitalRouter, NoDigitalChannel
+from cardsms.delivery.digital import DigitalContent, DigitalRouter, NoDigitalChannel
 from cardsms.delivery.dispatcher import Dispatcher
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.leases import WorkerLease, listen
@@ -35,8 +35,9 @@ class LocalNetwork(Protocol):
     """An SMSC, a digital channel and handsets that run inside this process when no SMSC is configured: the
     embedded default. Which one is the composition root's choice (cardsms.compose); delivery only knows this."""
 
-    async def start(self, on_inbound: Callable[[Inbound], None]) -> tuple[ConnectorConfig, DigitalChannel]:
-        """Start listening; the connector to bind to it and the digital channel, whose receipts go to on_inbound."""
+    async def start(self, on_inbound: Callable[[Inbound], None]) -> tuple[ConnectorConfig, DigitalConfig]:
+        """Start listening; the connector to bind to it and the MM7 link of its MMSC (whose reports come to this
+        process's /mm7/<name> like a carrier's)."""
 
     async def close_handsets(self) -> None:
         """Stop what the handsets do (first, at a stop: the server is going away)."""
@@ -127,9 +128,12 @@ class Delivery:
         if not configs:
             if self.local is None:
                 raise RuntimeError("no SMSC is configured (CARDSMS_SMSC) and this process has no local one")
-            config, self.dispatcher.digital = await self.local.start(self.dispatcher.on_inbound)
+            config, digital = await self.local.start(self.dispatcher.on_inbound)
             self._local_started = True
             configs = [config]
+            if not self.digital_links:  # configured MMSC links win over the simulated one
+                self.digital_links.append(Mm7Link(digital, DigitalContents(self.svc), self.dispatcher.on_inbound,
+                                                  self._known_id))
         if self.digital_links:
             self.dispatcher.digital = DigitalRouter(self.digital_links)
         if self.lease is None:
