@@ -15,8 +15,6 @@ the status that names what was wrong."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
 import ipaddress
 import itertools
 import secrets
@@ -32,6 +30,7 @@ from cardsms.delivery import mm7_wire as wire
 from cardsms.delivery.config import DigitalConfig
 from cardsms.delivery.connector import Inbound, SubmitError, TokenBucket
 from cardsms.delivery.digital import ContentLoader, DigitalMessage
+from cardsms.domain.outbound import Network, parse_networks
 
 log = structlog.get_logger("cardsms.mm7")
 
@@ -60,6 +59,7 @@ class Mm7Link:
         self.throttle_backoff = 0.1
         self.down_until = 0.0
         self.last_error = ""
+        self.allowed = parse_networks(cfg.allow)  # source networks of inbound reports, parsed once
         self.submitted = 0
         self.reports = 0
         self._ids = itertools.count(1)
@@ -164,17 +164,11 @@ class Mm7Link:
 
     def authorized(self, header: str, client: str) -> str:
         """'' when the request may come in; otherwise why not."""
-        if self.cfg.allow and not _address_in(client, self.cfg.allow):
+        if self.allowed and not _address_in(client, self.allowed):
             return f"{client} is not in this link's allowed networks"
-        scheme, _, raw = header.partition(" ")
-        if scheme.lower() != "basic" or not raw:
-            return "Basic authentication is required"
-        try:
-            user, _, password = base64.b64decode(raw.strip(), validate=True).decode("utf-8").partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return "the Authorization header is not valid Basic credentials"
-        good = hmac.compare_digest(user.encode(), self.cfg.vasp_id.encode()) & \
-            hmac.compare_digest(password.encode(), self.cfg.secret.encode())
+        good = wire.basic_credentials_match(header, self.cfg.vasp_id, self.cfg.secret)
+        if good is None:
+            return "Basic authentication with the link's VASPID and secret is required"
         return "" if good else "wrong VASPID or secret"
 
     async def inbound(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
@@ -221,9 +215,9 @@ class Mm7Link:
         return http, ctype, out
 
 
-def _address_in(client: str, networks: tuple[str, ...]) -> bool:
+def _address_in(client: str, networks: list[Network]) -> bool:
     try:
         address = ipaddress.ip_address(client)
     except ValueError:
         return False
-    return any(address in ipaddress.ip_network(n) for n in networks)
+    return any(address in net for net in networks)

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import quopri
 import re
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.etree.ElementTree import Element, SubElement, register_namespace, tostring
 from xml.sax.saxutils import escape
@@ -73,6 +74,20 @@ class Mm7Error(Exception):
         super().__init__(text)
         self.status = status
         self.text = text
+
+
+def basic_credentials_match(header: str, user: str, secret: str) -> bool | None:
+    """An Authorization header against MM7's HTTP Basic credentials: True or False, None when it is not Basic
+    credentials at all. Compared in constant time."""
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "basic" or not raw.strip():
+        return None
+    try:
+        given_user, _, given_secret = base64.b64decode(raw.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return hmac.compare_digest(given_user.encode(), user.encode()) & \
+        hmac.compare_digest(given_secret.encode(), secret.encode())
 
 
 def namespace(schema: str) -> str:
@@ -151,7 +166,6 @@ class Response:
     status_text: str = ""
     message_id: str = ""
     fault: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 # --- encoding ---------------------------------------------------------------------------------------------
@@ -388,9 +402,6 @@ class MimePart:
     def content_id(self) -> str:
         return _cid(self.headers.get("content-id"))
 
-    def param(self, name: str) -> str:
-        return _params(self.content_type).get(name, "")
-
 
 def _params(content_type: str) -> dict[str, str]:
     """The parameters of a Content-Type value (quoted or not), names in lower case."""
@@ -622,8 +633,3 @@ def response(d: Decoded) -> Response:
         raise Mm7Error(VALIDATION_ERROR, f"{d.kind}: StatusCode {raw[:20]!r} is not a number")
     return Response(d.kind, d.transaction_id, int(raw), _text(status, ns, "StatusText"),
                     _text(el, ns, "MessageID"), d.fault)
-
-
-def attachment_bytes(d: Decoded) -> dict[str, int]:
-    """For tests and logs: the attachments' sizes by Content-ID."""
-    return {cid: len(p.payload) for cid, p in d.attachments.items()}

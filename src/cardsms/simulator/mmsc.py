@@ -11,9 +11,7 @@ SHA-256."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
 import itertools
 import json
 import secrets
@@ -85,15 +83,7 @@ class SimulatedMmsc:
                 f.close()
 
     def _authorized(self, header: str) -> bool:
-        if not self.opt.vasp_id:
-            return True
-        scheme, _, raw = header.partition(" ")
-        try:
-            user, _, password = base64.b64decode(raw.strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        return scheme.lower() == "basic" and hmac.compare_digest(user, self.opt.vasp_id) and \
-            hmac.compare_digest(password, self.opt.secret)
+        return not self.opt.vasp_id or bool(wire.basic_credentials_match(header, self.opt.vasp_id, self.opt.secret))
 
     @staticmethod
     def _answer(kind: str, tid: str, status: int, schema: str, text: str = "", message_id: str = "",
