@@ -238,13 +238,16 @@ def api(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
     port: Annotated[int | None, typer.Option(help="listen port", min=1, max=65535)] = None,
     data_dir: DataDir = None,
+    digital: DigitalOption = None,
 ) -> None:
-    """Scale-out: serve the API, the console and the short links only (workers send); PostgreSQL."""
+    """Scale-out: serve the API, the console and the short links only (workers send); PostgreSQL. With
+    --digital (the workers' MM7 links) it takes the MMSCs' reports and replies on /mm7/<link name>."""
 
+    from cardsms.delivery.runtime import inbound_links
     from cardsms.logs import configure_logging
     from cardsms.web.app import create_app
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    settings = load_settings(host=host, port=port, data_dir=data_dir, digital=digital or None)
     if settings.is_sqlite:
         raise fail("cardsms api needs PostgreSQL (CARDSMS_DATABASE_URL); on SQLite run `cardsms serve`")
     configure_logging(settings)
@@ -252,7 +255,7 @@ def api(
     async def _main() -> None:
         svc = await open_services(settings)
         out.print(f"cardsms {__version__} api listening on {settings.base_url}", highlight=False)
-        await http_server(create_app(svc, None), settings).serve()
+        await http_server(create_app(svc, None, inbound=inbound_links(svc)), settings).serve()
 
     run_server(_main, settings)
 
@@ -263,15 +266,17 @@ def worker(
     smsc: Annotated[list[str] | None, typer.Option(
         "--smsc", help="an SMSC or ISMG as smpp://, smpps:// or cmpp:// URL, e.g. "
                        "smpp://SYSTEM_ID:PASSWORD@HOST:PORT?binds=N (repeatable; docs/sending.md)")] = None,
+    digital: DigitalOption = None,
 ) -> None:
-    """Scale-out: dispatch messages, hold SMPP binds, run mass tasks; PostgreSQL. Start several."""
+    """Scale-out: dispatch messages, hold SMPP binds, run mass tasks; PostgreSQL. Start several. MM7 links
+    (--digital) submit here; their reports and replies go to `cardsms api` started with the same links."""
     import signal
 
     from cardsms.logs import configure_logging
     from cardsms.services import tasks
     from cardsms.stopping import StopWatchdog, stop_services
 
-    settings = load_settings(data_dir=data_dir, smsc=smsc or None)
+    settings = load_settings(data_dir=data_dir, smsc=smsc or None, digital=digital or None)
     if settings.is_sqlite:
         raise fail("cardsms worker needs PostgreSQL (CARDSMS_DATABASE_URL); on SQLite run `cardsms serve`")
     if not settings.smsc:
@@ -893,6 +898,9 @@ def simulator_mmsc(
     log_file: SimLog = None,
     report_log: Annotated[Path | None, typer.Option(help="append every report the VASP acknowledged as JSON")
                           ] = None,
+    report_first: Annotated[bool, typer.Option(help="post each report (and wait for its first answer) before "
+                                                    "the SubmitRsp goes out: a report that overtakes its answer")
+                            ] = False,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     tls_client_ca: TlsClientCa = None,
@@ -914,7 +922,7 @@ def simulator_mmsc(
         host=host, port=port, vasp_id=vasp_id, secret=secret, report_url=report_url, report_user=report_user,
         report_secret=report_secret, latency_ms=latency_ms, fail_share=fail_share, expire_share=expire_share,
         no_mms_share=no_mms_share, throttle_share=throttle_share, reply_text=reply_text, reply_share=reply_share,
-        log_path=log_file, report_log_path=report_log))
+        log_path=log_file, report_log_path=report_log, report_first=report_first))
 
     async def _main() -> None:
         import ssl

@@ -5,6 +5,7 @@ number out), and what the server's MM7 inbound path does with hostile or unauthe
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import io
@@ -23,7 +24,7 @@ from cardsms.db.schema import early_receipts, message_events, messages
 from cardsms.delivery import mm7_wire as wire
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, env_for, new_tenant, run_with_services
-from tests.harness import cli, free_port, running_server
+from tests.harness import Server, cli, free_port, running_server
 from tests.integration.helpers import approved_sign, b64, eventually, legacy, png, text_template
 from tests.integration.test_cmpp_and_tls import simulator
 from tests.integration.test_sending import card_records
@@ -127,6 +128,12 @@ def test_the_readme_card_task_with_digital_fallback_over_mm7(backend: str, reque
         assert "点击查看物流详情" in preview and 'data-part="png"' in preview
         image_url = re.search(r'<img src="([^"]+)"', preview).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
         assert httpx.get(image_url, timeout=10).content == image
+        # the templates page links the digital template to its own preview
+        assert f'href="/console/templates/digital/{code}"' in web.get("/console/templates").text
+        detail = web.get(f"/console/templates/digital/{code}")
+        assert detail.status_code == 200 and "点击查看物流详情" in detail.text and 'data-part="png"' in detail.text
+        assert re.search(rf'data-stat="size">{len(TEXT) + len(image)}<', detail.text)
+        assert web.get("/console/templates/digital/SMS_000000").status_code == 404
         export = list(csv.DictReader(io.StringIO(web.get(f"/console/tasks/{task_id}/export.csv").text)))
         assert sorted(r["phone"] for r in export if r["channel"] == "digital") == sorted(digital_phones)
         assert {r["state"] for r in export if r["channel"] == "digital"} == {"delivered"}
@@ -324,3 +331,68 @@ def test_the_embedded_default_speaks_mm7_to_its_own_mmsc(backend: str, request: 
                 messages.c.channel == "digital"))}
 
     assert run_with_services(env, links) == {"sim-mm7"}
+
+
+@pytest.mark.parametrize("layout", ["sqlite-serve", "postgresql-api-and-worker"])
+def test_reports_that_overtake_their_submit_answer_are_taken_on_the_mmscs_next_try(
+        layout: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The MMSC posts each delivery report before its SubmitRsp goes out (--report-first): the report names a
+    MessageID the server has not stored yet. It is answered 3000 (not 2005: a digital submit is on its way),
+    the MMSC sends it again, and it is taken. In the scale-out layout the worker submits and `cardsms api`
+    takes the reports and the replies, storing each before it answers."""
+    from tests.integration.test_scale_out import _healthy, process, wait_for
+
+    backend = layout.split("-")[0]
+    env = env_for(backend, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_CARD_SHARE="0",
+                  CARDSMS_WORKER_LEASE_SECONDS="3")
+    total = 40
+    server_port, smsc_port, mmsc_port = free_port(), free_port(), free_port()
+    acked = tmp_path / "acked.jsonl"
+    smsc, digital = ("--smsc", f"smpp://cardsms:pw@127.0.0.1:{smsc_port}"), ("--digital", mm7_url(mmsc_port))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(simulator("smsc", env, "--port", str(smsc_port)))
+        stack.enter_context(simulator(
+            "mmsc", env, "--port", str(mmsc_port), "--report-url", f"http://127.0.0.1:{server_port}/mm7/mm7-1",
+            "--report-user", VASP, "--report-secret", SECRET, "--latency-ms", "0", "--report-first",
+            "--reply-text", "R", "--report-log", str(acked)))
+        if layout == "sqlite-serve":
+            server = stack.enter_context(running_server(env, backend, (*smsc, *digital), port=server_port))
+        else:
+            api = stack.enter_context(process(["api", "--port", str(server_port), *digital], env,
+                                              tmp_path / "api.log"))
+            stack.enter_context(process(["worker", *smsc, *digital], env, tmp_path / "worker.log"))
+            wait_for(lambda: _healthy(server_port), 60, "the api")
+            server = Server(server_port, env, api, backend)
+        tenant = new_tenant(server)
+        c = tenant.client()
+        sign = approved_sign(c, "抢先回执")
+        code = digital_template(c, [(TEXT, "正文", "txt")])
+        numbers = tmp_path / "numbers.txt"
+        numbers.write_text("".join(f"{13500000000 + i}\n" for i in range(total)))
+        cli(env, "task", "create", "--account", tenant.name, "--name", "first", "--sign", sign,
+            "--template", "PUB_SERVICE_NOTICE", "--fallback", "DIGITALSMS", "--fallback-template", code,
+            "--file", str(numbers))
+
+        async def digital_states(svc: Services) -> dict[str, int]:
+            async with svc.read() as conn:
+                return dict((await conn.execute(select(messages.c.state, func.count()).where(
+                    messages.c.channel == "digital").group_by(messages.c.state))).all())
+
+        try:
+            eventually(lambda: run_with_services(env, digital_states) == {"delivered": total}, timeout=120)
+        except AssertionError:
+            raise AssertionError(f"{run_with_services(env, digital_states)}") from None
+        reports = [json.loads(line) for line in acked.read_text().splitlines()]
+        assert sorted(r["recipient"] for r in reports) == sorted(f"86{13500000000 + i}" for i in range(total))
+        assert min(r["attempts"] for r in reports) >= 2  # each overtook its answer: the first try was refused
+
+        # each recipient replied R (a DeliverReq): opted out
+        promo = text_template(c, "双十二大促，全场五折，详情见店铺首页。", template_type=2, name="promo")
+
+        def opted_out() -> bool:
+            again = c.send_sms(m.SendSmsRequest(phone_numbers="13500000000", sign_name=sign,
+                                                template_code=promo)).body
+            assert again.code == "OK", again.to_map()
+            return "opted out" in str(again.message)
+
+        eventually(opted_out, timeout=60)

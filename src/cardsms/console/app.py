@@ -156,6 +156,7 @@ class Console:
             Route("/console/qualifications", v(self.qualifications, files=4, fields=30), methods=["GET", "POST"]),
             Route("/console/signs", v(self.signs), methods=["GET", "POST"]),
             Route("/console/templates", v(self.text_templates, files=5, fields=20), methods=["GET", "POST"]),
+            Route("/console/templates/digital/{code}", v(self.digital_detail)),
             Route("/console/cards", v(self.cards)),
             Route("/console/cards/new", op(self.designer, files=20, fields=500), methods=["GET", "POST"]),
             Route("/console/cards/preview", op(self.preview, files=20, fields=500), methods=["POST"]),
@@ -438,6 +439,15 @@ class Console:
         except CardsmsError as exc:
             return self.render(request, "notice.html", session, 404, title="Not found", message=exc.message)
         return self.render(request, "card_detail.html", session, **ctx)
+
+    async def digital_detail(self, request: Request, session: Session) -> Response:
+        try:
+            row, parts = await templates.digital_template_view(self.svc, session.account_id,
+                                                               request.path_params["code"])
+        except CardsmsError as exc:
+            return self.render(request, "notice.html", session, 404, title="Not found", message=exc.message)
+        return self.render(request, "digital_detail.html", session, row=row, parts=parts,
+                           size=sum(p["size"] for p in parts))
 
     async def card_reviews(self, request: Request, session: Session) -> Response:
         ctx = await self._card_context(session, request.path_params["code"])

@@ -352,16 +352,21 @@ class Dispatcher:
                 self.journal.committed(max(offset for _, offset in batch))
 
     async def _apply(self, batch: list[Inbound]) -> None:
-        found = [Receipt(i.connector, i.receipted_id, i.stat, i.err, i.at) for i in batch
-                 if i.is_receipt and i.receipted_id]
-        if found:
-            await self.svc.write(partial(receipts.apply_receipts, svc=self.svc, receipts=found))
-            self.receipts += len(found)
-        for item in batch:
-            if not item.is_receipt:
-                await receipts.record_reply(self.svc, item.source_addr, item.destination_addr, item.text,
-                                            item.local_base)
+        self.receipts += await apply_inbound(self.svc, batch)
 
     async def stop(self) -> None:
         self._stopping = True
         self.svc.wakeup.set()
+
+
+async def apply_inbound(svc: Services, batch: list[Inbound]) -> int:
+    """Store receipts and MO messages (receipts whose id is not known yet are kept in early_receipts); returns
+    how many receipts there were."""
+    found = [Receipt(i.connector, i.receipted_id, i.stat, i.err, i.at) for i in batch
+             if i.is_receipt and i.receipted_id]
+    if found:
+        await svc.write(partial(receipts.apply_receipts, svc=svc, receipts=found))
+    for item in batch:
+        if not item.is_receipt:
+            await receipts.record_reply(svc, item.source_addr, item.destination_addr, item.text, item.local_base)
+    return len(found)

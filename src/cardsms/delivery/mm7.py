@@ -8,9 +8,9 @@ the link's credentials are refused: the link is down for a while and its message
 final. A timeout may have reached the MMSC: it is retried, flagged as possibly sent.
 
 In: `inbound()` takes what the MMSC posts to `/mm7/<link name>` (DeliveryReportReq, DeliverReq), checks the
-link's credentials and source networks, hands each report or reply to the dispatcher (which journals it
-before this returns, as SMPP receipts are) and answers DeliveryReportRsp / DeliverRsp, or RSErrorRsp with
-the status that names what was wrong."""
+link's credentials and source networks, makes each report or reply durable before it answers (the
+dispatcher's journal in a process that sends, as SMPP receipts are; the database in `cardsms api`) and
+answers DeliveryReportRsp / DeliverRsp, or RSErrorRsp with the status that names what was wrong."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import structlog
@@ -36,6 +36,10 @@ log = structlog.get_logger("cardsms.mm7")
 
 DOWN_SECONDS = 5.0  # a link whose MMSC cannot be reached (or refuses our credentials) rests this long
 
+# Whether a report's MessageID is one of ours: stored with a submit's outcome, not stored yet while a digital
+# submit is still on its way (in any process: its SubmitRsp may be overtaken by the report), or neither.
+Match = Literal["stored", "in_flight", "unknown"]
+
 
 def mm7_number(e164: str) -> str:
     """Recipients go as international digits without '+' (8613800000000), as the mainland MMSCs take them."""
@@ -45,14 +49,14 @@ def mm7_number(e164: str) -> str:
 class Mm7Link:
     protocol = "mm7"
 
-    def __init__(self, cfg: DigitalConfig, load: ContentLoader, on_inbound: Callable[[Inbound], None],
-                 known: Callable[[str, str], Awaitable[bool]] | None = None) -> None:
+    def __init__(self, cfg: DigitalConfig, load: ContentLoader, accept: Callable[[Inbound], Awaitable[None]],
+                 match: Callable[[str, str], Awaitable[Match]] | None = None) -> None:
         self.cfg = cfg
-        self.known = known  # (link, MessageID) stored as a submit of ours? (None: take every report)
+        self.match = match  # (link, MessageID): is it ours? (None: take every report)
         self.pending: set[str] = set()  # MessageIDs answered to this process whose outcome is not stored yet
         self.name = cfg.name
         self.load = load
-        self.on_inbound = on_inbound
+        self.accept = accept  # makes a report or reply durable (journal or database) before the MMSC is answered
         self.bucket = TokenBucket(cfg.tps)
         self.slots = asyncio.Semaphore(cfg.concurrency)
         self.throttled_until = 0.0
@@ -173,8 +177,9 @@ class Mm7Link:
 
     async def inbound(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
         """Handle one request from the MMSC: (HTTP status, content type, body) of the answer. What it reports
-        is journaled (on_inbound) before this returns. A report for a MessageID this link never got (not on
-        its way from this process, not stored) is answered 2005 and not kept."""
+        is durable (accept) before this returns. A report for a MessageID this link never got is answered
+        2005 and not kept; one that cannot be matched yet because digital submits are still on their way (the
+        report overtook its own SubmitRsp) is answered 3000, so that the MMSC sends it again."""
         schema = self.cfg.schema
         try:
             decoded = wire.decode(content_type, body)
@@ -184,14 +189,19 @@ class Mm7Link:
         try:
             if decoded.kind == "DeliveryReportReq":
                 rep = wire.delivery_report_req(decoded)
-                if rep.message_id not in self.pending and self.known is not None \
-                        and not await self.known(self.name, rep.message_id):
+                match = "stored" if rep.message_id in self.pending or self.match is None \
+                    else await self.match(self.name, rep.message_id)
+                if match == "in_flight":
+                    return self._error(500, wire.SERVER_ERROR, f"MessageID {rep.message_id[:80]!r} is not known "
+                                       "yet (its submit is still being answered): send the report again", tid,
+                                       schema)
+                if match == "unknown":
                     return self._error(400, wire.MESSAGE_ID_NOT_FOUND,
                                        f"MessageID {rep.message_id[:80]!r} was not submitted on this link", tid, schema)
                 stat = wire.MM_STATUS_STATS[rep.mm_status]
                 if stat:  # DeferredRetrieval is not final: the handset retrieves later, and a report follows
                     self.pending.discard(rep.message_id)
-                    self.on_inbound(Inbound(self.name, True, "+" + rep.recipient.lstrip("+"), rep.sender, "",
+                    await self.accept(Inbound(self.name, True, "+" + rep.recipient.lstrip("+"), rep.sender, "",
                                             rep.message_id, stat, rep.mm_status if stat != "DELIVRD" else "",
                                             rep.date.astimezone(UTC), self.cfg.service_code))
                 self.reports += 1
@@ -201,7 +211,7 @@ class Mm7Link:
             if decoded.kind == "DeliverReq":
                 mo = wire.deliver_req(decoded)
                 to = mo.recipients[0] if mo.recipients else self.cfg.service_code
-                self.on_inbound(Inbound(self.name, False, "+" + mo.sender.lstrip("+"), to, mo.text, "", "", "",
+                await self.accept(Inbound(self.name, False, "+" + mo.sender.lstrip("+"), to, mo.text, "", "", "",
                                         datetime.now(UTC), self.cfg.service_code))
                 ctype, out = wire.encode_response("DeliverRsp", tid, wire.SUCCESS, schema, version=self.cfg.version)
                 return 200, ctype, out

@@ -6,21 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import select
 
-from cardsms.db.schema import smsc_ids
+from cardsms.db.schema import messages, smsc_ids
 from cardsms.delivery.cmpp import CmppConnector
 from cardsms.delivery.config import ConnectorConfig, DigitalConfig, parse_connectors, parse_digital
 from cardsms.delivery.connector import Inbound, LinkConnector
 from cardsms.delivery.digital import DigitalContent, DigitalRouter, NoDigitalChannel
-from cardsms.delivery.dispatcher import Dispatcher
+from cardsms.delivery.dispatcher import Dispatcher, apply_inbound
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.leases import WorkerLease, listen
-from cardsms.delivery.mm7 import Mm7Link
+from cardsms.delivery.mm7 import Match, Mm7Link
 from cardsms.delivery.mm7_wire import Part
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
@@ -106,6 +107,29 @@ def open_connector(cfg: ConnectorConfig, source_addr: str, on_inbound: Callable[
     return CONNECTORS[cfg.protocol](cfg, source_addr, on_inbound)
 
 
+async def report_match(svc: Services, connector: str, peer_id: str) -> Match:
+    """Is this id one a submit of ours got from the link (stored with the message's outcome)? If not: is a
+    digital submit on its way in any process, whose answer may still name it?"""
+    async with svc.point_read() as conn:
+        if await conn.scalar(select(smsc_ids.c.message_id).where(
+                smsc_ids.c.connector == connector, smsc_ids.c.smsc_id == peer_id)) is not None:
+            return "stored"
+        busy = await conn.scalar(select(messages.c.id).where(
+            messages.c.state == "submitting", messages.c.channel == "digital").limit(1))
+    return "unknown" if busy is None else "in_flight"
+
+
+def inbound_links(svc: Services) -> list[Mm7Link]:
+    """The digital links of a process that does not send (`cardsms api`): they take the MMSC's reports and
+    replies and store each in the database before answering; submits are the workers'."""
+
+    async def accept(item: Inbound) -> None:
+        await apply_inbound(svc, [item])
+
+    return [Mm7Link(cfg, DigitalContents(svc), accept, partial(report_match, svc))
+            for cfg in parse_digital(svc.settings.digital)]
+
+
 class Delivery:
     def __init__(self, svc: Services, local: LocalNetwork | None = None) -> None:
         self.svc = svc
@@ -118,8 +142,13 @@ class Delivery:
         self.lease = WorkerLease(svc) if not svc.settings.is_sqlite else None
         self._listener: Any = None
         # digital links (MM7); their inbound path is /mm7/<name> on this process's HTTP server
-        self.digital_links = [Mm7Link(cfg, DigitalContents(svc), self.dispatcher.on_inbound, self._known_id)
-                              for cfg in parse_digital(svc.settings.digital)]
+        self.digital_links = [self._digital_link(cfg) for cfg in parse_digital(svc.settings.digital)]
+
+    def _digital_link(self, cfg: DigitalConfig) -> Mm7Link:
+        async def accept(item: Inbound) -> None:
+            self.dispatcher.on_inbound(item)  # journaled when this returns
+
+        return Mm7Link(cfg, DigitalContents(self.svc), accept, partial(report_match, self.svc))
 
     async def start(self) -> None:
         s = self.svc.settings
@@ -132,8 +161,7 @@ class Delivery:
             self._local_started = True
             configs = [config]
             if not self.digital_links:  # configured MMSC links win over the simulated one
-                self.digital_links.append(Mm7Link(digital, DigitalContents(self.svc), self.dispatcher.on_inbound,
-                                                  self._known_id))
+                self.digital_links.append(self._digital_link(digital))
         if self.digital_links:
             self.dispatcher.digital = DigitalRouter(self.digital_links)
         if self.lease is None:
@@ -149,12 +177,6 @@ class Delivery:
         self._tasks.append(asyncio.create_task(self.dispatcher.run_receipts(), name="receipts"))
         self._tasks.append(asyncio.create_task(self.sender.run(), name="webhooks"))
         self._dispatch = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
-
-    async def _known_id(self, connector: str, peer_id: str) -> bool:
-        """Is this id one a submit of ours got from the link (stored with the message's outcome)?"""
-        async with self.svc.point_read() as conn:
-            return await conn.scalar(select(smsc_ids.c.message_id).where(
-                smsc_ids.c.connector == connector, smsc_ids.c.smsc_id == peer_id)) is not None
 
     def _start_connector(self, cfg: ConnectorConfig) -> None:
         connector = open_connector(cfg, self.svc.settings.smsc_source_addr, self.dispatcher.on_inbound)

@@ -189,6 +189,11 @@ async def digital_parts(svc: Services, account_id: int, code: str) -> tuple[str,
 
 async def digital_preview(svc: Services, account_id: int, code: str) -> list[dict[str, Any]]:
     """A digital template's parts for a page: name, suffix, size, a signed URL, and the text of text parts."""
+    return (await digital_template_view(svc, account_id, code))[1]
+
+
+async def digital_template_view(svc: Services, account_id: int, code: str) -> tuple[Any, list[dict[str, Any]]]:
+    """A digital template's row and its parts as `digital_preview` gives them."""
     from cardsms.services.media import download_url
 
     async with svc.read() as conn:
@@ -200,7 +205,7 @@ async def digital_preview(svc: Services, account_id: int, code: str) -> list[dic
             text = (svc.media_store.get(part["key"]) or b"").decode("utf-8", "replace")
         out.append({"name": part["name"], "suffix": part["suffix"], "size": part["size"], "text": text,
                     "url": download_url(svc, part["key"])})
-    return out
+    return row, out
 
 
 # --- the current operations: CreateSmsTemplate, UpdateSmsTemplate, GetSmsTemplate(List) ----------

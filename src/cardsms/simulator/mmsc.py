@@ -5,12 +5,13 @@ recipients reply (DeliverReq with `reply_text`).
 
 Knobs as the simulated SMSC's: latency, the share of numbers that fail (MMStatus Unrecognised), that expire
 (Expired), whose handsets take no MMS (Rejected), the share of submits answered "service unavailable" (4006,
-the MM7 way to say "too fast"), and a JSONL log of every accepted submit with each part's type, size and
-SHA-256."""
+the MM7 way to say "too fast"), reports that overtake their own SubmitRsp (`report_first`), and a JSONL log
+of every accepted submit with each part's type, size and SHA-256."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -53,6 +54,7 @@ class MmscOptions:
     reply_share: int = 0
     log_path: Path | None = None
     report_log_path: Path | None = None  # every report the VASP acknowledged, as a JSON line
+    report_first: bool = False  # a report's first attempt is answered before its SubmitRsp goes out
 
 
 class SimulatedMmsc:
@@ -130,9 +132,14 @@ class SimulatedMmsc:
                 "at": datetime.now(UTC).isoformat()}, ensure_ascii=False) + "\n")
             self._log.flush()
         if req.delivery_report and self.opt.report_url:
-            task = asyncio.create_task(self._after(message_id, req, decoded.schema))
+            tried = asyncio.Event() if self.opt.report_first else None
+            task = asyncio.create_task(self._after(message_id, req, decoded.schema, tried))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            if tried is not None:  # an MMSC whose report overtakes its own answer
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await tried.wait()
         return self._answer("SubmitRsp", req.transaction_id, wire.SUCCESS, decoded.schema, message_id=message_id)
 
     def _status(self, number: str) -> str:
@@ -144,15 +151,16 @@ class SimulatedMmsc:
             return "Expired"
         return "Retrieved"
 
-    async def _after(self, message_id: str, req: wire.SubmitReq, schema: str) -> None:
+    async def _after(self, message_id: str, req: wire.SubmitReq, schema: str, tried: asyncio.Event | None) -> None:
         await asyncio.sleep(self.opt.latency_ms / 1000)
         for number in req.recipients:
             status = self._status(number)
             rep = wire.DeliveryReportReq(f"dr-{message_id}-{number}", message_id, number, req.sender or "mmsc",
                                          datetime.now(UTC), status, status, "simulated-mmsc")
-            if await self._post(*wire.encode_delivery_report(rep, schema)) and self._report_log is not None:
+            attempts = await self._post(*wire.encode_delivery_report(rep, schema), tried)
+            if attempts and self._report_log is not None:
                 self._report_log.write(json.dumps({"message_id": message_id, "recipient": number,
-                                                   "status": status}) + "\n")
+                                                   "status": status, "attempts": attempts}) + "\n")
                 self._report_log.flush()
             self.reports_sent += 1
             if status == "Retrieved" and self.opt.reply_text and share_hit(number, "mm7-reply", self.opt.reply_share):
@@ -162,9 +170,9 @@ class SimulatedMmsc:
                                                       "reply-text", "reply.txt"),))
                 await self._post(*wire.encode_deliver(mo, schema))
 
-    async def _post(self, content_type: str, body: bytes) -> bool:
-        """Until the VASP acknowledges with status 1000 (an MMSC keeps a report until it is taken): whether it
-        did."""
+    async def _post(self, content_type: str, body: bytes, tried: asyncio.Event | None = None) -> int:
+        """Until the VASP acknowledges with status 1000 (an MMSC keeps a report until it is taken): the attempt
+        it did on (1 the first), 0 if it never did. `tried` is set once the first attempt has its answer."""
         delay = 0.2
         auth: Any = httpx.BasicAuth(self.opt.report_user, self.opt.report_secret) if self.opt.report_user \
             else httpx.USE_CLIENT_DEFAULT
@@ -175,17 +183,20 @@ class SimulatedMmsc:
                                                   headers={"content-type": content_type, "soapaction": '""'})
                 answer = wire.response(wire.decode(resp.headers.get("content-type", ""), resp.content))
                 if resp.status_code == 200 and wire.status_class(answer.status) == "success":
-                    return True
+                    return attempt + 1
                 log.warning("mmsc.report_refused", http=resp.status_code, status=answer.status,
                             text=answer.status_text)
                 if wire.status_class(answer.status) == "client":
-                    return False  # the VASP will never take it
+                    return 0  # the VASP will never take it
             except (httpx.HTTPError, wire.Mm7Error) as exc:
                 if attempt == 0:  # once per report: a VASP that is down would otherwise fill the log
                     log.warning("mmsc.report_failed", error=str(exc)[:200], retrying=True)
+            finally:
+                if tried is not None:
+                    tried.set()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-        return False
+        return 0
 
     def stats(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "reports_sent": self.reports_sent}

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from cardsms import __version__
 from cardsms.console.app import Console
+from cardsms.delivery.mm7 import Mm7Link
 from cardsms.delivery.runtime import ConnectorMetrics, Delivery
 from cardsms.links.resolver import resolver
 from cardsms.logs import pass_failed
@@ -88,8 +89,11 @@ async def _body_too_large(request: Request, exc: Exception) -> Response:
     return Response(str(exc), 413, media_type="text/plain; charset=utf-8", headers={"connection": "close"})
 
 
-def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True) -> Starlette:
-    """The ASGI app; `delivery` (cardsms.compose.build_delivery) also dispatches in this process, None: API only."""
+def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True,
+               inbound: list[Mm7Link] | None = None) -> Starlette:
+    """The ASGI app; `delivery` (cardsms.compose.build_delivery) also dispatches in this process, None: API only.
+    `inbound`: digital links that only take reports and replies here (`cardsms api`; a delivery has its own)."""
+    digital_links = delivery.digital_links if delivery is not None else inbound or []
     registry = CollectorRegistry()
     api = ApiEndpoint(svc, ApiMetrics(registry))
     reviews_done = Gauge("cardsms_reviews_decided", "reviews decided by this process", registry=registry)
@@ -168,7 +172,7 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
     async def mm7_inbound(request: Request) -> Response:
         """What an MMSC posts to a digital link: delivery reports and replies (delivery/mm7.py)."""
         name = request.path_params["name"]
-        link = next((x for x in delivery.digital_links if x.name == name), None) if delivery is not None else None
+        link = next((x for x in digital_links if x.name == name), None)
         if link is None:
             return Response(f"no digital link {name!r} takes reports on this server", 404, media_type="text/plain")
         why = link.authorized(request.headers.get("authorization", ""), request.client.host if request.client else "")
@@ -197,6 +201,8 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
             yield
         finally:
             state["ready"] = False
+            if delivery is None:  # a delivery closes its own links
+                await asyncio.gather(*(x.stop() for x in digital_links), return_exceptions=True)
             await stop_services(svc, delivery, background)
 
     return Starlette(
