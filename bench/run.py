@@ -59,7 +59,7 @@ from tests.harness import (  # noqa: E402
     running_server,
     stop_process,
 )
-from tests.integration.helpers import approved_sign, text_template  # noqa: E402
+from tests.integration.helpers import approved_sign, b64, png, text_template  # noqa: E402
 
 RESULTS: dict[str, Any] = {}
 TASK: dict[str, Any] = {}  # the task section's figures, which the peer section compares against
@@ -192,7 +192,8 @@ def task_numbers() -> int:
 
 
 @contextmanager
-def serving(tmp: Path, separate: bool, protocol: str = "smpp", **extra: str) -> Iterator[tuple[Server, int]]:
+def serving(tmp: Path, separate: bool, protocol: str = "smpp", digital: bool = False, **extra: str
+            ) -> Iterator[tuple[Server, int]]:
     """`cardsms serve` (SQLite) and the pid of the simulated SMSC's own process (0 when it runs inside the
     server). With `separate`, the simulated SMSC and phones run in their own process (`cardsms simulator smsc
     --phones`), as they do for Kannel and as a real SMSC and real phones would; with protocol "cmpp" that is
@@ -217,23 +218,50 @@ def serving(tmp: Path, separate: bool, protocol: str = "smpp", **extra: str) -> 
             url = (f"cmpp://901234:pw@127.0.0.1:{smsc_port}?version=3.0&src_id=1069" if protocol == "cmpp"
                    else f"smpp://cardsms:pw@127.0.0.1:{smsc_port}")
             settings["CARDSMS_SMSC"] = json.dumps([url])
+        if digital:  # the digital fallback over MM7 to the simulated MMSC in its own process
+            mmsc_port = free_port()
+            mmsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "mmsc", "--port", str(mmsc_port),
+                                     "--latency-ms", "10", "--report-url", f"http://127.0.0.1:{port}/mm7/mm7-1",
+                                     "--report-user", "bench", "--report-secret", "bench"],
+                                    env=cardsms_env(tmp, ""), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stack.callback(stop_process, mmsc)
+            wait(lambda: port_open(mmsc_port), 30, "simulated MMSC")
+            settings["CARDSMS_DIGITAL"] = json.dumps([f"mm7://bench:bench@127.0.0.1:{mmsc_port}/mm7?service_code=1069"])
         (tmp / "serve").mkdir(parents=True, exist_ok=True)
         server = stack.enter_context(running_server(cardsms_env(tmp / "serve", "", **settings), "sqlite", port=port))
         yield server, smsc_pid
 
 
-def run_task(tmp: Path, n: int, separate: bool, protocol: str = "smpp") -> dict[str, float]:
-    """A card mass task of n numbers until every message has its final state (see `serving`)."""
+def run_task(tmp: Path, n: int, separate: bool, protocol: str = "smpp", fallback: str = "NONE") -> dict[str, float]:
+    """A card mass task of n numbers until every message has its final state (see `serving`); the numbers
+    whose phones show no card get nothing (NONE), a text (SMS) or a digital message over MM7 (DIGITALSMS)."""
     tmp.mkdir(parents=True, exist_ok=True)
     numbers = tmp / "task.txt.gz"  # an upload may be at most 3 MB: 500,000 numbers go compressed
     numbers.write_bytes(gzip.compress(("\n".join(str(13700000000 + i) for i in range(n)) + "\n").encode()))
-    with serving(tmp, separate, protocol) as (server, smsc_pid):
+    with serving(tmp, separate, protocol, digital=fallback == "DIGITALSMS") as (server, smsc_pid):
         tenant = new_tenant(server)
-        sign = approved_sign(tenant.client(), "压测")
+        client = tenant.client()
+        sign = approved_sign(client, "压测")
+        fallback_args: list[str] = []
+        if fallback == "SMS":
+            text = text_template(client, "您有一条新消息，详情见店铺首页。")
+            fallback_args = ["--fallback", "SMS", "--fallback-template", text]
+        elif fallback == "DIGITALSMS":
+            from alibabacloud_dysmsapi20170525 import models as m
+
+            part, picture = "您有一条新消息，详情见图。".encode(), png(320, 180)
+            code = client.create_digital_sms_template(m.CreateDigitalSmsTemplateRequest(
+                template_name="压测", remark="bench", template_contents=[
+                    m.CreateDigitalSmsTemplateRequestTemplateContents(file_contents=b64(part), file_name="正文",
+                                                                      file_size=len(part), file_suffix="txt"),
+                    m.CreateDigitalSmsTemplateRequestTemplateContents(file_contents=b64(picture), file_name="图",
+                                                                      file_size=len(picture), file_suffix="png"),
+                ])).body.template_code
+            fallback_args = ["--fallback", "DIGITALSMS", "--fallback-template", code]
         db = Path(server.env["CARDSMS_DATA_DIR"]) / "cardsms.db"
         t0 = time.monotonic()
         cli(server.env, "task", "create", "--account", tenant.name, "--name", "bench", "--sign", sign,
-            "--template", "PUB_SERVICE_NOTICE", "--file", str(numbers))
+            "--template", "PUB_SERVICE_NOTICE", "--file", str(numbers), *fallback_args)
         wait(lambda: (sqlite_scalar(db, "SELECT count(*) FROM messages WHERE submitted_at IS NOT NULL") or 0) > 0,
              300, "first submit")
         first = time.monotonic() - t0
@@ -241,7 +269,9 @@ def run_task(tmp: Path, n: int, separate: bool, protocol: str = "smpp") -> dict[
         submitted_s = time.monotonic() - t0
         done = ("SELECT count(*) FROM messages WHERE task_id IS NOT NULL "
                 "AND state IN ('delivered', 'failed', 'expired', 'skipped')")
-        wait(lambda: sqlite_scalar(db, done) >= n, 3600, "all receipts")
+        still_open = ("SELECT count(*) FROM messages WHERE task_id IS NOT NULL "  # a fallback leg counts too
+                      "AND state NOT IN ('delivered', 'failed', 'expired', 'skipped')")
+        wait(lambda: sqlite_scalar(db, done) >= n and sqlite_scalar(db, still_open) == 0, 3600, "all receipts")
         receipts_s = time.monotonic() - t0
         failed = sqlite_scalar(db, "SELECT count(*) FROM messages WHERE task_id IS NOT NULL "
                                    "AND state IN ('failed', 'expired')")
@@ -586,7 +616,7 @@ async def _smpp_run(n: int, port: int | None, protocol: str = "smpp") -> float:
         port = sim.port
     got = 0
 
-    def count(_: Inbound) -> None:
+    async def count(_: Inbound) -> None:
         nonlocal got
         got += 1
 
@@ -687,7 +717,7 @@ async def _mm7_run(n: int, mmsc_port: int, report_port: int) -> float:
 
     got = 0
 
-    def count(_: Inbound) -> None:
+    async def count(_: Inbound) -> None:
         nonlocal got
         got += 1
 
@@ -748,6 +778,11 @@ def bench_mm7(tmp: Path) -> None:
     _, smpp_separate = link_rates(tmp / "smpp", n, "smpp")
     record("mm7", f"separate_mmsc_msg_per_s_{n}", mm7, "msg/s", smpp_separate,
            "SMPP, simulated SMSC in its own process")
+    tasks = int(os.environ.get("BENCH_MM7_TASK_NUMBERS", "100000"))
+    over_sms = run_task(tmp / "task-sms", tasks, separate=True, fallback="SMS")
+    over_mm7 = run_task(tmp / "task-mm7", tasks, separate=True, fallback="DIGITALSMS")
+    record("mm7", f"task_digital_fallback_end_to_end_msg_per_s_{tasks}", tasks / over_mm7["receipts_s"], "msg/s",
+           tasks / over_sms["receipts_s"], "the same task with a text fallback")
 
 
 def port_open(port: int) -> bool:
