@@ -950,4 +950,6 @@ def simulator_mmsc(
 
 
 def main() -> None:
+    import cardsms.cli_frequency  # noqa: F401  (registers `cardsms frequency` on the app)
+
     app()

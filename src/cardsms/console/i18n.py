@@ -335,6 +335,7 @@ ZH: dict[str, str] = {
     'Text message': '文本短信',
     'Digital message': '数字短信',
     'All templates': '全部模板',
+    'Over frequency limits': '超过频率限制',
     'Size': '大小',
     'Sent as one MM7 message: a SMIL presentation with one slide per picture or video, the text after it on the same slide; the subject is the template name.': '以一条 MM7 彩信发送：SMIL 演示中每张图片或视频一页，其后的文字与之同页；主题为模板名称。',
     'Submitted': '已提交',

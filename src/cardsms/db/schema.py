@@ -47,6 +47,36 @@ accounts = Table(
     # server's CARDSMS_SEND_WINDOW), and whether its API sends wait for the window too
     Column("send_window", String(11), nullable=True),
     Column("hold_api_sends", Boolean, nullable=False, default=False, server_default=false()),
+    # frequency control (migration 0012): the same text to one number at most once per N seconds (NULL: off)
+    Column("duplicate_seconds", Integer, nullable=True),
+)
+
+# Frequency control (migration 0012, services/frequency.py): an account's own limits per message kind and
+# period (absent: Alibaba's defaults; 0: no limit), its exempt numbers, and on PostgreSQL one row per number
+# that concurrent sends to it lock in turn
+frequency_rules = Table(
+    "frequency_rules",
+    metadata,
+    Column("account_id", Id, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("period", String(8), primary_key=True),
+    Column("max_count", Integer, nullable=False),
+)
+
+frequency_exempt = Table(
+    "frequency_exempt",
+    metadata,
+    Column("account_id", Id, primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    _ts("created_at"),
+)
+
+frequency_guard = Table(
+    "frequency_guard",
+    metadata,
+    Column("account_id", Id, primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    _ts("at"),
 )
 
 users = Table(

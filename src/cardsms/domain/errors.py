@@ -48,6 +48,15 @@ _TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("isv.SMS_TEMPLATE_TYPE_MISMATCH", 200, "The operation does not apply to this kind of template."),
     ErrorCode("isv.REVIEW_IN_PROGRESS", 200, "The object is being reviewed and cannot be changed now."),
     ErrorCode("isv.MOBILE_NUMBER_ILLEGAL", 200, "A phone number is invalid; the message names it."),
+    ErrorCode("isv.BUSINESS_LIMIT_CONTROL", 200,
+              "Frequency control: the number got its most messages of this kind under this signature in the last "
+              "minute or hour (verification codes 1 per minute and 5 per hour by default), or the same text within "
+              "the account's duplicate-content seconds; the message names the number, the rule and when it may be "
+              "sent again. In calls with several numbers those numbers are left out and named instead."),
+    ErrorCode("isv.DAY_LIMIT_CONTROL", 200,
+              "Frequency control: the number got its most messages of this kind under this signature today in "
+              "mainland time (verification codes 10, other messages 50 by default); the message names the number, "
+              "the rule and when it may be sent again (the next mainland day)."),
     ErrorCode("isv.FILE_ILLEGAL", 200, "An attached file is too large, empty or of an unsupported type."),
     ErrorCode("isv.QUALIFICATION_ILLEGAL", 200,
               "A qualification record, authorization letter, trademark or app ICP filing that a signature needs is "

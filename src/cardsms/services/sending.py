@@ -27,9 +27,10 @@ from cardsms.db.engine import WORK_CHANNEL
 from cardsms.db.schema import idempotency_keys, message_events, messages, short_links, suppressions
 from cardsms.domain import sms
 from cardsms.domain.errors import MAX_JSON_DEPTH, CardsmsError, json_too_deep
+from cardsms.domain.frequency import Refusal
 from cardsms.domain.numbers import InvalidNumber, PhoneNumber, normalise_mainland_mobile, normalise_number
 from cardsms.domain.variables import check_values
-from cardsms.services import digital_signs, review
+from cardsms.services import digital_signs, frequency, review
 from cardsms.services.core import CHINA, Services, random_digits
 from cardsms.services.signs import _get as get_sign_row
 from cardsms.services.templates import get_template
@@ -213,6 +214,7 @@ class Outbox:
     account_id: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     links: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (row index, link values)
+    limited: list[int] = field(default_factory=list)  # rows frequency control made `skipped` (services.frequency)
     now: datetime = field(init=False)  # the rows of one send share one timestamp, and so its day
     send_day: str = field(init=False)
 
@@ -247,8 +249,15 @@ class Outbox:
         await write_outboxes(conn, self.svc, [self])
 
 
-async def write_outboxes(conn: AsyncConnection, svc: Services, boxes: Sequence[Outbox]) -> None:
-    """The rows of several sends, with one statement per table."""
+async def write_outboxes(conn: AsyncConnection, svc: Services, boxes: Sequence[Outbox]) -> list[list[Refusal]]:
+    """The rows of several sends, with one statement per table, after frequency control (services.frequency)
+    has made the rows over a limit `skipped`; returns those refusals, send by send."""
+    refused = await frequency.enforce(conn, boxes)
+    await _insert_outboxes(conn, svc, boxes)
+    return refused
+
+
+async def _insert_outboxes(conn: AsyncConnection, svc: Services, boxes: Sequence[Outbox]) -> None:
     rows = [row for box in boxes for row in box.rows]
     if not rows:
         return
@@ -304,18 +313,39 @@ class _Send:
     action: str
 
 
-async def _write_sends(conn: AsyncConnection, sends: Sequence[_Send], *, svc: Services) -> list[dict[str, Any]]:
+async def _write_sends(conn: AsyncConnection, sends: Sequence[_Send], *, svc: Services
+                       ) -> list[dict[str, Any] | CardsmsError]:
     now = svc.now()
     since = now - timedelta(hours=IDEMPOTENCY_HOURS)
-    for s in sends:
+    answers: list[dict[str, Any] | CardsmsError] = []
+    kept: list[Outbox] = []
+    for s, refused in zip(sends, await frequency.enforce(conn, [s.box for s in sends]), strict=True):
+        if refused and len({row["phone"] for row in s.box.rows}) == 1 and \
+                not any(row["state"] == "queued" for row in s.box.rows):
+            answers.append(CardsmsError(refused[0].code, refused[0].text))  # its only number: nothing is written
+            continue
+        answers.append(_limit_note(s.answer, refused) if refused else s.answer)
+        kept.append(s.box)
         if s.idem_key:
             await conn.execute(idempotency_keys.delete().where(
                 idempotency_keys.c.account_id == s.account_id, idempotency_keys.c.key == s.idem_key,
                 idempotency_keys.c.created_at < since))
             await conn.execute(insert(idempotency_keys).values(
-                account_id=s.account_id, key=s.idem_key, action=s.action, response=s.answer, created_at=now))
-    await write_outboxes(conn, svc, [s.box for s in sends])
-    return [s.answer for s in sends]
+                account_id=s.account_id, key=s.idem_key, action=s.action, response=answers[-1], created_at=now))
+    await _insert_outboxes(conn, svc, kept)
+    return answers
+
+
+def _limit_note(answer: dict[str, Any], refused: list[Refusal]) -> dict[str, Any]:
+    """A send's answer naming the numbers frequency control left out (Message; card sends' Data too)."""
+    phones = list(dict.fromkeys(r.phone for r in refused))
+    shown = "; ".join(r.text for r in refused[:10]) + ("; ..." if len(refused) > 10 else "")
+    note = f"{len(phones)} number(s) left out by frequency control ({shown})"
+    message = answer.get("Message", "OK")
+    out = {**answer, "Message": f"{message}; {note}" if message != "OK" else f"OK; {note}"}
+    if isinstance(answer.get("Data"), dict):
+        out["Data"] = {**answer["Data"], "LimitedMobiles": ",".join(phones)}
+    return out
 
 
 BACKLOG_TTL = 1.0  # seconds a count of the waiting messages is used before it is counted again
@@ -350,7 +380,7 @@ async def commit_send(svc: Services, account_id: int, box: Outbox, answer: dict[
     await check_queue(svc, sum(1 for r in box.rows if r.get("state") == "queued"))
     try:
         writer = svc.group_commit("sends", _write_sends, max_batch=200, in_flight=2)
-        written: dict[str, Any] = await writer.submit(_Send(account_id, box, answer, idem_key, action))
+        written: dict[str, Any] | CardsmsError = await writer.submit(_Send(account_id, box, answer, idem_key, action))
     except IntegrityError:
         if not idem_key:
             raise
@@ -358,6 +388,8 @@ async def commit_send(svc: Services, account_id: int, box: Outbox, answer: dict[
         if earlier is None:
             raise
         return earlier
+    if isinstance(written, CardsmsError):
+        raise written
     return written
 
 

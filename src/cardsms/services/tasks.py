@@ -29,10 +29,11 @@ from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import case, func, literal, select, text, update
 
 from cardsms.db.schema import accounts, audience_numbers, audiences, daily_stats, messages, replies, task_events, tasks
 from cardsms.domain.errors import CardsmsError, field_error
+from cardsms.domain.frequency import LIMIT_CODES
 from cardsms.domain.numbers import PhoneNumber
 from cardsms.domain.schedule import CHINA, SendWindow, can_revoke, check_schedule, check_task_name
 from cardsms.logs import pass_failed
@@ -578,7 +579,7 @@ async def task_stats(svc: Services, task_id: int) -> dict[str, int]:
 async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     """`task_stats` of several tasks in two grouped queries (the task list refreshes them all)."""
     keys = ("queued", "submitted", "card", "fallback", "delivered", "failed", "rendered", "opened", "skipped",
-            "replies")
+            "limited", "replies")  # limited: skipped by frequency control (a part of skipped)
     out = {t: dict.fromkeys(keys, 0) for t in task_ids}
     if not task_ids:
         return out
@@ -587,6 +588,7 @@ async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[
             messages.c.task_id, messages.c.channel, messages.c.state, func.count(),
             func.sum(case((messages.c.render_status == 1, 1), else_=0)),
             func.sum(case((messages.c.opens > 0, 1), else_=0)),
+            func.sum(case((messages.c.error_code.in_(LIMIT_CODES), 1), else_=0)),
         ).where(messages.c.task_id.in_(task_ids)).group_by(messages.c.task_id, messages.c.channel,
                                                             messages.c.state))).all()
         replied = [*(await conn.execute(select(messages.c.task_id, func.count()).select_from(replies).join(
@@ -595,14 +597,15 @@ async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[
         # the tasks' purged messages, folded into daily counts (services/retention.py)
         d = daily_stats.c
         rows = [*rows, *(await conn.execute(select(
-            d.task_id, d.channel, d.state, func.sum(d.messages), func.sum(d.rendered), func.sum(d.opened),
+            d.task_id, d.channel, d.state, func.sum(d.messages), func.sum(d.rendered), func.sum(d.opened), literal(0),
         ).where(*stats_filters(task_ids=list(task_ids))).group_by(d.task_id, d.channel, d.state))).all()]
         replied += (await conn.execute(select(d.task_id, func.sum(d.replies)).where(
             *stats_filters(task_ids=list(task_ids))).group_by(d.task_id))).all()
-    for task_id, channel, state, n, rendered, opened in rows:
+    for task_id, channel, state, n, rendered, opened, limited in rows:
         stats = out[task_id]
         if state == "skipped":
             stats["skipped"] += n
+            stats["limited"] += int(limited or 0)
             continue
         stats["card" if channel == "card" else "fallback"] += n
         stats["queued" if state in ("queued", "paused", "submitting") else "submitted"] += n
