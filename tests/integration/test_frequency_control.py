@@ -117,9 +117,24 @@ def test_frequency_control_through_the_sdk_calls_tasks_and_the_allowlist(
         assert all("card messages" in r["error_text"] and r["state"] == "skipped" for r in limited.values())
         assert not set(carded) & {r["phone"] for r in export if r["state"] != "skipped"}
 
+        # the console's Settings: a bad field is named and nothing changes; a good form saves every field
+        page = web.get("/console/settings").text
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        form = {"csrf": token, "limit_verification_minute": "", "limit_verification_hour": "3",
+                "limit_promotion_day": "many", "exempt": "13811110002\n13811110003", "duplicate_seconds": "30"}
+        bad = web.post("/console/settings/frequency", data=form)
+        assert bad.status_code == 400 and "limit_promotion_day" in bad.text
+        assert "verification  hour    3" not in cli(env, "frequency", "show", tenant.name).stdout
+        good = web.post("/console/settings/frequency", data={**form, "limit_promotion_day": "20",
+                                                              "limit_card_day": "1", "limit_notification_day": "1"})
+        assert good.status_code == 303, good.text[-2000:]
+        shown = cli(env, "frequency", "show", tenant.name).stdout
+        assert "verification  hour    3 (own)" in shown and "promotion     day     20 (own)" in shown, shown
+        assert "at most once per 30 s" in shown and "13811110003" in shown
+
         # the changes are audited
         audit = web.get("/console/audit").text
-        assert "frequency.limit" in audit and "frequency.exempt" in audit
+        assert "frequency.limit" in audit and "frequency.exempt" in audit and "frequency.duplicates" in audit
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

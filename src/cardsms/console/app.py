@@ -37,6 +37,7 @@ from cardsms.console.auth import (
 )
 from cardsms.console.designer import DESIGNER_ACTIONS, Design, type_choices
 from cardsms.console.i18n import language, translator
+from cardsms.domain import frequency as freq_rules
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
 from cardsms.domain.schedule import can_revoke, parse_local_start
@@ -46,6 +47,7 @@ from cardsms.services import (
     accounts,
     audit,
     cards,
+    frequency,
     imports,
     media,
     public,
@@ -712,7 +714,8 @@ class Console:
         own, hold = await accounts.window_settings(self.svc, session.account_id)
         return {"keys": keys, "hooks": hooks, "kinds": webhooks.KINDS, "suppressed": suppressed,
                 "suppressed_total": total, "connectors": connectors, "own_window": own, "hold_api_sends": hold,
-                "server_window": self.svc.settings.send_window}
+                "server_window": self.svc.settings.send_window,
+                "freq": await frequency.describe(self.svc, session.account_id)}
 
     async def settings_page(self, request: Request, session: Session) -> Response:
         return self.render(request, "settings.html", session, errors={}, created=None,
@@ -740,6 +743,8 @@ class Console:
                                                  form.get("detail", ""))
             elif section == "unsuppress":
                 await suppression.remove_suppressed(self.svc, session.account_id, form.get("phone", ""))
+            elif section == "frequency":
+                await self._frequency_post(session, form)
             elif section == "window":
                 await accounts.set_send_window(self.svc, session.account, form.get("window", "").strip() or "default",
                                                form.get("hold_api_sends") == "1")
@@ -754,6 +759,32 @@ class Console:
         return self.render(request, "settings.html", session, 400 if errors else 200, errors=errors,
                            created=created, **await self._settings_context(session))
 
+
+    async def _frequency_post(self, session: Session, form: dict[str, str]) -> None:
+        """The frequency control form: one field per kind and window (empty: the default), the exempt numbers
+        and the duplicate-content seconds. Everything is checked before anything is changed."""
+        current = await frequency.describe(self.svc, session.account_id)
+        changes: list[tuple[str, str, int | None]] = []
+        for row in current["limits"]:
+            raw = form.get(f"limit_{row['kind']}_{row['period']}", "").strip()
+            value = None if raw == "" else int(raw) if raw.isdigit() else -1
+            if value is not None and (value < 0 or value > freq_rules.MAX_LIMIT):
+                raise CardsmsError("isv.INVALID_PARAMETERS", f"limit_{row['kind']}_{row['period']}: a whole "
+                                   f"number 0 (no limit) to {freq_rules.MAX_LIMIT}, or empty for the default; "
+                                   f"got {raw[:20]!r}")
+            if value != (row["limit"] if row["own"] else None):
+                changes.append((row["kind"], row["period"], value))
+        raw_seconds = form.get("duplicate_seconds", "").strip() or "0"
+        if not raw_seconds.isdigit() or int(raw_seconds) > freq_rules.MAX_DUPLICATE_SECONDS:
+            raise CardsmsError("isv.INVALID_PARAMETERS", f"duplicate_seconds: 0 (off) to "
+                               f"{freq_rules.MAX_DUPLICATE_SECONDS} seconds; got {raw_seconds[:20]!r}")
+        exempt = freq_rules.parse_exempt([form.get("exempt", "")])
+        if sorted(set(exempt)) != current["exempt"]:
+            await frequency.set_exempt(self.svc, session.account_id, exempt)  # checks every number first
+        for kind, period, value in changes:
+            await frequency.set_limit(self.svc, session.account_id, kind, period, value)
+        if int(raw_seconds) != current["duplicate_seconds"]:
+            await frequency.set_duplicate_seconds(self.svc, session.account_id, int(raw_seconds))
 
     # --- users, password, audit log (admins; the password page is everyone's) -------------------------
 
