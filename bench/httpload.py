@@ -81,8 +81,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     if args.path:  # the baseline: an unsigned path driven the same way
         paths = [args.path] * args.count
     else:
-        paths = [signed_path({**params, "CardObjects": json.dumps([{"mobile": m}])}, args.key, args.secret)
-                 for m in mobiles]
+        number = (lambda m: {"PhoneNumbers": m}) if params.get("Action") == "SendSms" else \
+            (lambda m: {"CardObjects": json.dumps([{"mobile": m}])})
+        paths = [signed_path({**params, **number(m)}, args.key, args.secret) for m in mobiles]
     conns = [Conn(args.host, args.port) for _ in range(args.connections)]
     latencies: list[float] = []
     errors: list[str] = []

@@ -1,12 +1,14 @@
 """cardsms benchmarks (docs/performance.md) (`make bench`): every figure with the baseline it is compared to in the same
 run. Prints a table and writes bench/results.json. Loopback only; bounded in count and time.
 
-Sections (select with BENCH_ONLY=import,task,peer,smpp,cmpp,mm7,api,links,workers):
+Sections (select with BENCH_ONLY=import,task,peer,smpp,cmpp,mm7,api,frequency,links,workers):
 - import   parse + validate + de-duplicate 500,000 numbers (CSV, zipped CSV, XLSX) vs csv.reader alone
 - task     a card mass task end to end on the embedded default (SQLite, simulated SMSC and phones):
            time to first submit, msg/s to all submitted and to all receipts, peak RSS of the server
 - api      SendCardSms over HTTP with signatures (bench/httpload.py, a separate process): the highest
            request rate, and p50/p99 latency at fixed rates, vs /healthz driven the same way
+- frequency SendSms and SendCardSms closed loop with frequency control on vs off (CARDSMS_FREQUENCY_CONTROL),
+           alternating servers on, off, on, off; one new number per request
 - links    short-link opens per second (card page, vendor JSON) vs /healthz on the same server
 - workers  PostgreSQL: 1 worker vs 2 workers on the same 20,000 messages (scaling ratio)
 - peer     the task's numbers and SMS text through Kannel (Debian's bearerbox + smsbox; HTTP sendsms with
@@ -35,6 +37,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -401,6 +404,37 @@ def bench_api(tmp: Path) -> None:
         record("api", f"send_card_sms_at_{r}_per_s_achieved", res["rps"], "req/s", r, "offered rate")
     record("api", "one_process_send_card_sms_max_req_per_s", one["rps"], "req/s", top["rps"],
            "SMSC and phones in their own process")
+
+
+# --- frequency: the cost of frequency control ------------------------------------------------------------
+
+def bench_frequency(tmp: Path) -> None:
+    """SendSms and SendCardSms closed loop (bench/httpload.py, 32 connections, one new number per request) with
+    frequency control on and off (CARDSMS_FREQUENCY_CONTROL), alternating on, off, on, off with a server each
+    (same process layout as `api`): the median of each pair's ratio."""
+    rounds = int(os.environ.get("BENCH_FREQUENCY_ROUNDS", "2"))
+    figures: dict[tuple[str, bool], list[float]] = {}
+    first = 13000000000
+    for i in range(rounds):
+        for on in (True, False):
+            extra = {"CARDSMS_API_QPS": "1000000", "CARDSMS_SIM_OPEN_SHARE": "0",
+                     "CARDSMS_FREQUENCY_CONTROL": "true" if on else "false"}
+            with serving(tmp / f"{i}-{on}", True, **extra) as (server, _):
+                tenant = new_tenant(server)
+                client = tenant.client()
+                sign = approved_sign(client, "频控压测")
+                notice = text_template(client, "您的订单已发货，请注意查收。")
+                for action, params in (("SendSms", {"Action": "SendSms", "SignName": sign, "TemplateCode": notice}),
+                                       ("SendCardSms", {"Action": "SendCardSms", "SignName": sign,
+                                                        "CardTemplateCode": "PUB_SERVICE_NOTICE"})):
+                    first += 1_000_000
+                    figures.setdefault((action, on), []).append(httpload(server, tenant, params, "max", first)["rps"])
+    for action in ("SendSms", "SendCardSms"):
+        on, off = figures[(action, True)], figures[(action, False)]
+        record("frequency", f"{action}_req_per_s_rules_on", statistics.median(on), "req/s", statistics.median(off),
+               "the same with frequency control off, alternating runs")
+        print(f"  {action}: on {on} off {off} req/s; pair ratios "
+              f"{[round(a / b, 3) for a, b in zip(on, off, strict=True)]}")
 
 
 # --- workers (PostgreSQL) -------------------------------------------------------------------------
@@ -792,7 +826,8 @@ def port_open(port: int) -> bool:
 
 
 SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "smpp": bench_smpp, "cmpp": bench_cmpp,
-            "mm7": bench_mm7, "api": bench_api, "links": bench_links, "workers": bench_workers}
+            "mm7": bench_mm7, "api": bench_api, "frequency": bench_frequency, "links": bench_links,
+            "workers": bench_workers}
 
 
 def _figure(section: str, prefix: str) -> dict[str, Any] | None:

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     retention_days: int = Field(30, ge=1, le=3650, description="how long message records are kept")
     queue_limit: int = Field(2_000_000, ge=0, description="API sends answer Throttling.Queue while more messages than "
                              "this wait to be submitted; 0 = no limit")
+    frequency_control: bool = Field(True, description="per-number frequency control on every send (Alibaba's "
+                                    "limits, each account's own; docs/sending.md); false = none (a gateway whose "
+                                    "carriers apply their own, or to measure its cost)")
     sqlite_max_mb: int = Field(0, ge=0, description="SQLite: the database may grow to this many MB (writes beyond "
                                "fail as on a full disk: HTTP 503); 0 = no limit")
     webhook_timeout_seconds: float = Field(3.0, gt=0, le=60, description="webhook POST deadline: the whole request, "
