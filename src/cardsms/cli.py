@@ -804,6 +804,8 @@ def _run_centre(protocol: str, what: str, phones: str, tls_cert: Path | None, tl
     if phones and not phones.startswith(("http://", "https://")):
         raise fail(f"--phones: must be the http(s) base URL of the server's short links, got {phones!r}")
     _check_tls_flags(tls_cert, tls_key, tls_client_ca)
+    if options.get("receipt_parts", "all") not in ("all", "first", "last"):
+        raise fail(f"--receipts: all, first or last, got {options['receipt_parts']!r}")
 
     async def _main() -> None:
         try:
@@ -825,6 +827,10 @@ def _run_centre(protocol: str, what: str, phones: str, tls_cert: Path | None, tl
         run_server(_main, settings)
 
 
+ReceiptParts = Annotated[str, typer.Option("--receipts", help="long messages: a receipt for every part (all), or "
+                                                             "for the first or the last part only, as many SMSCs do")]
+
+
 @sim_app.command("smsc")
 def simulator_smsc(
     port: Port = 2775,
@@ -841,11 +847,12 @@ def simulator_smsc(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     tls_client_ca: TlsClientCa = None,
+    receipts: ReceiptParts = "all",
 ) -> None:
     """Run the simulated SMSC (SMPP 3.4) alone: any ESME may bind; receipts follow every accepted message."""
     _run_centre("smpp", "SMSC", phones, tls_cert, tls_key, tls_client_ca, host=host, port=port,
                 latency_ms=latency_ms, fail_share=fail_share, throttle_share=throttle_share,
-                disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps)
+                disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps, receipt_parts=receipts)
 
 
 @sim_app.command("ismg")
@@ -867,13 +874,14 @@ def simulator_ismg(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     tls_client_ca: TlsClientCa = None,
+    receipts: ReceiptParts = "all",
 ) -> None:
     """Run the simulated ISMG (CMPP 2.0 and 3.0) alone: status reports follow every accepted message."""
     if sp_id and not (len(sp_id) <= 6 and sp_id.isascii()):
         raise fail("--sp-id: the CMPP SP id (Source_Addr) is 1-6 ASCII characters")
     _run_centre("cmpp", "ISMG", phones, tls_cert, tls_key, tls_client_ca, host=host, port=port, sp_id=sp_id,
                 secret=secret, latency_ms=latency_ms, fail_share=fail_share, throttle_share=throttle_share,
-                disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps)
+                disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps, receipt_parts=receipts)
 
 
 @sim_app.command("mmsc")

@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 SCHEMES = {"smpp": "smpp", "smpps": "smpp", "cmpp": "cmpp"}
-COMMON_OPTIONS = {"binds", "window", "tps", "secret_file"}
+COMMON_OPTIONS = {"binds", "window", "tps", "secret_file", "receipts"}
+RECEIPT_POLICIES = ("all", "first", "last", "any")  # which parts' receipts settle a long message
 SCHEME_OPTIONS = {"smpp": set(), "smpps": {"ca", "cert", "key", "verify", "server_name"},
                   "cmpp": {"version", "service_id", "src_id", "encoding"}}
 FORMS = {"smpp": "smpp://SYSTEM_ID:PASSWORD@HOST:PORT", "smpps": "smpps://SYSTEM_ID:PASSWORD@HOST:PORT",
@@ -64,6 +65,7 @@ class ConnectorConfig:
     service_id: str = ""  # CMPP Service_Id
     src_id: str = ""  # CMPP Src_Id (the SP's access number); the server's source address when empty
     encoding: str = "ucs2"  # CMPP: how non-ASCII text is sent, ucs2 or gbk
+    receipts: str = "all"  # a long message is settled by every part's receipt, the first's, the last's, any one
 
     def serves(self, e164: str) -> bool:
         return not self.prefixes or any(e164.startswith(p) for p in self.prefixes)
@@ -151,6 +153,11 @@ def parse_url(url: str, where: str = "smsc") -> dict[str, Any]:
     for key, low, high in (("binds", 1, 64), ("window", 1, 1000), ("tps", 0, 100_000)):
         if key in query:
             out[key] = _number(query[key], key, low, high, where)
+    if "receipts" in query:
+        if query["receipts"] not in RECEIPT_POLICIES:
+            raise ValueError(f"{where}: receipts must be one of {', '.join(RECEIPT_POLICIES)}, got "
+                             f"{query['receipts'][:20]!r}")
+        out["receipts"] = query["receipts"]
     if scheme == "cmpp":
         if not 1 <= len(user) <= 6 or not user.isascii():
             raise ValueError(f"{where}: SPID (the CMPP Source_Addr) must be 1-6 ASCII characters")

@@ -235,7 +235,7 @@ class Dispatcher:
                                    text=f"no connector serves {row['e164']}")
                 return Outcome(mid, account, "throttled", code="NOT_BOUND", text="no connector is bound", delay=1.0)
             ids = await connector.submit(row["e164"], row["content"], row["up_extend_code"], row["priority"])
-            return Outcome(mid, account, "ok", connector.name, ids)
+            return _submitted(mid, account, connector, ids)
         except SubmitError as exc:
             if exc.throttled:
                 return Outcome(mid, account, "throttled", code=exc.code, text=exc.text, delay=0.2,
@@ -370,3 +370,14 @@ async def apply_inbound(svc: Services, batch: list[Inbound]) -> int:
         if not item.is_receipt:
             await receipts.record_reply(svc, item.source_addr, item.destination_addr, item.text, item.local_base)
     return len(found)
+
+
+def _submitted(mid: int, account: int, connector: LinkConnector, ids: list[str]) -> Outcome:
+    """A submit's outcome under its link's receipt policy: with `first` or `last` only that part's id is
+    matched (other parts' receipts, should they come, are not this message's), with `any` every id; either
+    way one receipt settles the message."""
+    policy = connector.cfg.receipts
+    if policy == "all" or len(ids) < 2:
+        return Outcome(mid, account, "ok", connector.name, ids)
+    kept = ids[:1] if policy == "first" else ids[-1:] if policy == "last" else ids
+    return Outcome(mid, account, "ok", connector.name, kept, one_receipt=True)

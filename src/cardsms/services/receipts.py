@@ -50,6 +50,7 @@ class Outcome:
     text: str = ""
     delay: float = 0.0
     maybe_sent: bool = False  # the submit_sm may have reached the SMSC (connection lost before the answer)
+    one_receipt: bool = False  # the link's receipt policy settles this long message with one part's receipt
 
 
 def _chunks(items: list[T], size: int = 500) -> Iterable[list[T]]:
@@ -84,13 +85,15 @@ async def record_outcomes(conn: AsyncConnection, svc: Services, outcomes: list[O
     events: list[dict[str, Any]] = []
     ok = [o for o in outcomes if o.kind == "ok"]
     if ok:
-        by_connector: dict[str, list[int]] = {}
+        by_connector: dict[tuple[str, bool], list[int]] = {}
         for o in ok:
-            by_connector.setdefault(o.connector, []).append(o.message_id)
-        for connector, ids in by_connector.items():  # one statement per connector, not one per message
+            by_connector.setdefault((o.connector, o.one_receipt), []).append(o.message_id)
+        for (connector, one), ids in by_connector.items():  # one statement per connector, not one per message
+            # one receipt settles: the other parts count as done (receipts=first|last|any on the link's URL)
+            settled = {"parts_done": messages.c.segments - 1} if one else {}
             for chunk in _chunks(ids):
                 await conn.execute(update(messages).where(messages.c.id.in_(chunk), messages.c.state == "submitting")
-                                   .values(state="submitted", connector=connector, submitted_at=now))
+                                   .values(state="submitted", connector=connector, submitted_at=now, **settled))
         id_rows = [{"connector": o.connector, "smsc_id": sid, "account_id": o.account_id, "message_id": o.message_id}
                    for o in ok for sid in dict.fromkeys(o.smsc_ids)]
         if id_rows:

@@ -68,6 +68,7 @@ class SmscOptions:
     tls_client_ca: Path | None = None  # and require a client certificate signed by this CA
     sp_id: str = ""  # ISMG: accept only this SP id (any when empty)
     secret: str = ""  # ISMG: check the authenticator with this shared secret (any when empty)
+    receipt_parts: str = "all"  # long messages: a receipt for every part, or for the first or the last only
 
 
 @dataclass(slots=True)
@@ -206,13 +207,20 @@ class SimulatedCenter:
             self._log.flush()
         stat = "UNDELIV" if share_hit(dest, "fail", self.opt.fail_share) else "DELIVRD"
         due = time.monotonic() + self.opt.latency_ms / 1000
-        if receipt:
+        if receipt and self._reports(concat):
             self._later(due, Receipt(bound.client, msg_id, dest, src, stat, text, time.time()))
         full = self._assemble(dest, concat, text)
         if full is not None and stat == "DELIVRD" and self.on_delivered is not None:
             self._later(due, (dest, src, full))
         if self.opt.disconnect_every and self.submits % self.opt.disconnect_every == 0:
             asyncio.get_running_loop().call_soon(self._cut)  # after the answers queued so far are written
+
+    def _reports(self, concat: tuple[int, int, int] | None) -> bool:
+        """Whether this part gets a receipt (many SMSCs report only the first or the last part)."""
+        if concat is None or self.opt.receipt_parts == "all":
+            return True
+        _, total, seq = concat
+        return seq == (1 if self.opt.receipt_parts == "first" else total)
 
     def _assemble(self, dest: str, concat: tuple[int, int, int] | None, text: str) -> str | None:
         if concat is None:
