@@ -958,6 +958,6 @@ def simulator_mmsc(
 
 
 def main() -> None:
-    import cardsms.cli_frequency  # noqa: F401  (registers `cardsms frequency` on the app)
+    import cardsms.cli_protect  # noqa: F401  (registers `cardsms frequency` and `cardsms domain`)
 
     app()

@@ -47,6 +47,7 @@ from cardsms.services import (
     accounts,
     audit,
     cards,
+    domains,
     frequency,
     imports,
     media,
@@ -715,7 +716,9 @@ class Console:
         return {"keys": keys, "hooks": hooks, "kinds": webhooks.KINDS, "suppressed": suppressed,
                 "suppressed_total": total, "connectors": connectors, "own_window": own, "hold_api_sends": hold,
                 "server_window": self.svc.settings.send_window,
-                "freq": await frequency.describe(self.svc, session.account_id)}
+                "freq": await frequency.describe(self.svc, session.account_id),
+                "domains": await domains.list_domains(self.svc, session.account_id),
+                "link_base": self.svc.settings.link_base}
 
     async def settings_page(self, request: Request, session: Session) -> Response:
         return self.render(request, "settings.html", session, errors={}, created=None,
@@ -743,6 +746,13 @@ class Console:
                                                  form.get("detail", ""))
             elif section == "unsuppress":
                 await suppression.remove_suppressed(self.svc, session.account_id, form.get("phone", ""))
+            elif section == "domain":
+                await domains.add_domain(self.svc, session.account_id, form.get("domain", ""),
+                                         form.get("default") == "1")
+            elif section == "domain-remove":
+                await domains.remove_domain(self.svc, session.account_id, form.get("domain", ""))
+            elif section == "domain-default":
+                await domains.set_default(self.svc, session.account_id, form.get("domain", ""))
             elif section == "frequency":
                 await self._frequency_post(session, form)
             elif section == "window":

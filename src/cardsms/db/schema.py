@@ -71,6 +71,18 @@ frequency_exempt = Table(
     _ts("created_at"),
 )
 
+# Link domains per account (migration 0013, services/domains.py): a domain belongs to one account
+link_domains = Table(
+    "link_domains",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, nullable=False),
+    Column("domain", String(253), nullable=False, unique=True),
+    Column("is_default", Boolean, nullable=False, default=False),
+    _ts("created_at"),
+    Index("ix_link_domains_account", "account_id"),
+)
+
 frequency_guard = Table(
     "frequency_guard",
     metadata,

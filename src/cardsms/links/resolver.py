@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from cardsms.links import parsers
 from cardsms.links.render import card_json, card_view, render_card_page, render_notice
-from cardsms.services import links
+from cardsms.services import domains, links
 from cardsms.services.core import Services
 
 
@@ -45,6 +45,10 @@ def resolver(svc: Services) -> Any:
     async def endpoint(request: Request) -> Response:
         code = request.path_params["code"]
         found = await links.resolve(svc, code)
+        if found is not None:  # on an account's own link domain, only that account's codes exist
+            owner = await domains.owner_of_host(svc, request.headers.get("host", ""))
+            if owner is not None and owner != found.link["account_id"]:
+                found = None
         if found is None:
             return _notice(request, 404, ("链接不存在", "请检查短信中的链接是否完整。"),
                            ("Link not found", "Check that the link in your message is complete."))

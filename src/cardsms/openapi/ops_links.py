@@ -43,6 +43,7 @@ async def add_short_url(ctx: Ctx, p: Params) -> dict[str, Any]:
     data = await links.add_short_url(
         ctx.svc, ctx.account_id, p.str("SourceUrl", required=True, max_len=1000),
         p.str("ShortUrlName", required=True, max_len=64), p.int("EffectiveDays", required=True, low=1, high=90),
+        p.str("Domain", max_len=253),
     )
     return {"Data": data}
 

@@ -19,7 +19,7 @@ from cardsms.db.bulk import insert_rows
 from cardsms.db.schema import link_opens, messages, reviews, short_links, templates
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
-from cardsms.services import review, sending
+from cardsms.services import domains, review, sending
 from cardsms.services.core import Services, as_utc, china_time
 from cardsms.services.media import resource_urls
 from cardsms.services.templates import PUBLIC_ACCOUNT, get_template
@@ -48,10 +48,7 @@ async def card_sms_links(svc: Services, account_id: int, *, card_template_code: 
     if len(phones) > MAX_LINK_NUMBERS:
         raise CardsmsError("isv.INVALID_PARAMETERS", f"PhoneNumberJson: at most {MAX_LINK_NUMBERS} numbers, "
                            f"got {len(phones)}")
-    base = svc.settings.link_base
-    if domain and domain.strip().lower() not in (urlsplit(base).netloc.lower(), urlsplit(base).hostname):
-        raise CardsmsError("isv.INVALID_PARAMETERS", f"Domain {domain!r} is not registered; the link domain of "
-                           f"this server is {urlsplit(base).netloc}")
+    base = await domains.base_for(svc, account_id, domain)
     async with svc.read() as conn:
         card = await get_template(conn, account_id, card_template_code, ("card",))
         rows = await review.vendor_reviews(conn, account_id, "template", card["id"])
@@ -118,8 +115,10 @@ def _check_source_url(url: str, field_name: str) -> str:
     return url
 
 
-async def add_short_url(svc: Services, account_id: int, source_url: str, name: str, days: int) -> dict[str, Any]:
+async def add_short_url(svc: Services, account_id: int, source_url: str, name: str, days: int,
+                        domain: str = "") -> dict[str, Any]:
     url = _check_source_url(source_url, "SourceUrl")
+    base = await domains.base_for(svc, account_id, domain)
     if not 1 <= len(name.strip()) <= 64:
         raise CardsmsError("isv.INVALID_PARAMETERS", "ShortUrlName must be 1-64 characters")
     now = svc.now()
@@ -130,7 +129,7 @@ async def add_short_url(svc: Services, account_id: int, source_url: str, name: s
         "card_template_code": "", "phone": "", "params": None, "deleted": False, "page_views": 0,
         "unique_visitors": 0, "created_at": now, "expires_at": expires, "message_id": None,
     }])
-    return {"ShortUrl": f"{svc.settings.link_base}/{code}", "SourceUrl": url,
+    return {"ShortUrl": f"{base}/{code}", "SourceUrl": url,
             "ExpireDate": china_time(expires)}
 
 
@@ -154,8 +153,9 @@ async def create_smart_short_urls(svc: Services, account_id: int, source_url: st
              "page_views": 0, "unique_visitors": 0, "created_at": now, "expires_at": expires, "message_id": None}
             for n in numbers]
     await _insert_links(svc, rows)
-    domain = urlsplit(svc.settings.link_base).netloc
-    return [{"PhoneNumber": r["phone"], "ShortName": r["code"], "ShortUrl": f"{svc.settings.link_base}/{r['code']}",
+    base = await domains.link_base(svc, account_id)
+    domain = urlsplit(base).netloc
+    return [{"PhoneNumber": r["phone"], "ShortName": r["code"], "ShortUrl": f"{base}/{r['code']}",
              "Domain": domain, "Expiration": int(expires.timestamp() * 1000)} for r in rows]
 
 
@@ -179,8 +179,9 @@ async def smart_link_log(svc: Services, account_id: int, *, phone: str, short_ur
                                           first_click.label("clicked_at")).where(*where)
                                    .order_by(short_links.c.id.desc()).offset((page - 1) * size).limit(size))).all()
     ms = lambda t: int(as_utc(t).timestamp() * 1000)  # noqa: E731
+    base = await domains.link_base(svc, account_id)
     return int(total or 0), [
-        {"PhoneNumber": r.phone, "ShortName": r.code, "ShortUrl": f"{svc.settings.link_base}/{r.code}",
+        {"PhoneNumber": r.phone, "ShortName": r.code, "ShortUrl": f"{base}/{r.code}",
          "CreateTime": ms(r.created_at), "ClickState": 1 if r.clicked_at else 0,
          "ClickTime": ms(r.clicked_at) if r.clicked_at else None} for r in rows]
 
@@ -201,7 +202,7 @@ async def query_short_url(svc: Services, account_id: int, short_url: str) -> dic
         raise CardsmsError("isv.INVALID_PARAMETERS", f"ShortUrl {short_url!r} does not exist in this account")
     status = "deleted" if row["deleted"] else "expired" if as_utc(row["expires_at"]) <= svc.now() else "effective"
     return {
-        "ShortUrl": f"{svc.settings.link_base}/{code}", "SourceUrl": row["source_url"],
+        "ShortUrl": f"{await domains.link_base(svc, account_id)}/{code}", "SourceUrl": row["source_url"],
         "ShortUrlName": row["name"], "ShortUrlStatus": status, "CreateDate": china_time(row["created_at"]),
         "ExpireDate": china_time(row["expires_at"]), "PageViewCount": str(row["page_views"]),
         "UniqueVisitorCount": str(row["unique_visitors"]),

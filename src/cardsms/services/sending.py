@@ -30,7 +30,7 @@ from cardsms.domain.errors import MAX_JSON_DEPTH, CardsmsError, json_too_deep
 from cardsms.domain.frequency import Refusal
 from cardsms.domain.numbers import InvalidNumber, PhoneNumber, normalise_mainland_mobile, normalise_number
 from cardsms.domain.variables import check_values
-from cardsms.services import digital_signs, frequency, review
+from cardsms.services import digital_signs, domains, frequency, review
 from cardsms.services.core import CHINA, Services, random_digits
 from cardsms.services.signs import _get as get_sign_row
 from cardsms.services.templates import get_template
@@ -555,6 +555,7 @@ class CardPlan:
     sms_tpl: Any | None
     digital_tpl: Any | None
     custom_tpl: Any | None
+    link_base: str = ""  # where the account's card links go (services.domains); the server's when empty
 
 
 async def plan_card(conn: AsyncConnection, account_id: int, spec: CardSend, sign_names: Sequence[str]) -> CardPlan:
@@ -597,7 +598,7 @@ def queue_card(svc: Services, plan: CardPlan, spec: CardSend, recipients: Sequen
     """Decide card or fallback per recipient (SPEC.md sending rule 3) and add the rows to the box."""
     card, body, biz = plan.card, plan.card["body"] or {}, legs.biz
     common = {"out_id": spec.out_id, "card_template_code": card["code"], "task_id": task_id}
-    link_base = svc.settings.link_base
+    link_base = plan.link_base or svc.settings.link_base
     for i, r in enumerate(recipients, 1):
         handset = svc.handsets.lookup(r.number.sha1)
         capable = handset.card_capable and handset.vendor is not None and handset.vendor.value in plan.approved
@@ -657,9 +658,11 @@ async def cached_plan(svc: Services, account_id: int, spec: CardSend, sign_names
 
     async def load() -> CardPlan:
         async with svc.point_read() as conn:
-            return await plan_card(conn, account_id, spec, signs)
+            plan = await plan_card(conn, account_id, spec, signs)
+        plan.link_base = await domains.link_base(svc, account_id)
+        return plan
 
-    return await svc.caches.memo("card-plans", {"templates", "reviews", "signs"}, key, load)
+    return await svc.caches.memo("card-plans", {"templates", "reviews", "signs", *domains.TABLES}, key, load)
 
 
 async def send_card(svc: Services, account_id: int, spec: CardSend, recipients: list[CardRecipient],

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -34,7 +35,9 @@ class SimulatedPhones:
                  reply: Reply | None = None, parser_secret: str = "") -> None:
         self.handsets = handsets
         self.parser_secret = parser_secret  # the vendors' parsers sign their fetches (links/parsers.py)
-        self.link = re.compile(re.escape(link_base) + r"/([A-Za-z0-9]{4,16})")
+        # a link on any host with the server's link path: an account's own link domains point at the server too
+        self.link = re.compile(r"https?://([^/\s]+)" + re.escape(urlsplit(link_base).path) + r"/([A-Za-z0-9]{4,16})")
+        self.link_base = link_base
         self.open_share = open_share
         self.reply_share = reply_share
         self.reply = reply
@@ -75,18 +78,20 @@ class SimulatedPhones:
             return
         found = self.link.search(text)
         if found:
-            url = found.group(0)
+            host, code = found.group(1), found.group(2)
+            url = f"{self.link_base}/{code}"  # as DNS would: the link's host is served by the server
             handset = self.handsets.lookup(number.sha1)
             if handset.card_capable and handset.vendor is not None:
                 vendor = handset.vendor.value
-                signature = parser_signature(parser_key(self.parser_secret, vendor), found.group(1), number.national)
+                signature = parser_signature(parser_key(self.parser_secret, vendor), code, number.national)
                 r = await self.client.get(url, headers={"X-Card-Parser": vendor, "X-Card-Mobile": number.national,
-                                                        "X-Card-Parser-Signature": signature,
+                                                        "X-Card-Parser-Signature": signature, "Host": host,
                                                         "Accept": "application/json"})
                 if r.status_code == 200:
                     self.rendered += 1
             if share_hit(number.national, "open", self.open_share):
-                r = await self.client.get(url, headers={"User-Agent": BROWSER_UA}, follow_redirects=False)
+                r = await self.client.get(url, headers={"User-Agent": BROWSER_UA, "Host": host},
+                                          follow_redirects=False)
                 if r.status_code in (200, 302):
                     self.opened += 1
         opt_out_line = "回复R" in text or "reply R" in text

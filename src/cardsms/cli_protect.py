@@ -1,5 +1,6 @@
-"""`cardsms frequency`: an account's frequency control from the terminal (services/frequency.py).
-Registered on the main app by cardsms.cli; every change is audited as the CLI's."""
+"""The protective rules from the terminal: `cardsms frequency` (services/frequency.py) and `cardsms domain`
+(link domains, services/domains.py). Registered on the main app by cardsms.cli; every change is audited as
+the CLI's."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import typer
 
 from cardsms.cli import DataDir, app, fail, load_settings, out, run
 from cardsms.domain import frequency as rules
-from cardsms.services import accounts, frequency
+from cardsms.services import accounts, domains, frequency
 from cardsms.services.core import Services
 
 frequency_app = typer.Typer(help="Frequency control: what one number may receive (Alibaba's limits by default).",
                             no_args_is_help=True)
 app.add_typer(frequency_app, name="frequency")
+domain_app = typer.Typer(help="Link domains: the hosts an account's card links and short links are on.",
+                         no_args_is_help=True)
+app.add_typer(domain_app, name="domain")
 
 
 @frequency_app.command("show")
@@ -97,3 +101,52 @@ def duplicates(
 
     run(load_settings(data_dir=data_dir), work)
     out.print(f"account {account}: duplicate-content guard {f'{seconds} s' if seconds else 'off'}", highlight=False)
+
+
+@domain_app.command("add")
+def domain_add(
+    account: str,
+    domain: Annotated[str, typer.Argument(help="a host name served by this server, e.g. links.brand.com (its DNS "
+                                               "and TLS certificate are yours to set up)")],
+    default: Annotated[bool, typer.Option("--default", help="the account's new links go to this domain")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Register a link domain for an account (its first is its default)."""
+    async def work(svc: Services) -> str:
+        return await domains.add_domain(svc, await accounts.account_id(svc, account), domain, default)
+
+    value = run(load_settings(data_dir=data_dir), work)
+    out.print(f"account {account}: link domain {value} registered", highlight=False)
+
+
+@domain_app.command("remove")
+def domain_remove(account: str, domain: str, data_dir: DataDir = None) -> None:
+    """Remove a link domain of an account (its links then open on the server's own link host)."""
+    async def work(svc: Services) -> None:
+        await domains.remove_domain(svc, await accounts.account_id(svc, account), domain)
+
+    run(load_settings(data_dir=data_dir), work)
+    out.print(f"account {account}: link domain {domain} removed", highlight=False)
+
+
+@domain_app.command("default")
+def domain_default(account: str, domain: str, data_dir: DataDir = None) -> None:
+    """Make one of an account's link domains the one its new links go to."""
+    async def work(svc: Services) -> None:
+        await domains.set_default(svc, await accounts.account_id(svc, account), domain)
+
+    run(load_settings(data_dir=data_dir), work)
+    out.print(f"account {account}: new links go to {domain}", highlight=False)
+
+
+@domain_app.command("list")
+def domain_list(account: str, data_dir: DataDir = None) -> None:
+    """An account's link domains, the default marked."""
+    async def work(svc: Services) -> list[dict[str, object]]:
+        return await domains.list_domains(svc, await accounts.account_id(svc, account))
+
+    rows = run(load_settings(data_dir=data_dir), work)
+    for r in rows:
+        out.print(f"{r['domain']}{'  (default)' if r['is_default'] else ''}", highlight=False)
+    if not rows:
+        out.print(f"no link domain: links use {load_settings(data_dir=data_dir).link_base}", highlight=False)
