@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from alibabacloud_dysmsapi20170525 import models as m
 
@@ -158,3 +161,42 @@ def test_webhooks_reach_only_public_addresses_unless_allowed(request: pytest.Fix
 
         hooks = eventually(refused_at_delivery, timeout=30)
         assert hooks[0]["delivered"] == 0 and receiver.calls == 0, hooks
+
+
+def test_link_clicks_reach_a_subscribed_webhook_once_with_retries(lively_server: Server, receiver: Receiver) -> None:
+    """LinkClick (a cardsms addition, like Twilio's link-clicked): every open of a card link in a browser is
+    pushed once, signed, with the number, the BizId and the user agent's class; the receiver fails its first
+    three requests and still gets each click exactly once. Render fetches (the vendor's parser) are not clicks."""
+    tenant = new_tenant(lively_server)
+    out = cli(lively_server.env, "webhook", "set", "--account", tenant.name, "--type", "LinkClick", "--url",
+              receiver.url)
+    secret = json.loads(out.stdout)["secret"]
+    c = tenant.client()
+    sign = approved_sign(c, "点击回执")
+    card = approved_card(c)
+    phones = numbers(8)
+    sent = c.send_card_sms(m.SendCardSmsRequest(
+        card_template_code=card, sign_name=sign, fallback_type="NONE", out_id="click-1",
+        card_objects=[m.SendCardSmsRequestCardObjects(mobile=p) for p in phones])).body
+    assert sent.code == "OK", sent.to_map()
+    media = sorted(str(sent.data.media_mobiles).split(","))
+    assert media, sent.to_map()
+    # every simulated phone that shows the card opens its link in its browser (CARDSMS_SIM_OPEN_SHARE=100)
+    clicks = eventually(lambda: (lambda r: r if len(r) >= len(media) else None)(receiver.reports("LinkClick")),
+                        timeout=60)
+    assert sorted(r["phone_number"] for r in clicks) == media  # once each
+    assert receiver.calls > 3  # the first three deliveries failed and were retried
+    for r in clicks:
+        assert r["biz_id"] == sent.data.biz_card_id and r["out_id"] == "click-1" and r["template_code"] == card
+        assert r["user_agent_class"] == "mobile" and r["client"] == "browser" and r["link_kind"] == "personal"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["click_time"])
+        assert r["short_url"].endswith("/s/" + r["short_name"])
+    for headers, body in receiver.accepted:
+        if headers.get("x-cardsms-report-type") == "LinkClick":
+            assert headers["x-cardsms-signature"] == hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    # a desktop browser's open is one more click; no report is pushed twice
+    httpx.get(clicks[0]["short_url"], headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"})
+    more = eventually(lambda: (lambda r: r if len(r) > len(media) else None)(receiver.reports("LinkClick")))
+    assert len(more) == len(media) + 1 and more[-1]["user_agent_class"] == "desktop"
+    time.sleep(1)  # nothing more arrives: each click once
+    assert len(receiver.reports("LinkClick")) == len(media) + 1

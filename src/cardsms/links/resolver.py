@@ -38,9 +38,9 @@ def resolver(svc: Services) -> Any:
     limiter = parsers.OpenLimiter(svc.settings.link_opens_per_minute)
     parser_secret = svc.settings.resolved_parser_secret()
 
-    def record(found: Any, client: str, visitor: str, address: str, mobile: str = "") -> None:
+    def record(found: Any, client: str, visitor: str, address: str, mobile: str = "", agent: str = "") -> None:
         if client == "parser" or limiter.admit(found.link["id"], address):
-            links.record_open(svc, found, client, visitor, mobile)
+            links.record_open(svc, found, client, visitor, mobile, agent)
 
     async def endpoint(request: Request) -> Response:
         code = request.path_params["code"]
@@ -58,8 +58,9 @@ def resolver(svc: Services) -> Any:
         link = found.link
         ip = request.client.host if request.client else ""
         visitor = links.visitor_id(ip, request.headers.get("user-agent", ""))
+        agent = links.agent_class(request.headers.get("user-agent", ""))
         if link["kind"] in ("url", "smart"):  # AddShortUrl's and CreateSmartShortUrl's links redirect
-            record(found, "redirect", visitor, ip)
+            record(found, "redirect", visitor, ip, agent=agent)
             return RedirectResponse(link["source_url"], 302)
         card = await links.link_card(svc, link)
         parser = request.headers.get("x-card-parser", "")
@@ -74,15 +75,15 @@ def resolver(svc: Services) -> Any:
                                            request.headers.get(parsers.SIGNATURE_HEADER, "")):
                 record(found, "parser", visitor, ip, mobile)  # the render receipt
             else:  # anyone can send the parser headers: without the vendor's signature it is an open, no render
-                record(found, "browser", visitor, ip)
+                record(found, "browser", visitor, ip, agent=agent)
             return JSONResponse({"code": "OK", "card": card_json(card.row["body"] or {}, params, card.urls)})
         if card.row is None or not card.vendors:
             if link["source_url"]:
-                record(found, "redirect", visitor, ip)
+                record(found, "redirect", visitor, ip, agent=agent)
                 return RedirectResponse(link["source_url"], 302)
             return _notice(request, 410, ("内容已下线", "该卡片内容已不可用。"),
                            ("Content unavailable", "This card is no longer available."))
-        record(found, "browser", visitor, ip)
+        record(found, "browser", visitor, ip, agent=agent)
         view = card_view(card.row["body"] or {}, params, card.urls)
         title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card.row["name"])
         return HTMLResponse(render_card_page(view, title, _lang(request)))

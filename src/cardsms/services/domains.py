@@ -44,7 +44,8 @@ def normalise(raw: str, field_name: str = "Domain") -> str:
     return value
 
 
-def _base(svc: Services, domain: str) -> str:
+def base_on(svc: Services, domain: str) -> str:
+    """The link base on a domain: the scheme and path of CARDSMS_LINK_BASE_URL, the domain as host."""
     parts = urlsplit(svc.settings.link_base)
     return f"{parts.scheme}://{domain}{parts.path}".rstrip("/")
 
@@ -73,7 +74,7 @@ async def _own(svc: Services, account_id: int) -> tuple[str, ...]:
 async def link_base(svc: Services, account_id: int) -> str:
     """Where the account's new links go: its default domain, else the server's link base."""
     own = await _own(svc, account_id)
-    return _base(svc, own[0]) if own else svc.settings.link_base
+    return base_on(svc, own[0]) if own else svc.settings.link_base
 
 
 async def base_for(svc: Services, account_id: int, domain: str, field_name: str = "Domain") -> str:
@@ -87,7 +88,7 @@ async def base_for(svc: Services, account_id: int, domain: str, field_name: str 
         if wanted not in own:
             raise CardsmsError("isv.INVALID_PARAMETERS", f"{field_name} {wanted!r} is not a link domain registered "
                                f"for this account; registered: {', '.join(own)}")
-        return _base(svc, wanted)
+        return base_on(svc, wanted)
     server = urlsplit(svc.settings.link_base)
     if wanted not in (server.netloc.lower(), (server.hostname or "").lower()):
         raise CardsmsError("isv.INVALID_PARAMETERS", f"{field_name} {wanted!r} is not registered; this account has "

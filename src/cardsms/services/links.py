@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.bulk import insert_rows
-from cardsms.db.schema import link_opens, messages, reviews, short_links, templates
+from cardsms.db.schema import link_domains, link_opens, messages, reviews, short_links, templates
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
 from cardsms.services import domains, review, sending
@@ -251,9 +251,11 @@ class Open:
     client: str  # parser | browser | redirect
     visitor: str
     mobile: str
+    agent: str = ""  # the user agent's class (mobile, desktop, bot, other), for LinkClick reports
 
 
-def record_open(svc: Services, resolved: Resolved, client: str, visitor: str, mobile: str = "") -> None:
+def record_open(svc: Services, resolved: Resolved, client: str, visitor: str, mobile: str = "", agent: str = ""
+                ) -> None:
     """Count an open; a parser fetch marks the message rendered (the render receipt).
 
     The open is not awaited: opens are written in batches every CARDSMS_OPEN_FLUSH_MS (and answered
@@ -262,7 +264,7 @@ def record_open(svc: Services, resolved: Resolved, client: str, visitor: str, mo
     flush interval; a graceful stop writes them."""
     linger = svc.settings.open_flush_ms / 1000
     svc.group_commit("opens", record_opens, max_batch=2000, linger=linger, urgent=False).record(
-        Open(resolved.link, client, visitor, mobile))
+        Open(resolved.link, client, visitor, mobile, agent))
 
 
 async def record_opens(conn: AsyncConnection, opens: Sequence[Open], *, svc: Services) -> list[int | None]:
@@ -302,7 +304,56 @@ async def record_opens(conn: AsyncConnection, opens: Sequence[Open], *, svc: Ser
               if m is not None and o.client != "parser"]
     await receipts.mark_rendered(conn, svc, rendered)
     await receipts.mark_opened(conn, svc, opened)
+    await _click_reports(conn, svc, [(o, m) for o, m in zip(opens, message_ids, strict=True) if o.client != "parser"],
+                         now)
     return message_ids
+
+
+def agent_class(user_agent: str) -> str:
+    """mobile, desktop, bot or other: what a LinkClick report says of the client (never the whole string)."""
+    ua = user_agent.lower()
+    if not ua:
+        return "other"
+    if any(w in ua for w in ("bot", "spider", "crawler", "curl", "python", "wget", "httpx", "preview")):
+        return "bot"
+    if any(w in ua for w in ("mobile", "android", "iphone", "ipad", "harmonyos", "micromessenger")):
+        return "mobile"
+    if any(w in ua for w in ("windows", "macintosh", "x11", "linux")):
+        return "desktop"
+    return "other"
+
+
+async def _click_reports(conn: AsyncConnection, svc: Services, opens: list[tuple[Open, int | None]],
+                         now: datetime) -> None:
+    """LinkClick reports (a cardsms addition) for accounts with that webhook: one per open in a browser or
+    redirect, with the message's number and BizId when the link belongs to a message."""
+    from cardsms.services import webhooks
+
+    if not opens:
+        return
+    wanted = await webhooks.subscribed(conn, "LinkClick", {o.link["account_id"] for o, _ in opens})
+    opens = [(o, m) for o, m in opens if o.link["account_id"] in wanted]
+    if not opens:
+        return
+    ids = sorted({m for _, m in opens if m is not None})
+    rows = {r["id"]: r for r in (await conn.execute(select(
+        messages.c.id, messages.c.phone, messages.c.biz_id, messages.c.out_id, messages.c.card_template_code
+    ).where(messages.c.id.in_(ids)))).mappings()} if ids else {}
+    defaults = {r.account_id: domains.base_on(svc, r.domain) for r in await conn.execute(
+        select(link_domains.c.account_id, link_domains.c.domain).where(
+            link_domains.c.account_id.in_(wanted), link_domains.c.is_default.is_(True)))}
+    reports = []
+    for o, m in opens:
+        row = rows.get(m) if m is not None else None
+        base = defaults.get(o.link["account_id"], svc.settings.link_base)
+        reports.append((o.link["account_id"], "LinkClick", {
+            "phone_number": row["phone"] if row else o.link["phone"], "short_url": f"{base}/{o.link['code']}",
+            "short_name": o.link["code"], "link_kind": o.link["kind"], "click_time": china_time(now),
+            "user_agent_class": o.agent or "other", "client": o.client, "biz_id": row["biz_id"] if row else "",
+            "out_id": row["out_id"] if row else o.link["name"],
+            "template_code": row["card_template_code"] if row else o.link["card_template_code"],
+        }))
+    await webhooks.enqueue(conn, svc, reports)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,8 @@ from cardsms.domain.outbound import OutboundRefused, check_literal, parse_networ
 from cardsms.services import audit
 from cardsms.services.core import Services, china_time
 
-KINDS = ("SmsReport", "SmsUp", "MnsCardVender", "MnsCardTemplate", "TemplateSmsReport", "SignSmsReport")
+KINDS = ("SmsReport", "SmsUp", "MnsCardVender", "MnsCardTemplate", "TemplateSmsReport", "SignSmsReport",
+         "LinkClick")  # LinkClick: a cardsms addition (each open of a link in a browser, as Twilio's link-clicked)
 SIGNATURE_HEADER = "x-cardsms-signature"
 
 
