@@ -155,6 +155,22 @@ def console_session(base: str, env: dict[str, str], role: str = "admin") -> tupl
     return client, csrf.group(1)
 
 
+def console_client(server: object, env: dict[str, str], account: str) -> httpx.Client:
+    """A console login for a new admin of `account`."""
+    import re
+
+    from tests.harness import cli
+
+    user = f"op{uuid.uuid4().hex[:10]}"
+    cli(env, "user", "create", user, "--account", account, "--role", "admin", "--password", "web-pass-123")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60)  # type: ignore[attr-defined]
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
+    assert token
+    done = client.post("/console/login", data={"username": user, "password": "web-pass-123", "csrf": token.group(1)})
+    assert done.status_code == 303, done.text[:300]
+    return client
+
+
 # --- qualification records (the current signature operations rest on them) -------------------
 
 USCC = "91330100799655058B"  # a unified social credit code with a valid check character

@@ -25,7 +25,7 @@ from cardsms.delivery import mm7_wire as wire
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, env_for, new_tenant, run_with_services
 from tests.harness import Server, cli, free_port, running_server
-from tests.integration.helpers import approved_sign, b64, eventually, legacy, png, text_template
+from tests.integration.helpers import approved_sign, b64, console_client, eventually, legacy, png, text_template
 from tests.integration.test_cmpp_and_tls import simulator
 from tests.integration.test_sending import card_records
 
@@ -41,18 +41,6 @@ def digital_template(client: object, parts: list[tuple[bytes, str, str]]) -> str
             for data, name, suffix in parts])).body
     assert body.code == "OK", body.to_map()
     return str(body.template_code)
-
-
-def console_client(server: object, env: dict[str, str], account: str) -> httpx.Client:
-    """A console login for a new admin of `account`."""
-    user = f"op{int(time.time() * 1000) % 10**9}"
-    cli(env, "user", "create", user, "--account", account, "--role", "admin", "--password", "web-pass-123")
-    client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60)  # type: ignore[attr-defined]
-    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
-    assert token
-    done = client.post("/console/login", data={"username": user, "password": "web-pass-123", "csrf": token.group(1)})
-    assert done.status_code == 303, done.text[:300]
-    return client
 
 
 def mm7_url(port: int) -> str:

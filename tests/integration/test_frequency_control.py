@@ -30,8 +30,7 @@ from cardsms.services import accounts, frequency, sending
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, Tenant, env_for, new_tenant, run_with_services
 from tests.harness import Server, cli, free_port, running_server, stop_process
-from tests.integration.helpers import approved_sign, eventually, text_template
-from tests.integration.test_digital_mm7 import console_client
+from tests.integration.helpers import approved_sign, console_client, eventually, text_template
 
 CODE = "您的验证码为${code}，5分钟内有效。"
 

@@ -16,8 +16,7 @@ from cardsms.db.schema import messages
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, env_for, new_tenant, run_with_services
 from tests.harness import cli, running_server
-from tests.integration.helpers import approved_card, approved_sign, eventually, legacy
-from tests.integration.test_digital_mm7 import console_client
+from tests.integration.helpers import approved_card, approved_sign, console_client, eventually, legacy
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -5,6 +5,7 @@ bad input."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from tests.conftest import Tenant
 from tests.integration.helpers import (
     approved_card,
     approved_sign,
+    console_client,
     eventually,
     legacy,
     text_template,
@@ -129,6 +131,16 @@ def test_card_send_splits_as_capability_check_and_falls_back(tenant: Tenant) -> 
     assert all(r.receive_type == "CARD_SMS" and r.render_date for r in recs)
     report = legacy(tenant, "QueryCardSmsTemplateReport", TemplateCodes=json.dumps([card]))["Data"]["model"][0]
     assert report["sent"] == len(media) and report["rendered"] == len(media) and report["exposeUv"] == len(media)
+    # per vendor (facPvUvList): each card phone counted under its handset's vendor, the parts add up
+    by_vendor = {f["factory"]: f for f in report["facPvUvList"]}
+    assert sum(f["sent"] for f in by_vendor.values()) == len(media)
+    assert sum(f["rptSuccessCount"] for f in by_vendor.values()) == report["rptSuccessCount"] == len(media)
+    assert set(by_vendor) <= {"HuaWei", "HONOR", "XiaoMi", "OPPO", "VIVO", "MEIZU"} and "unknown" not in by_vendor
+    assert report["clickPv"] == sum(f["clickPv"] for f in by_vendor.values())
+    # the console's card template page shows the same breakdown
+    page = console_client(tenant.server, tenant.server.env, tenant.name).get(f"/console/cards/{card}").text
+    for name, f in by_vendor.items():
+        assert re.search(rf'data-vendor="{name}"><td>{name}</td><td class="num">{f["sent"]}</td>', page), page[-3000:]
 
     # fallback phones: the text template, delivered
     def fell_back() -> list:  # type: ignore[type-arg]

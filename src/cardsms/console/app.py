@@ -433,8 +433,9 @@ class Console:
                for el in p.get("tmpCards", []) if el.get("srcType") == 1]
         urls = await media.resource_urls(self.svc, row["account_id"], ids)
         params = {p["name"][2:-1]: p.get("example", "") for p in body.get("extendInfo", {}).get("params", [])}
+        (report,) = await cards.card_template_report(self.svc, session.account_id, [row["code"]], None, None)
         return {"row": row, "vendor_rows": vendor_rows, "view": card_view(body, params, urls),
-                "settled": all(r["state"] != 0 for r in vendor_rows)}
+                "settled": all(r["state"] != 0 for r in vendor_rows), "report": report}
 
     async def card_detail(self, request: Request, session: Session) -> Response:
         try:

@@ -390,6 +390,8 @@ messages = Table(
     Column("custom_url", Text, nullable=False, default=""),
     Column("up_extend_code", String(16), nullable=False, default=""),
     Column("render_status", Integer, nullable=False, default=0),
+    # the handset vendor a card message was sent for (migration 0013; per-vendor reports); "" before that
+    Column("vendor", String(16), nullable=False, default="", server_default=""),
     Column("opens", Integer, nullable=False, default=0),
     Column("task_id", Id, nullable=True),
     Column("claimed_by", String(40), nullable=False, default="", server_default=""),  # worker holding it `submitting`

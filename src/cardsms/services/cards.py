@@ -87,19 +87,34 @@ async def card_template_report(
         if end:
             where.append(messages.c.send_day <= end.strftime("%Y%m%d"))
         rows = (await conn.execute(select(
-            messages.c.card_template_code.label("code"), func.count().label("sent"),
+            messages.c.card_template_code.label("code"), messages.c.vendor, func.count().label("sent"),
             func.sum(messages.c.render_status).label("rendered"), func.sum(messages.c.opens).label("clicks"),
             func.sum(case((messages.c.opens > 0, 1), else_=0)).label("openers"),
-        ).where(*where).group_by(messages.c.card_template_code))).all()
-    totals = {c: {"exposeUv": 0, "exposePv": 0, "clickUv": 0, "clickPv": 0, "sent": 0, "rendered": 0} for c in codes}
+        ).where(*where).group_by(messages.c.card_template_code, messages.c.vendor))).all()
+    totals = {c: _figures() for c in codes}
+    vendors: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in codes}
     for r in rows:
         rendered = int(r.rendered or 0)
-        totals[r.code].update(sent=int(r.sent), rendered=rendered, exposeUv=rendered, exposePv=rendered,
-                              clickPv=int(r.clicks or 0), clickUv=int(r.openers or 0))
+        figures = {"sent": int(r.sent), "rendered": rendered, "rptSuccessCount": rendered, "exposeUv": rendered,
+                   "exposePv": rendered, "clickPv": int(r.clicks or 0), "clickUv": int(r.openers or 0)}
+        for key, value in figures.items():
+            totals[r.code][key] += value
+        per = vendors[r.code].setdefault(r.vendor or "unknown", _figures())
+        for key, value in figures.items():
+            per[key] += value
     out = []
     for code in codes:
         t = totals[code]
-        ctr = round(t["clickUv"] / t["exposeUv"], 4) if t["exposeUv"] else 0.0
-        out.append({"tmpCode": code, **t, "ctrUv": ctr,
+        fac = [{"factory": name, **f, "ctrUv": _ctr(f)} for name, f in sorted(vendors[code].items())]
+        out.append({"tmpCode": code, **t, "ctrUv": _ctr(t), "facPvUvList": fac,
+                    "date": start.isoformat() if start else "",
                     "startDate": start.isoformat() if start else "", "endDate": end.isoformat() if end else ""})
     return out
+
+
+def _figures() -> dict[str, int]:
+    return {"exposeUv": 0, "exposePv": 0, "clickUv": 0, "clickPv": 0, "sent": 0, "rendered": 0, "rptSuccessCount": 0}
+
+
+def _ctr(figures: dict[str, int]) -> float:
+    return round(figures["clickUv"] / figures["exposeUv"], 4) if figures["exposeUv"] else 0.0

@@ -225,7 +225,8 @@ class Outbox:
     def add(self, *, biz_id: str, channel: str, number: PhoneNumber, content: str, priority: int,
             out_id: str = "", sign_name: str = "", template_code: str = "", card_template_code: str = "",
             template_type: int = 1, state: str = "queued", error_code: str = "", error_text: str = "",
-            link_code: str = "", custom_url: str = "", up_extend_code: str = "", task_id: int | None = None) -> int:
+            link_code: str = "", custom_url: str = "", up_extend_code: str = "", task_id: int | None = None,
+            vendor: str = "") -> int:
         validity = (self.svc.settings.verification_validity_seconds if priority == 0
                     else self.svc.settings.message_validity_seconds)
         now = self.now
@@ -236,7 +237,7 @@ class Outbox:
             "segments": sms.count_segments(content) if content else 1, "priority": priority, "state": state,
             "error_code": error_code, "error_text": error_text, "attempts": 0, "possible_duplicate": False,
             "connector": "", "parts_done": 0, "link_code": link_code, "custom_url": custom_url,
-            "up_extend_code": up_extend_code, "render_status": 0, "opens": 0, "task_id": task_id,
+            "up_extend_code": up_extend_code, "render_status": 0, "opens": 0, "task_id": task_id, "vendor": vendor,
             "send_day": self.send_day, "created_at": now, "due_at": now,
             "expires_at": now + timedelta(seconds=validity), "done_at": now if state == "skipped" else None,
         })
@@ -621,7 +622,8 @@ def queue_card(svc: Services, plan: CardPlan, spec: CardSend, recipients: Sequen
             idx = box.add(biz_id=biz["card"], channel="card", number=r.number, content=content,
                           priority=CARD_PRIORITY, sign_name=r.sign_name,
                           template_code=plan.custom_tpl["code"] if plan.custom_tpl is not None else card["code"],
-                          link_code=code, custom_url=r.custom_url, up_extend_code=spec.up_extend_code, **common)
+                          link_code=code, custom_url=r.custom_url, up_extend_code=spec.up_extend_code,
+                          vendor=handset.vendor.value if handset.vendor is not None else "", **common)
             box.link(idx, code=code, kind="personal", card_template_code=card["code"], phone=r.number.national,
                      params=r.card_params, source_url=r.custom_url)
             legs.used.add("card")

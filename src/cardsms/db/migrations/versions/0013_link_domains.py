@@ -1,4 +1,5 @@
-"""Link domains per account (GetCardSmsLink's Domain, card and short links on an account's own host).
+"""Link domains per account (GetCardSmsLink's Domain, card and short links on an account's own host), and
+the handset vendor of each card message (QueryCardSmsTemplateReport's per-vendor breakdown).
 
 Revision ID: 0013_link_domains
 Revises: 0012_frequency
@@ -27,8 +28,12 @@ def upgrade() -> None:
     sa.UniqueConstraint('domain', name=op.f('uq_link_domains_domain'))
     )
     op.create_index('ix_link_domains_account', 'link_domains', ['account_id'], unique=False)
+    with op.batch_alter_table('messages') as batch:
+        batch.add_column(sa.Column('vendor', sa.String(length=16), nullable=False, server_default=''))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('messages') as batch:
+        batch.drop_column('vendor')
     op.drop_index('ix_link_domains_account', table_name='link_domains')
     op.drop_table('link_domains')
