@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from cardsms.cli import DataDir, app, fail, load_settings, out, run
+from cardsms.cli import DataDir, account_app, app, fail, load_settings, out, run
 from cardsms.domain import frequency as rules
-from cardsms.services import accounts, domains, frequency
+from cardsms.services import accounts, alerts, domains, frequency
 from cardsms.services.core import Services
 
 frequency_app = typer.Typer(help="Frequency control: what one number may receive (Alibaba's limits by default).",
@@ -101,6 +101,25 @@ def duplicates(
 
     run(load_settings(data_dir=data_dir), work)
     out.print(f"account {account}: duplicate-content guard {f'{seconds} s' if seconds else 'off'}", highlight=False)
+
+
+@account_app.command("set-alert")
+def daily_alert(
+    account: str,
+    threshold: Annotated[str, typer.Argument(help="messages a day (mainland time) past which an alert is raised "
+                                                  "(console overview, VolumeAlert webhook); 'off' for none")],
+    data_dir: DataDir = None,
+) -> None:
+    """An account's daily volume alert (Alibaba's 发送总量预警)."""
+    if threshold != "off" and not threshold.isdigit():
+        raise fail(f"THRESHOLD: a whole number of messages or 'off', got {threshold!r}")
+    value = None if threshold == "off" else int(threshold)
+
+    async def work(svc: Services) -> None:
+        await alerts.set_daily_alert(svc, await accounts.account_id(svc, account), value)
+
+    run(load_settings(data_dir=data_dir), work)
+    out.print(f"account {account}: daily volume alert {threshold}", highlight=False)
 
 
 @domain_app.command("add")

@@ -17,9 +17,17 @@ import httpx
 import pytest
 from alibabacloud_dysmsapi20170525 import models as m
 
+from cardsms.services import alerts
 from tests.conftest import env_for, new_tenant
 from tests.harness import Server, cli, running_server
-from tests.integration.helpers import approved_card, approved_sign, eventually, legacy, text_template
+from tests.integration.helpers import (
+    approved_card,
+    approved_sign,
+    console_client,
+    eventually,
+    legacy,
+    text_template,
+)
 from tests.integration.test_sending import TODAY, numbers
 
 
@@ -200,3 +208,31 @@ def test_link_clicks_reach_a_subscribed_webhook_once_with_retries(lively_server:
     assert len(more) == len(media) + 1 and more[-1]["user_agent_class"] == "desktop"
     time.sleep(1)  # nothing more arrives: each click once
     assert len(receiver.reports("LinkClick")) == len(media) + 1
+
+
+def test_the_daily_volume_alert_is_raised_once_on_the_overview_and_by_webhook(lively_server: Server,
+                                                                              receiver: Receiver) -> None:
+    tenant = new_tenant(lively_server)
+    env = lively_server.env
+    cli(env, "webhook", "set", "--account", tenant.name, "--type", "VolumeAlert", "--url", receiver.url)
+    bad = cli(env, "account", "set-alert", tenant.name, "lots", check=False)
+    assert bad.returncode != 0 and "THRESHOLD" in bad.stderr + bad.stdout
+    cli(env, "account", "set-alert", tenant.name, "5")
+    c = tenant.client()
+    sign = approved_sign(c, "总量预警")
+    notice = text_template(c, "您的订单已发货。", name="notice")
+    assert c.send_sms(m.SendSmsRequest(phone_numbers=",".join(numbers(4)), sign_name=sign,
+                                       template_code=notice)).body.code == "OK"
+    assert not receiver.reports("VolumeAlert")  # 4 of 5
+    assert c.send_sms(m.SendSmsRequest(phone_numbers=",".join(numbers(3)), sign_name=sign,
+                                       template_code=notice)).body.code == "OK"
+    (alert,) = eventually(lambda: receiver.reports("VolumeAlert"), timeout=40)
+    assert alert["threshold"] == 5 and alert["count"] == 7 and alert["day"] == TODAY()
+    web = console_client(lively_server, env, tenant.name)
+    page = web.get("/console/").text
+    assert f'data-alert="volume-{TODAY()}"' in page and "发送总量预警" in page
+    assert c.send_sms(m.SendSmsRequest(phone_numbers=",".join(numbers(2)), sign_name=sign,
+                                       template_code=notice)).body.code == "OK"
+    time.sleep(alerts.ALERT_SECONDS + 1)  # a pass of the alert check (every 10 s) has seen 9 of 5
+    assert len(receiver.reports("VolumeAlert")) == 1  # once a day
+    assert "alert.daily" in web.get("/console/audit").text

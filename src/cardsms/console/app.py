@@ -45,6 +45,7 @@ from cardsms.domain.vendors import Vendor
 from cardsms.links.render import card_view
 from cardsms.services import (
     accounts,
+    alerts,
     audit,
     cards,
     domains,
@@ -258,7 +259,8 @@ class Console:
         today = series[-1]
         peak = max([s[1] for s in series] + [1])
         return self.render(request, "overview.html", session, series=series, peak=peak, today=today,
-                           delivery_rate=_rate(today[2], today[1]), render_rate=_rate(today[3], today[4]))
+                           delivery_rate=_rate(today[2], today[1]), render_rate=_rate(today[3], today[4]),
+                           alerts=await alerts.recent_alerts(self.svc, session.account_id))
 
     # --- signatures and text templates -----------------------------------------------------------
 
@@ -719,6 +721,7 @@ class Console:
                 "server_window": self.svc.settings.send_window,
                 "freq": await frequency.describe(self.svc, session.account_id),
                 "domains": await domains.list_domains(self.svc, session.account_id),
+                "daily_alert": await alerts.daily_alert(self.svc, session.account_id),
                 "link_base": self.svc.settings.link_base}
 
     async def settings_page(self, request: Request, session: Session) -> Response:
@@ -747,6 +750,12 @@ class Console:
                                                  form.get("detail", ""))
             elif section == "unsuppress":
                 await suppression.remove_suppressed(self.svc, session.account_id, form.get("phone", ""))
+            elif section == "alert":
+                raw = form.get("daily_alert", "").strip()
+                if raw and not raw.isdigit():
+                    raise CardsmsError("isv.INVALID_PARAMETERS", f"daily_alert: a whole number of messages, or "
+                                       f"empty for none; got {raw[:20]!r}")
+                await alerts.set_daily_alert(self.svc, session.account_id, int(raw) if raw else None)
             elif section == "domain":
                 await domains.add_domain(self.svc, session.account_id, form.get("domain", ""),
                                          form.get("default") == "1")

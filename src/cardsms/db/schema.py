@@ -49,6 +49,20 @@ accounts = Table(
     Column("hold_api_sends", Boolean, nullable=False, default=False, server_default=false()),
     # frequency control (migration 0012): the same text to one number at most once per N seconds (NULL: off)
     Column("duplicate_seconds", Integer, nullable=True),
+    # volume alert (migration 0013): raise an alert when the day's messages pass this many (NULL: off)
+    Column("daily_alert", Integer, nullable=True),
+)
+
+# Volume alerts raised (migration 0013, services/alerts.py): once per account, day and kind
+account_alerts = Table(
+    "account_alerts",
+    metadata,
+    Column("account_id", Id, primary_key=True),
+    Column("day", String(8), primary_key=True),  # yyyyMMdd, mainland time
+    Column("kind", String(16), primary_key=True),  # volume
+    Column("threshold", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    _ts("at"),
 )
 
 # Frequency control (migration 0012, services/frequency.py): an account's own limits per message kind and

@@ -25,7 +25,8 @@ from cardsms.services import audit
 from cardsms.services.core import Services, china_time
 
 KINDS = ("SmsReport", "SmsUp", "MnsCardVender", "MnsCardTemplate", "TemplateSmsReport", "SignSmsReport",
-         "LinkClick")  # LinkClick: a cardsms addition (each open of a link in a browser, as Twilio's link-clicked)
+         "LinkClick", "VolumeAlert")  # cardsms additions: each open of a link in a browser (as Twilio's
+# link-clicked); the day's messages passing the account's threshold (services/alerts.py)
 SIGNATURE_HEADER = "x-cardsms-signature"
 
 

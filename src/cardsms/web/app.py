@@ -27,7 +27,7 @@ from cardsms.links.resolver import resolver
 from cardsms.logs import pass_failed
 from cardsms.media.sniff import sniff
 from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
-from cardsms.services import media, public, tasks
+from cardsms.services import alerts, media, public, tasks
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
 from cardsms.stopping import stop_services
@@ -189,10 +189,19 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
                 pass_failed(log, "reviewer.pass_failed")
             await asyncio.sleep(svc.settings.review_poll_seconds)
 
+    async def volume_alerts() -> None:
+        while True:
+            await asyncio.sleep(alerts.ALERT_SECONDS)
+            try:
+                await alerts.check_volume(svc)
+            except Exception:
+                pass_failed(log, "alerts.pass_failed")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await public.ensure_public_templates(svc)
-        background = [asyncio.create_task(reviewer(), name="reviewer")] if run_reviewer else []
+        background = [asyncio.create_task(reviewer(), name="reviewer"),
+                      asyncio.create_task(volume_alerts(), name="volume-alerts")] if run_reviewer else []
         if delivery is not None:
             await delivery.start()
             background.append(asyncio.create_task(tasks.run_forever(svc), name="task-runner"))
