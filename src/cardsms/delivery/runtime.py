@@ -109,13 +109,17 @@ def open_connector(cfg: ConnectorConfig, source_addr: str, on_inbound: Callable[
 
 async def report_match(svc: Services, connector: str, peer_id: str) -> Match:
     """Is this id one a submit of ours got from the link (stored with the message's outcome)? If not: is a
-    digital submit on its way in any process, whose answer may still name it?"""
+    digital submit on its way in any process, whose answer may still name it?
+
+    In-flight is read first: a submit whose outcome commits between the two reads is then seen stored by
+    the second (or, on one snapshot, in flight by both); read the other way round it could be seen in
+    neither, and its report refused for good."""
     async with svc.point_read() as conn:
+        busy = await conn.scalar(select(messages.c.id).where(
+            messages.c.state == "submitting", messages.c.channel == "digital").limit(1))
         if await conn.scalar(select(smsc_ids.c.message_id).where(
                 smsc_ids.c.connector == connector, smsc_ids.c.smsc_id == peer_id)) is not None:
             return "stored"
-        busy = await conn.scalar(select(messages.c.id).where(
-            messages.c.state == "submitting", messages.c.channel == "digital").limit(1))
     return "unknown" if busy is None else "in_flight"
 
 
