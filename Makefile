@@ -52,7 +52,7 @@ typecheck: test-deps
 	$(VENV)/bin/mypy
 
 test: lint typecheck
-	$(VENV)/bin/pytest -p no:cacheprovider
+	$(VENV)/bin/pytest -p no:cacheprovider --durations=30
 
 # Benchmarks (loopback only; about 25 minutes on 2 cores): prints a table, writes bench/results.json.
 # Debian's wrk drives the link opens; Debian's kannel (bearerbox + smsbox) is the peer gateway.
