@@ -50,10 +50,6 @@ def base_on(svc: Services, domain: str) -> str:
     return f"{parts.scheme}://{domain}{parts.path}".rstrip("/")
 
 
-def server_host(svc: Services) -> str:
-    return urlsplit(svc.settings.link_base).netloc.lower()
-
-
 async def list_domains(svc: Services, account_id: int) -> list[dict[str, Any]]:
     async with svc.read() as conn:
         return [dict(r) for r in (await conn.execute(

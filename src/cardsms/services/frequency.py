@@ -16,7 +16,6 @@ statement) includes the first's rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
@@ -174,9 +173,3 @@ async def set_exempt(svc: Services, account_id: int, numbers: list[str]) -> list
                            ", ".join(phones))
     return phones
 
-
-async def purge_guards(svc: Services) -> int:
-    """Guard rows older than two days hold nothing anyone waits for (retention)."""
-    async with svc.write() as conn:
-        done = await conn.execute(delete(frequency_guard).where(frequency_guard.c.at < svc.now() - timedelta(days=2)))
-    return int(done.rowcount or 0)
