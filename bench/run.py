@@ -637,9 +637,9 @@ async def _smpp_run(n: int, port: int | None, protocol: str = "smpp") -> float:
     """msg/s of n submits through one connector (window 100) until every receipt arrived: against an
     in-process simulated SMSC (port None) or one listening on `port` in another process. No database.
     protocol "cmpp": a CmppConnector (CMPP 3.0) and the simulated ISMG instead."""
-    from cardsms.delivery.config import ConnectorConfig
     from cardsms.delivery.connector import Inbound
     from cardsms.delivery.runtime import open_connector
+    from cardsms.domain.connectors import ConnectorConfig
     from cardsms.simulator.network import CENTRES
     from cardsms.simulator.smsc import SmscOptions
 
@@ -743,11 +743,11 @@ async def _mm7_run(n: int, mmsc_port: int, report_port: int) -> float:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from cardsms.delivery.config import parse_digital
     from cardsms.delivery.connector import Inbound
     from cardsms.delivery.digital import DigitalContent, DigitalMessage
     from cardsms.delivery.mm7 import Mm7Link
     from cardsms.delivery.mm7_wire import Part
+    from cardsms.domain.connectors import parse_digital
 
     got = 0
 

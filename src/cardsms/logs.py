@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from cardsms.settings import Settings
+
+class LogSettings(Protocol):
+    """What logging reads of the settings (logs.py sits below settings.py and does not import it)."""
+
+    @property
+    def log_level(self) -> str: ...
+    @property
+    def log_format(self) -> str: ...
+    @property
+    def env(self) -> str: ...
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: LogSettings) -> None:
     level = getattr(logging, settings.log_level.upper())
     json_logs = settings.log_format == "json" or (settings.log_format == "auto" and settings.env == "production")
     renderer: structlog.types.Processor = (

@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     @field_validator("smsc")
     @classmethod
     def _smsc_urls(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
-        from cardsms.delivery.config import parse_connectors
+        from cardsms.domain.connectors import parse_connectors
 
         parse_connectors(value, window=50, tps=0, system_type="")  # raises ValueError naming the entry
         return value
@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     @field_validator("digital")
     @classmethod
     def _digital_urls(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
-        from cardsms.delivery.config import parse_digital
+        from cardsms.domain.connectors import parse_digital
 
         parse_digital(value)  # raises ValueError naming the entry
         return value

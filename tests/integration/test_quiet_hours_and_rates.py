@@ -22,10 +22,10 @@ from alibabacloud_dysmsapi20170525 import models as m
 from sqlalchemy import func, select
 
 from cardsms.db.schema import messages
-from cardsms.delivery.config import ConnectorConfig
 from cardsms.delivery.digital import NoDigitalChannel
 from cardsms.delivery.dispatcher import Dispatcher
 from cardsms.delivery.smpp import SmppConnector
+from cardsms.domain.connectors import ConnectorConfig
 from cardsms.domain.schedule import CHINA, SendWindow
 from cardsms.services import accounts, sending, tasks, templates
 from cardsms.services.core import Services

@@ -63,7 +63,7 @@ def test_a_one_part_receipt_smsc_settles_long_messages_only_under_its_policy(
 
 
 def test_receipt_policies_are_checked_in_the_url() -> None:
-    from cardsms.delivery.config import parse_connectors
+    from cardsms.domain.connectors import parse_connectors
 
     (cfg,) = parse_connectors(["smpp://a:b@h:1?receipts=any"], window=10, tps=0, system_type="")
     assert cfg.receipts == "any"

@@ -17,8 +17,8 @@ from pycmpp.request import ConnectRequestInstance, SubmitRequestInstance
 
 from cardsms.delivery import cmpp_pdu as cp
 from cardsms.delivery.cmpp import CmppConnector
-from cardsms.delivery.config import ConnectorConfig
 from cardsms.delivery.connector import Inbound, SubmitError
+from cardsms.domain.connectors import ConnectorConfig
 from cardsms.simulator.ismg import SimulatedIsmg
 from cardsms.simulator.smsc import SmscOptions
 

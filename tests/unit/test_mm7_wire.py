@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cardsms.delivery import mm7_wire as w
-from cardsms.delivery.config import parse_digital
 from cardsms.delivery.connector import SubmitError
 from cardsms.delivery.digital import DigitalContent
 from cardsms.delivery.mm7 import Mm7Link
+from cardsms.domain.connectors import parse_digital
 
 ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
 

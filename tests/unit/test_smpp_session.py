@@ -8,10 +8,10 @@ import asyncio
 import struct
 
 from cardsms.delivery import pdu
-from cardsms.delivery.config import ConnectorConfig
 from cardsms.delivery.connector import Inbound
 from cardsms.delivery.pdu import Bind, ShortMessage
 from cardsms.delivery.smpp import SmppConnector
+from cardsms.domain.connectors import ConnectorConfig
 from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
 
 

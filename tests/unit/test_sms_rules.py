@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cardsms.delivery.config import parse_connectors
 from cardsms.delivery.connector import Inbound
 from cardsms.delivery.journal import Journal
 from cardsms.domain import sms
+from cardsms.domain.connectors import parse_connectors
 from cardsms.links.render import card_view, render_card_page
 from tests.integration.helpers import SAMPLE_CARD
 

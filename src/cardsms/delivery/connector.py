@@ -23,10 +23,10 @@ from typing import Any
 
 import structlog
 
-from cardsms.delivery.config import ConnectorConfig
 from cardsms.delivery.pdu import PduError
 from cardsms.delivery.session import Session
 from cardsms.domain import sms
+from cardsms.domain.connectors import ConnectorConfig
 
 log = structlog.get_logger("cardsms.connector")
 

@@ -27,9 +27,9 @@ import httpx
 import structlog
 
 from cardsms.delivery import mm7_wire as wire
-from cardsms.delivery.config import DigitalConfig
 from cardsms.delivery.connector import Inbound, SubmitError, TokenBucket
 from cardsms.delivery.digital import ContentLoader, DigitalMessage
+from cardsms.domain.connectors import DigitalConfig
 from cardsms.domain.outbound import Network, parse_networks
 
 log = structlog.get_logger("cardsms.mm7")

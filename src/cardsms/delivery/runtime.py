@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from cardsms.db.schema import messages, smsc_ids
 from cardsms.delivery.cmpp import CmppConnector
-from cardsms.delivery.config import ConnectorConfig, DigitalConfig, parse_connectors, parse_digital
 from cardsms.delivery.connector import Inbound, LinkConnector
 from cardsms.delivery.digital import DigitalContent, DigitalRouter, NoDigitalChannel
 from cardsms.delivery.dispatcher import Dispatcher, apply_inbound
@@ -25,6 +24,7 @@ from cardsms.delivery.mm7 import Match, Mm7Link
 from cardsms.delivery.mm7_wire import Part
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
+from cardsms.domain.connectors import ConnectorConfig, DigitalConfig, parse_connectors, parse_digital
 from cardsms.logs import pass_failed
 from cardsms.services import templates
 from cardsms.services.core import Services

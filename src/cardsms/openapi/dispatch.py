@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cardsms.bounds import API_BODY, MAX_URL_BYTES, URL_TOO_LONG, BodyTooLarge
 from cardsms.domain.errors import CardsmsError
 from cardsms.openapi import auth, ops_cards, ops_links, ops_qualifications, ops_send, ops_signs, ops_templates
 from cardsms.openapi.context import Ctx, Operation
@@ -21,8 +22,6 @@ from cardsms.openapi.params import Params
 from cardsms.services import audit, nonces
 from cardsms.services.accounts import find_access_key
 from cardsms.services.core import Services, storage_unavailable
-from cardsms.web.http import MAX_URL_BYTES, URL_TOO_LONG
-from cardsms.web.limits import API_BODY, BodyTooLarge
 
 API_VERSION = "2017-05-25"
 MAX_BODY = API_BODY  # BodyLimit (web/limits.py) stops a larger body before this endpoint reads it

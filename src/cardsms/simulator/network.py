@@ -12,8 +12,8 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cardsms.delivery.config import ConnectorConfig, DigitalConfig
 from cardsms.delivery.connector import Inbound
+from cardsms.domain.connectors import ConnectorConfig, DigitalConfig
 from cardsms.settings import Settings
 from cardsms.simulator.center import SimulatedCenter, SmscOptions
 from cardsms.simulator.ismg import SimulatedIsmg

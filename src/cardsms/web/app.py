@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cardsms import __version__
+from cardsms.bounds import URL_TOO_LONG
 from cardsms.console.app import Console
 from cardsms.delivery.mm7 import Mm7Link
 from cardsms.delivery.runtime import ConnectorMetrics, Delivery
@@ -31,7 +32,6 @@ from cardsms.services import alerts, media, public, tasks
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
 from cardsms.stopping import stop_services
-from cardsms.web.http import URL_TOO_LONG
 from cardsms.web.limits import BodyLimit, BodyTooLarge, UploadFormError, read_policy_upload
 
 log = structlog.get_logger("cardsms.web")

@@ -16,12 +16,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-# The SDKs' largest documented requests (SendCardSms with 1,000 CardObjects, GetCardSmsLink with 10,000 numbers)
-# make request lines of a few hundred KB; 4 MB leaves room for long parameters without letting each connection
-# buffer 16 MB before it is even authenticated.
-MAX_URL_BYTES = 4 * 1024 * 1024
+from cardsms.bounds import MAX_URL_BYTES, URL_TOO_LONG
+
 HEADER_SECONDS = 15.0  # default of CARDSMS_HTTP_HEADER_SECONDS: a request's line and headers must arrive within it
-URL_TOO_LONG = "cardsms.url_too_long"  # scope key: the size of the URL that was refused, in bytes
 _PARSER_URL_LIMIT = 0xFFFF  # httptools.parse_url: 16-bit offsets
 
 

@@ -21,36 +21,20 @@ from starlette.requests import Request
 if TYPE_CHECKING:  # python-multipart defines its callback types for type checkers only
     from python_multipart.multipart import MultipartCallbacks
 
-KB, MB = 1024, 1024 * 1024
-API_BODY = 16 * MB  # the API's largest form body (openapi/dispatch.MAX_BODY)
-UPLOAD_BODY = 64 * MB  # the object-store upload: the largest policy's file plus its form fields
-CONSOLE_BODY = 32 * MB  # console forms with files (imports are 3 MB, images and qualification scans 10 MB each)
-LOGIN_BODY = 16 * KB
-MM7_BODY = 4 * MB  # an MMSC's delivery reports and replies (a reply may carry a picture)
-OTHER_BODY = 64 * KB  # routes that take no body worth the name (GET pages, card links, downloads)
-UPLOAD_FIELD_BYTES = 8 * KB
-UPLOAD_FIELDS = 20
-
-
-def route_limit(path: str) -> int:
-    """The largest body the route at `path` takes, in bytes."""
-    if path == "/":
-        return API_BODY
-    if path.startswith("/oss/"):
-        return UPLOAD_BODY
-    if path == "/console/login":
-        return LOGIN_BODY
-    if path.startswith("/mm7/"):
-        return MM7_BODY
-    if path.startswith("/console/"):
-        return CONSOLE_BODY
-    return OTHER_BODY
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body: larger than {limit:,} bytes, the limit of this path")
-        self.limit = limit
+from cardsms.bounds import (  # noqa: F401  (the route sizes, re-exported for web/)
+    API_BODY,
+    CONSOLE_BODY,
+    KB,
+    LOGIN_BODY,
+    MB,
+    MM7_BODY,
+    OTHER_BODY,
+    UPLOAD_BODY,
+    UPLOAD_FIELD_BYTES,
+    UPLOAD_FIELDS,
+    BodyTooLarge,
+    route_limit,
+)
 
 
 def _too_large_answer(path: str, limit: int) -> tuple[bytes, bytes]:
