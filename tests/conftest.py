@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -16,6 +15,7 @@ from alibabacloud_tea_openapi.utils_models import Config
 
 from cardsms.compose import build_services
 from cardsms.db.migrate import upgrade
+from cardsms.services import accounts, audit
 from cardsms.services.core import Services
 from cardsms.settings import Settings
 from tests.harness import PostgresServer, Server, cardsms_env, cli, running_server
@@ -125,11 +125,18 @@ class Tenant:
 
 
 def new_tenant(server: Server, qps: int | None = None) -> Tenant:
+    """An account with an AccessKey on the server's database, made by the services `cardsms account create`
+    and `cardsms accesskey create` call, in this process (those commands have tests of their own; a
+    process per tenant cost two CLI start-ups, most of the suite's time)."""
     name = f"acct{next(_counter)}x{os.getpid()}"
-    args = ["account", "create", name] + (["--qps", str(qps)] if qps else [])
-    cli(server.env, *args)
-    key = json.loads(cli(server.env, "accesskey", "create", "--account", name, "--json").stdout)
-    return Tenant(name, key["AccessKeyId"], key["AccessKeySecret"], server)
+
+    async def provision(svc: Services) -> tuple[str, str]:
+        audit.set_actor("cli")
+        await accounts.create_account(svc, name, qps)
+        return await accounts.create_access_key(svc, name)
+
+    key_id, secret = run_with_services(server.env, provision)
+    return Tenant(name, key_id, secret, server)
 
 
 @pytest.fixture

@@ -134,15 +134,27 @@ def eventually(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
     raise AssertionError(f"condition not met within {timeout}s; last value {value!r}")
 
 
+def provision_user(env: dict[str, str], user: str, account: str, role: str, new_account: bool = False) -> None:
+    """A console user (password web-pass-123), and its account when `new_account`, made in this process by the
+    services `cardsms account create` and `cardsms user create` call (those commands are tested themselves)."""
+    from cardsms.services import accounts, audit
+    from tests.conftest import run_with_services
+
+    async def provision(svc: Any) -> None:
+        audit.set_actor("cli")
+        if new_account:
+            await accounts.create_account(svc, account)
+        await accounts.create_user(svc, account, user, "web-pass-123", role)
+
+    run_with_services(env, provision)
+
+
 def console_session(base: str, env: dict[str, str], role: str = "admin") -> tuple[httpx.Client, str]:
     """A console login (a new account and user of `role`) through the login form: (client, CSRF token)."""
     import re
 
-    from tests.harness import cli
-
     account, user = f"web{uuid.uuid4().hex[:8]}", f"user{uuid.uuid4().hex[:6]}"
-    cli(env, "account", "create", account)
-    cli(env, "user", "create", user, "--account", account, "--role", role, "--password", "web-pass-123")
+    provision_user(env, user, account, role, new_account=True)
     client = httpx.Client(base_url=base, timeout=60)
     page = client.get("/console/login")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -159,10 +171,8 @@ def console_client(server: object, env: dict[str, str], account: str) -> httpx.C
     """A console login for a new admin of `account`."""
     import re
 
-    from tests.harness import cli
-
     user = f"op{uuid.uuid4().hex[:10]}"
-    cli(env, "user", "create", user, "--account", account, "--role", "admin", "--password", "web-pass-123")
+    provision_user(env, user, account, "admin")
     client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60)  # type: ignore[attr-defined]
     token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
     assert token

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import subprocess
 import sys
@@ -26,8 +25,10 @@ from sqlalchemy import func, select
 
 from cardsms.db.schema import messages
 from cardsms.domain.errors import CardsmsError
+from cardsms.openapi.ops_send import text_answer
 from cardsms.services import accounts, frequency, sending
 from cardsms.services.core import Services
+from cardsms.services.outbox import SendResult
 from tests.conftest import BACKENDS, Tenant, env_for, new_tenant, run_with_services
 from tests.harness import Server, cli, free_port, running_server, stop_process
 from tests.integration.helpers import approved_sign, console_client, eventually, text_template
@@ -154,11 +155,11 @@ def test_windows_pass_with_the_clock_and_the_duplicate_guard(backend: str, reque
         outcomes: list[str] = []
 
         async def send(at: float, phone: str = "13900000001", sign_name: str = sign, template: str = code,
-                       param: str = '{"code":"1234"}') -> str:
+                       param: dict[str, str] | None = None) -> str:
             now["t"] = start + timedelta(seconds=at)
             try:
-                await sending.send_sms(svc, account, phone_numbers=phone, sign_name=sign_name, template_code=template,
-                                       template_param=param, out_id="", up_extend_code="", idem_key=None)
+                await sending.send_sms(svc, account, phones=[phone], sign_name=sign_name, template_code=template,
+                                       template_param=param or {"code": "1234"}, out_id="", up_extend_code="")
             except CardsmsError as exc:
                 outcomes.append(f"{at}: {exc.code} {exc.message}")
                 return exc.code
@@ -182,26 +183,27 @@ def test_windows_pass_with_the_clock_and_the_duplicate_guard(backend: str, reque
         # the duplicate-content guard: the same rendered text to one number within 30 s
         await frequency.set_duplicate_seconds(svc, account, 30)
         base = 20 * 3600
-        assert await send(base, "13900000002", template=notice, param='{"name":"王"}') == "OK"
-        assert await send(base + 10, "13900000002", template=notice, param='{"name":"王"}') == \
+        assert await send(base, "13900000002", template=notice, param={"name": "王"}) == "OK"
+        assert await send(base + 10, "13900000002", template=notice, param={"name": "王"}) == \
             "isv.BUSINESS_LIMIT_CONTROL"
         assert "the same text" in outcomes[-1]
-        assert await send(base + 10, "13900000002", template=notice, param='{"name":"李"}') == "OK"
-        assert await send(base + 41, "13900000002", template=notice, param='{"name":"王"}') == "OK"
+        assert await send(base + 10, "13900000002", template=notice, param={"name": "李"}) == "OK"
+        assert await send(base + 41, "13900000002", template=notice, param={"name": "王"}) == "OK"
         await frequency.set_duplicate_seconds(svc, account, 0)
 
         # one number 51 times in one SendBatchSms: 50 notifications go, the 51st is left out and named
         now["t"] = start + timedelta(seconds=base + 100)
-        answer = await sending.send_batch_sms(
-            svc, account, phone_number_json=json.dumps(["13900000003"] * 51),
-            sign_name_json=json.dumps([sign] * 51), template_code=notice,
-            template_param_json=json.dumps([{"name": "张"}] * 51), up_extend_code_json=None, out_id="", idem_key=None)
+        sent = await sending.send_batch_sms(
+            svc, account, phones=["13900000003"] * 51, sign_names=[sign] * 51, template_code=notice,
+            params=[{"name": "张"}] * 51, extend_codes=None, out_id="")
+        assert isinstance(sent, SendResult)
+        answer = text_answer(sent)
         assert "1 number(s) left out by frequency control" in answer["Message"], answer
         states = await _states(svc, answer["BizId"])
         assert states[("skipped", "isv.DAY_LIMIT_CONTROL")] == 1 and sum(states.values()) == 51
         # the limits can be loosened: 0 is no limit
         await frequency.set_limit(svc, account, "notification", "day", 0)
-        assert await send(base + 200, "13900000003", template=notice, param='{"name":"张"}') == "OK"
+        assert await send(base + 200, "13900000003", template=notice, param={"name": "张"}) == "OK"
         return outcomes
 
     run_with_services(env, body)

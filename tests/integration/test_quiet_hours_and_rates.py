@@ -210,9 +210,9 @@ def test_the_hourly_cap_is_a_sliding_hour_and_opted_in_api_sends_wait_for_the_wi
             notice = await templates.add_text_template(svc, acc, 1, "notice", "Your order ${no} has shipped.", "r")
             code = await templates.add_text_template(svc, acc, 0, "code", "Your code is ${code}.", "r")
             await run_due_reviews(svc)  # simulated review, immediate
-            for phone, tpl, param in (("13600000001", notice, '{"no": "1"}'), ("13600000002", code, '{"code": "42"}')):
-                await sending.send_sms(svc, acc, phone_numbers=phone, sign_name="Shop", template_code=tpl,
-                                       template_param=param, out_id="", up_extend_code="", idem_key=None)
+            for phone, tpl, param in (("13600000001", notice, {"no": "1"}), ("13600000002", code, {"code": "42"})):
+                await sending.send_sms(svc, acc, phones=[phone], sign_name="Shop", template_code=tpl,
+                                       template_param=param, out_id="", up_extend_code="")
             await asyncio.sleep(1.5)
             got = sent_to(log)
             assert got["13600000002"] == 1 and got["13600000001"] == 0

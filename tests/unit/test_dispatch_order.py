@@ -13,7 +13,7 @@ from cardsms.delivery.digital import NoDigitalChannel
 from cardsms.delivery.dispatcher import Dispatcher
 from cardsms.domain.numbers import normalise_number
 from cardsms.services.core import Services
-from cardsms.services.sending import Outbox
+from cardsms.services.outbox import Outbox
 from tests.conftest import BACKENDS, with_services
 
 

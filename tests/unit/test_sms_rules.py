@@ -132,7 +132,7 @@ def test_the_journal_replays_what_was_not_committed(tmp_path: Path) -> None:
 def test_link_codes_draw_every_letter_of_the_alphabet_evenly() -> None:
     from collections import Counter
 
-    from cardsms.services.sending import _CODE_ALPHABET, new_link_code
+    from cardsms.services.outbox import _CODE_ALPHABET, new_link_code
 
     codes = [new_link_code() for _ in range(50_000)]
     assert all(len(c) == 8 for c in codes) and len(set(codes)) == len(codes)
@@ -145,7 +145,7 @@ def test_link_codes_draw_every_letter_of_the_alphabet_evenly() -> None:
 def test_a_forked_child_draws_other_link_codes_than_its_parent() -> None:
     import os
 
-    from cardsms.services.sending import new_link_code
+    from cardsms.services.outbox import new_link_code
 
     new_link_code()  # the pool holds bytes now
     read, write = os.pipe()

@@ -62,9 +62,9 @@ from cardsms.services import (
     templates,
     webhooks,
 )
+from cardsms.services.card_sending import CardRecipient, CardSend, CardSendResult, send_card
 from cardsms.services.core import CHINA, Services, as_utc, china_time
 from cardsms.services.qualifications import QualificationInput
-from cardsms.services.sending import CardRecipient, CardSend, send_card
 
 HERE = Path(__file__).parent
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -507,20 +507,19 @@ class Console:
             recipients.setdefault(number.national, CardRecipient(number, sign, {}))
         if recipients:
             try:
-                answer = await send_card(self.svc, session.account_id, CardSend(code, "NONE"),
-                                         list(recipients.values()), None, "ConsoleTestSend")
+                sent = await send_card(self.svc, session.account_id, CardSend(code, "NONE"),
+                                       list(recipients.values()))
             except CardsmsError as exc:
                 return results, {_field(exc, "sign"): exc.message}
-            data = answer["Data"]
-            media_set = set(filter(None, data["MediaMobiles"].split(",")))
-            blocked = set(filter(None, data.get("SuppressedMobiles", "").split(",")))
+            assert isinstance(sent, CardSendResult)  # no idempotency key: never a replay
+            media_set, blocked = set(sent.media), set(sent.skipped)
             for phone in recipients:
                 if phone in media_set:
-                    results.append((phone, "card", data["BizCardId"]))
+                    results.append((phone, "card", sent.biz_card_id))
                 elif phone in blocked:
                     results.append((phone, "suppressed", "opted out"))
                 else:
-                    results.append((phone, "no_card", data["BizCardId"]))
+                    results.append((phone, "no_card", sent.biz_card_id))
         return results, {}
 
     async def public_image(self, request: Request) -> Response:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any
 
 
 class Vendor(StrEnum):
@@ -91,3 +94,27 @@ def unsupported_reason(vendor: Vendor, card_type: int, actions: set[str]) -> str
         if vendor not in ACTION_SUPPORT.get(action, frozenset()):
             return f"not submitted: {vendor.value} does not support action {action}"
     return None
+
+
+class ReviewState(IntEnum):
+    REVIEWING = 0
+    APPROVED = 1
+    REJECTED = 2
+    NOT_SUBMITTED = 3  # the vendor does not support the card type or an action
+
+
+@dataclass(frozen=True, slots=True)
+class Handset:
+    vendor: Vendor | None  # None: a phone of a vendor without card support (e.g. Apple)
+    card_capable: bool
+
+
+def approved_vendors(reviews: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The vendors that approved a card template, from its per-vendor review rows (`vendor`, `state`)."""
+    return frozenset(r["vendor"] for r in reviews if r["state"] == ReviewState.APPROVED)
+
+
+def shows_card(handset: Handset, approved: frozenset[str] | set[str]) -> bool:
+    """Whether this handset renders a card of a template these vendors approved: the phone parses cards and
+    its vendor is one of them (SPEC.md sending rule 3; the same rule for sends, links and capability checks)."""
+    return handset.card_capable and handset.vendor is not None and handset.vendor.value in approved

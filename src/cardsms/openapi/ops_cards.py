@@ -7,6 +7,7 @@ from typing import Any
 
 from cardsms.domain.card import decode_template_json
 from cardsms.domain.errors import CardsmsError, invalid
+from cardsms.openapi import wire
 from cardsms.openapi.context import Ctx, Operation
 from cardsms.openapi.params import Params
 from cardsms.services import capability, cards, media
@@ -63,7 +64,7 @@ async def get_media_resource_id(ctx: Ctx, p: Params) -> dict[str, Any]:
         resource_type=p.int("ResourceType", required=True, low=1, high=4),
         oss_key=p.str("OssKey", required=True, max_len=300),
         file_size=p.int("FileSize", required=True, low=1, high=1 << 40),
-        extend_info=p.str("ExtendInfo", max_len=1000) or None,
+        img_rate=wire.image_rate(p.str("ExtendInfo", max_len=1000)),
         memo=p.str("Memo", max_len=1000),
     )
     return {"Data": {"ResourceId": resource_id, "ResUrlDownload": url}}

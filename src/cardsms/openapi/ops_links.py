@@ -7,26 +7,27 @@ from __future__ import annotations
 from typing import Any
 
 from cardsms.domain.errors import CardsmsError
+from cardsms.openapi import wire
 from cardsms.openapi.context import Ctx, Operation
 from cardsms.openapi.params import Params
-from cardsms.services import links, sending, tags
+from cardsms.services import links, tags
 
 
 async def get_card_sms_link(ctx: Ctx, p: Params) -> dict[str, Any]:
-    phones = sending.parse_json_param(p.str("PhoneNumberJson", required=True), "PhoneNumberJson")
+    phones = wire.parse_json_param(p.str("PhoneNumberJson", required=True), "PhoneNumberJson")
     if not isinstance(phones, list):
         raise CardsmsError("isv.INVALID_JSON_PARAM", "PhoneNumberJson must be a JSON array")
     n = len(phones)
-    signs = sending.parse_json_param(p.str("SignNameJson", required=True), "SignNameJson")
+    signs = wire.parse_json_param(p.str("SignNameJson", required=True), "SignNameJson")
     if not isinstance(signs, list) or not signs:
         raise CardsmsError("isv.INVALID_JSON_PARAM", "SignNameJson must be a non-empty JSON array")
     if len(signs) not in (1, n):
         raise CardsmsError("isv.INVALID_PARAMETERS", f"SignNameJson holds {len(signs)} names; give one, or one per "
                            f"number ({n})")
     signs = signs * n if len(signs) == 1 else signs
-    params = sending.per_number(p.str("CardTemplateParamJson"), "CardTemplateParamJson", n) if n else []
-    params = [sending.card_params_list(v, f"CardTemplateParamJson[{i}]") for i, v in enumerate(params, 1)]
-    custom = sending.parse_json_param(p.str("CustomShortCodeJson"), "CustomShortCodeJson")
+    params = wire.per_number(p.str("CardTemplateParamJson"), "CardTemplateParamJson", n) if n else []
+    params = [wire.card_params(v, f"CardTemplateParamJson[{i}]") for i, v in enumerate(params, 1)]
+    custom = wire.parse_json_param(p.str("CustomShortCodeJson"), "CustomShortCodeJson")
     if custom is not None and not isinstance(custom, list):
         raise CardsmsError("isv.INVALID_JSON_PARAM", "CustomShortCodeJson must be a JSON array")
     data = await links.card_sms_links(

@@ -7,29 +7,79 @@ first answer and sends nothing new.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from cardsms.domain.errors import CardsmsError
+from cardsms.domain.frequency import Refusal
+from cardsms.openapi import wire
 from cardsms.openapi.context import Ctx, Operation
 from cardsms.openapi.params import Params
-from cardsms.services import records, sending
-from cardsms.services.sending import CardSend
+from cardsms.services import card_sending, outbox, records, sending
+from cardsms.services.card_sending import CardSend, CardSendResult
+from cardsms.services.outbox import Idempotency, Replay, SendResult
+
+R = TypeVar("R", SendResult, CardSendResult)
 
 
-async def _earlier(ctx: Ctx, action: str) -> dict[str, Any] | None:
-    return await sending.idempotent_answer(ctx.svc, ctx.account_id, ctx.idempotency_key, action)
+def _skip_note(skipped: list[str]) -> str:
+    if not skipped:
+        return "OK"
+    shown = ",".join(skipped[:20]) + ("..." if len(skipped) > 20 else "")
+    return f"OK; {len(skipped)} number(s) skipped because they opted out (replied R): {shown}"
+
+
+def _with_limits(answer: dict[str, Any], refused: list[Refusal]) -> dict[str, Any]:
+    """A send's answer naming the numbers frequency control left out (Message; card sends' Data too)."""
+    if not refused:
+        return answer
+    phones = list(dict.fromkeys(r.phone for r in refused))
+    shown = "; ".join(r.text for r in refused[:10]) + ("; ..." if len(refused) > 10 else "")
+    note = f"{len(phones)} number(s) left out by frequency control ({shown})"
+    message = answer.get("Message", "OK")
+    out = {**answer, "Message": f"{message}; {note}" if message != "OK" else f"OK; {note}"}
+    if isinstance(answer.get("Data"), dict):
+        out["Data"] = {**answer["Data"], "LimitedMobiles": ",".join(phones)}
+    return out
+
+
+def text_answer(result: SendResult) -> dict[str, Any]:
+    """SendSms's and SendBatchSms's answer."""
+    return _with_limits({"BizId": result.biz_id, "Message": _skip_note(result.skipped)}, result.limited)
+
+
+def card_answer(result: CardSendResult) -> dict[str, Any]:
+    """SendCardSms's and SendBatchCardSms's answer."""
+    data: dict[str, Any] = {
+        "BizCardId": result.biz_card_id, "BizSmsId": result.biz_sms_id, "BizDigitalId": result.biz_digital_id,
+        "CardTmpState": 1, "MediaMobiles": ",".join(result.media), "NotMediaMobiles": ",".join(result.not_media),
+    }
+    answer: dict[str, Any] = {"Data": data}
+    if result.skipped:
+        data["SuppressedMobiles"] = ",".join(result.skipped)
+        answer["Message"] = _skip_note(result.skipped)
+    return _with_limits(answer, result.limited)
+
+
+async def _send(ctx: Ctx, action: str, answer: Callable[[R], dict[str, Any]],
+                send: Callable[[Idempotency | None], Awaitable[R | Replay]]) -> dict[str, Any]:
+    """A send under the call's idempotency key: an earlier call's answer, or this one's, rendered."""
+    key = ctx.idempotency_key
+    if key and (earlier := await outbox.idempotent_answer(ctx.svc, ctx.account_id, key, action)) is not None:
+        return earlier
+    result = await send(Idempotency(key, action, answer) if key else None)
+    return result.answer if isinstance(result, Replay) else answer(result)
 
 
 async def send_sms(ctx: Ctx, p: Params) -> dict[str, Any]:
-    if (earlier := await _earlier(ctx, "SendSms")) is not None:
-        return earlier
-    return await sending.send_sms(
-        ctx.svc, ctx.account_id, phone_numbers=p.str("PhoneNumbers", required=True, max_len=30_000),
-        sign_name=p.str("SignName", required=True, max_len=64),
-        template_code=p.str("TemplateCode", required=True, max_len=32),
-        template_param=p.str("TemplateParam", max_len=100_000), out_id=p.str("OutId", max_len=256),
-        up_extend_code=_ext(p.str("SmsUpExtendCode", max_len=12)), idem_key=ctx.idempotency_key,
-    )
+    phones = wire.split_numbers(p.str("PhoneNumbers", required=True, max_len=30_000))
+    sign_name = p.str("SignName", required=True, max_len=64)
+    template_code = p.str("TemplateCode", required=True, max_len=32)
+    param = wire.parse_json_param(p.str("TemplateParam", max_len=100_000), "TemplateParam")
+    out_id, ext = p.str("OutId", max_len=256), _ext(p.str("SmsUpExtendCode", max_len=12))
+    return await _send(ctx, "SendSms", text_answer, lambda idem: sending.send_sms(
+        ctx.svc, ctx.account_id, phones=phones, sign_name=sign_name, template_code=template_code,
+        template_param=param, out_id=out_id, up_extend_code=ext, idem=idem))
 
 
 def _ext(value: str) -> str:
@@ -39,15 +89,16 @@ def _ext(value: str) -> str:
 
 
 async def send_batch_sms(ctx: Ctx, p: Params) -> dict[str, Any]:
-    if (earlier := await _earlier(ctx, "SendBatchSms")) is not None:
-        return earlier
-    return await sending.send_batch_sms(
-        ctx.svc, ctx.account_id, phone_number_json=p.str("PhoneNumberJson", required=True),
-        sign_name_json=p.str("SignNameJson", required=True),
-        template_code=p.str("TemplateCode", required=True, max_len=32),
-        template_param_json=p.str("TemplateParamJson"), up_extend_code_json=p.str("SmsUpExtendCodeJson"),
-        out_id=p.str("OutId", max_len=256), idem_key=ctx.idempotency_key,
-    )
+    phones = wire.json_list(p.str("PhoneNumberJson", required=True), "PhoneNumberJson", None) or []
+    sending.check_count(len(phones), sending.MAX_BATCH_NUMBERS, "PhoneNumberJson")
+    n = len(phones)
+    signs = wire.json_list(p.str("SignNameJson", required=True), "SignNameJson", n) or []
+    params = wire.json_list(p.str("TemplateParamJson"), "TemplateParamJson", n, required=False)
+    ext = wire.json_list(p.str("SmsUpExtendCodeJson"), "SmsUpExtendCodeJson", n, required=False)
+    template_code, out_id = p.str("TemplateCode", required=True, max_len=32), p.str("OutId", max_len=256)
+    return await _send(ctx, "SendBatchSms", text_answer, lambda idem: sending.send_batch_sms(
+        ctx.svc, ctx.account_id, phones=phones, sign_names=signs, template_code=template_code, params=params,
+        extend_codes=ext, out_id=out_id, idem=idem))
 
 
 def _spec(p: Params) -> CardSend:
@@ -62,43 +113,40 @@ def _spec(p: Params) -> CardSend:
 
 
 async def send_card_sms(ctx: Ctx, p: Params) -> dict[str, Any]:
-    if (earlier := await _earlier(ctx, "SendCardSms")) is not None:
-        return earlier
     spec = _spec(p)
-    objects = sending.card_objects(p.list("CardObjects", required=True))
+    objects = wire.card_objects(p.list("CardObjects", required=True))
     sending.check_count(len(objects), sending.MAX_SEND_NUMBERS, "CardObjects")
     n = len(objects)
     sign = p.str("SignName", required=True, max_len=64).strip()
-    sms_params = sending.json_object(p.str("SmsTemplateParam"), "SmsTemplateParam")
-    digital_params = sending.json_object(p.str("DigitalTemplateParam"), "DigitalTemplateParam")
-    custom_params = sending.json_object(p.str("TemplateParam"), "TemplateParam")
-    recipients = sending.card_recipients(
+    sms_params = wire.json_object(p.str("SmsTemplateParam"), "SmsTemplateParam")
+    digital_params = wire.json_object(p.str("DigitalTemplateParam"), "DigitalTemplateParam")
+    custom_params = wire.json_object(p.str("TemplateParam"), "TemplateParam")
+    recipients = card_sending.card_recipients(
         [o[0] for o in objects], "CardObjects.mobile", [sign] * n, [o[1] for o in objects], [o[2] for o in objects],
         [sms_params] * n, [digital_params] * n, [custom_params] * n,
     )
-    return await sending.send_card(ctx.svc, ctx.account_id, spec, recipients, ctx.idempotency_key, "SendCardSms")
+    return await _send(ctx, "SendCardSms", card_answer,
+                       lambda idem: card_sending.send_card(ctx.svc, ctx.account_id, spec, recipients, idem))
 
 
 async def send_batch_card_sms(ctx: Ctx, p: Params) -> dict[str, Any]:
-    if (earlier := await _earlier(ctx, "SendBatchCardSms")) is not None:
-        return earlier
     spec = _spec(p)
-    phones = sending.parse_json_param(p.str("PhoneNumberJson", required=True), "PhoneNumberJson")
+    phones = wire.parse_json_param(p.str("PhoneNumberJson", required=True), "PhoneNumberJson")
     if not isinstance(phones, list):
         raise CardsmsError("isv.INVALID_JSON_PARAM", "PhoneNumberJson must be a JSON array of numbers")
     sending.check_count(len(phones), sending.MAX_BATCH_NUMBERS, "PhoneNumberJson")
     n = len(phones)
-    signs = sending.per_number(p.str("SignNameJson", required=True), "SignNameJson", n)
-    card_params = [sending.card_params_list(v, f"CardTemplateParamJson[{i}]") for i, v in
-                   enumerate(sending.per_number(p.str("CardTemplateParamJson"), "CardTemplateParamJson", n), 1)]
-    recipients = sending.card_recipients(
+    signs = wire.per_number(p.str("SignNameJson", required=True), "SignNameJson", n)
+    card_params = [wire.card_params(v, f"CardTemplateParamJson[{i}]") for i, v in
+                   enumerate(wire.per_number(p.str("CardTemplateParamJson"), "CardTemplateParamJson", n), 1)]
+    recipients = card_sending.card_recipients(
         phones, "PhoneNumberJson", [str(s or "").strip() for s in signs], card_params, [""] * n,
-        sending.per_number(p.str("SmsTemplateParamJson"), "SmsTemplateParamJson", n),
-        sending.per_number(p.str("DigitalTemplateParamJson"), "DigitalTemplateParamJson", n),
-        sending.per_number(p.str("TemplateParamJson"), "TemplateParamJson", n),
+        wire.per_number(p.str("SmsTemplateParamJson"), "SmsTemplateParamJson", n),
+        wire.per_number(p.str("DigitalTemplateParamJson"), "DigitalTemplateParamJson", n),
+        wire.per_number(p.str("TemplateParamJson"), "TemplateParamJson", n),
     )
-    return await sending.send_card(ctx.svc, ctx.account_id, spec, recipients, ctx.idempotency_key,
-                                   "SendBatchCardSms")
+    return await _send(ctx, "SendBatchCardSms", card_answer,
+                       lambda idem: card_sending.send_card(ctx.svc, ctx.account_id, spec, recipients, idem))
 
 
 def _phone(p: Params, name: str, required: bool) -> str:

@@ -78,7 +78,7 @@ class Params:
         return items
 
     def json(self, name: _Str, required: _Bool = False) -> Any:
-        from cardsms.services.sending import parse_json_param
+        from cardsms.openapi.wire import parse_json_param
 
         raw = self.values.get(name)
         if raw is None or not raw.strip():

@@ -9,20 +9,20 @@ import re
 
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
+from cardsms.domain.vendors import approved_vendors, shows_card
 from cardsms.services import review
 from cardsms.services.core import Services
 from cardsms.services.templates import get_template
-from cardsms.vendors.gateway import ReviewState
 
 MAX_MOBILES = 1000
 _SHA1 = re.compile(r"[0-9a-fA-F]{40}")
 
 
-async def approved_vendors(svc: Services, account_id: int, template_code: str) -> set[str]:
+async def template_vendors(svc: Services, account_id: int, template_code: str) -> frozenset[str]:
+    """The vendors that approved the account's card template."""
     async with svc.read() as conn:
         row = await get_template(conn, account_id, template_code, ("card",))
-        rows = await review.vendor_reviews(conn, account_id, "template", row["id"])
-    return {r["vendor"] for r in rows if r["state"] == ReviewState.APPROVED}
+        return approved_vendors(await review.vendor_reviews(conn, account_id, "template", row["id"]))
 
 
 async def card_support(
@@ -47,10 +47,6 @@ async def card_support(
                 hashes.append(normalise_mainland_mobile(raw).sha1)
             except InvalidNumber as exc:
                 raise CardsmsError("InvalidParameter", f"param Mobiles[{i}]: {exc}") from None
-    vendors = await approved_vendors(svc, account_id, template_code)
-    out = []
-    for raw, digest in zip(mobiles, hashes, strict=True):
-        handset = svc.handsets.lookup(digest)
-        ok = handset.card_capable and handset.vendor is not None and handset.vendor.value in vendors
-        out.append((raw, ok))
-    return out
+    vendors = await template_vendors(svc, account_id, template_code)
+    return [(raw, shows_card(svc.handsets.lookup(digest), vendors))
+            for raw, digest in zip(mobiles, hashes, strict=True)]

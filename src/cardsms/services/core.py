@@ -86,7 +86,7 @@ class Services:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._point_plans: dict[int, Any] = {}
         self._point_raw: Any = None
-        self.waiting: tuple[float, int] = (0.0, 0)  # (valid until, queued messages): services.sending.check_queue
+        self.waiting: tuple[float, int] = (0.0, 0)  # (valid until, queued messages): services.outbox.check_queue
         self.waiting_lock = asyncio.Lock()
         # services.tasks.progress: (monotonic time, messages done) per task, seen by this process's task pages
         self.task_samples: dict[int, list[tuple[float, int]]] = {}

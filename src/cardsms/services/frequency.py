@@ -1,6 +1,6 @@
 """Frequency control on every send path (domain/frequency.py has the rules and the arithmetic).
 
-`enforce` runs inside the transaction that writes a send's message rows (services.sending.write_outboxes,
+`enforce` runs inside the transaction that writes a send's message rows (services.outbox.write_outboxes,
 which every API send, test send and mass-task chunk goes through): it reads what each number got from the
 account since the longest window began, decides message by message, and turns the rows over a limit into
 `skipped` rows with Alibaba's code and a reason naming the number, the rule and when it may be sent again.
@@ -30,7 +30,7 @@ from cardsms.services import audit
 from cardsms.services.core import CHINA, Services, as_utc
 
 if TYPE_CHECKING:
-    from cardsms.services.sending import Outbox
+    from cardsms.services.outbox import Outbox
 
 CHUNK = 500
 

@@ -15,11 +15,10 @@ import csv
 import gzip
 import io
 import itertools
-import json
 import re
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +27,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.params import params_encoder
 from cardsms.db.schema import audience_numbers, audiences, import_problems, suppressions
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, mainland_national
@@ -185,32 +185,6 @@ def prescan(path: Path) -> tuple[list[str] | None, int]:
     if count == 0:
         raise _file_error("no numbers found")
     return columns, count
-
-
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder for every row
-_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what that encoder escapes; everything else it copies
-
-
-def params_encoder(columns: list[str]) -> Callable[[list[str]], str]:
-    """The function turning a row's parameter cells into the JSON object stored with the number.
-
-    Column names are plain (`_PARAM_NAME`), so when a row has one cell per column and no cell holds a
-    character JSON escapes, string formatting gives the same text as the JSON encoder at a fraction of
-    the cost (the common case of a 500,000-line import); other rows go through the encoder."""
-    width = len(columns)
-    template = "{" + ",".join(f'"{name}":"%s"' for name in columns) + "}"
-
-    escaped = _JSON_ESCAPED.search
-    strip = str.strip
-
-    def encode(cells: list[str]) -> str:
-        if len(cells) == width:
-            stripped = tuple(map(strip, cells))
-            if not escaped("".join(stripped)):
-                return template % stripped
-        return _to_json(dict(zip(columns, map(strip, cells), strict=False)))
-
-    return encode
 
 
 def _parse_chunk(rows: Iterator[list[str]], start_line: int, columns: list[str], n: int

@@ -19,7 +19,8 @@ from cardsms.db.bulk import insert_rows
 from cardsms.db.schema import link_domains, link_opens, messages, reviews, short_links, templates
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.numbers import InvalidNumber, normalise_mainland_mobile
-from cardsms.services import domains, review, sending
+from cardsms.domain.vendors import approved_vendors, shows_card
+from cardsms.services import domains, outbox, review, sending
 from cardsms.services.core import Services, as_utc, china_time
 from cardsms.services.media import resource_urls
 from cardsms.services.templates import PUBLIC_ACCOUNT, get_template
@@ -54,7 +55,7 @@ async def card_sms_links(svc: Services, account_id: int, *, card_template_code: 
         rows = await review.vendor_reviews(conn, account_id, "template", card["id"])
         for i, name in enumerate(dict.fromkeys(str(s) for s in sign_names), 1):
             await sending.approved_sign(conn, account_id, name, f"SignNameJson[{i}]")
-    approved = {r["vendor"] for r in rows if r["state"] == ReviewState.APPROVED}
+    approved = approved_vendors(rows)
     if not approved:
         raise CardsmsError("TEMPLATE_NOT_APPROVED", f"CardTemplateCode: card template {card_template_code!r} is "
                            "not approved by any vendor")
@@ -66,7 +67,7 @@ async def card_sms_links(svc: Services, account_id: int, *, card_template_code: 
             not_media.append(str(raw))  # a user id or another identifier: no card capability known
             continue
         handset = svc.handsets.lookup(number.sha1)
-        if handset.card_capable and handset.vendor is not None and handset.vendor.value in approved:
+        if shows_card(handset, approved):
             card_phones.append(number.national)
             card_signs.append(str(sign_names[i]))
             card_params.append(params[i] or {})
@@ -85,7 +86,7 @@ async def card_sms_links(svc: Services, account_id: int, *, card_template_code: 
                 raise CardsmsError("isv.INVALID_PARAMETERS", f"CustomShortCodeJson: {bad[0]!r} must be 4-8 "
                                    "letters or digits")
         else:
-            codes = [sending.new_link_code() for _ in range(wanted)]
+            codes = [outbox.new_link_code() for _ in range(wanted)]
         now = svc.now()
         expires = now + timedelta(days=svc.settings.link_ttl_days)
         kind = "custom" if link_type == 2 else ("group" if code_type == 1 else "personal")
@@ -122,7 +123,7 @@ async def add_short_url(svc: Services, account_id: int, source_url: str, name: s
     if not 1 <= len(name.strip()) <= 64:
         raise CardsmsError("isv.INVALID_PARAMETERS", "ShortUrlName must be 1-64 characters")
     now = svc.now()
-    code = sending.new_link_code()
+    code = outbox.new_link_code()
     expires = now + timedelta(days=days)
     await _insert_links(svc, [{
         "account_id": account_id, "code": code, "kind": "url", "source_url": url, "name": name.strip(),
@@ -148,7 +149,7 @@ async def create_smart_short_urls(svc: Services, account_id: int, source_url: st
     numbers = sending.numbers_or_error(phones, "PhoneNumbers", mainland_only=True)
     now = svc.now()
     expires = now + timedelta(days=svc.settings.link_ttl_days)
-    rows = [{"account_id": account_id, "code": sending.new_link_code(), "kind": "smart", "source_url": url,
+    rows = [{"account_id": account_id, "code": outbox.new_link_code(), "kind": "smart", "source_url": url,
              "name": out_id, "card_template_code": "", "phone": n.national, "params": None, "deleted": False,
              "page_views": 0, "unique_visitors": 0, "created_at": now, "expires_at": expires, "message_id": None}
             for n in numbers]

@@ -3,9 +3,7 @@ GetMediaResourceId, which turns an uploaded object into a resource id usable in 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +13,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from cardsms.db.schema import media, media_objects
-from cardsms.domain.errors import CardsmsError, json_too_deep
+from cardsms.domain import upload_policy
+from cardsms.domain.errors import CardsmsError
 from cardsms.media.sniff import RATIOS, image_size, ratio_matches, sniff
 from cardsms.services.core import Services, random_digits
 
@@ -62,7 +61,7 @@ def oss_policy(svc: Services, account_id: int, purpose: str = "card") -> dict[st
             {"x-cardsms-purpose": PURPOSES[purpose]},
         ],
     }
-    encoded = base64.b64encode(json.dumps(policy, separators=(",", ":")).encode()).decode()
+    encoded = upload_policy.encode(policy)
     return {
         "AccessKeyId": OSS_ACCESS_KEY_ID, "AliUid": str(account_id), "Bucket": BUCKET,
         "ExpireTime": str(int(expires.timestamp())), "Host": f"{svc.settings.base_url}/oss/{BUCKET}",
@@ -82,7 +81,7 @@ def _policy_conditions(svc: Services, policy_b64: str, signature: str) -> tuple[
     if not svc.crypto.verify(policy_b64.encode(), signature):
         raise UploadError("SignatureDoesNotMatch", "field signature: the policy signature does not match", 403)
     try:
-        policy = json.loads(base64.b64decode(policy_b64))
+        policy = upload_policy.decode(policy_b64)
         expires = datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%S.000Z")
         conditions = policy["conditions"]
         account_id = int(next(c["x-cardsms-account"] for c in conditions if isinstance(c, dict)
@@ -175,34 +174,27 @@ async def _store_upload(svc: Services, account_id: int, key: str, data: bytes, c
     return Upload(key, len(data), content_type)
 
 
-def parse_extend_info(raw: str | None, resource_type: int) -> str | None:
-    """The img_rate of ExtendInfo (required for images)."""
+def check_image_rate(img_rate: str | None, resource_type: int) -> str | None:
+    """The aspect ratio an image is registered with (ExtendInfo's img_rate): required for images, one of RATIOS."""
     if resource_type != 2:
         return None
-    if not raw:
+    if img_rate is None:
         raise CardsmsError("MissingParameter",
                            "param ExtendInfo is required for images: {\"img_rate\": \"...\"}")
-    if json_too_deep(raw):
-        raise CardsmsError("InvalidParameter", "param ExtendInfo nests too deep (an object of img_rate expected)")
-    try:
-        info = json.loads(raw)
-    except json.JSONDecodeError:
-        raise CardsmsError("InvalidParameter", "param ExtendInfo is not valid JSON") from None
-    rate = info.get("img_rate") if isinstance(info, dict) else None
-    if rate not in RATIOS:
+    if img_rate not in RATIOS:
         raise CardsmsError("InvalidParameter", f"param ExtendInfo.img_rate must be one of {', '.join(RATIOS)}, "
-                           f"got {rate!r}")
-    return str(rate)
+                           f"got {img_rate!r}")
+    return img_rate
 
 
 async def register_media(
-    svc: Services, account_id: int, resource_type: int, oss_key: str, file_size: int, extend_info: str | None,
+    svc: Services, account_id: int, resource_type: int, oss_key: str, file_size: int, img_rate: str | None,
     memo: str,
 ) -> tuple[str, str]:
     if resource_type not in RESOURCE_TYPES:
         raise CardsmsError("InvalidParameter",
                            f"param ResourceType must be 2 (image) or 4 (video), got {resource_type}")
-    ratio = parse_extend_info(extend_info, resource_type)
+    ratio = check_image_rate(img_rate, resource_type)
     async with svc.read() as conn:
         obj = (await conn.execute(
             select(media_objects).where(media_objects.c.account_id == account_id, media_objects.c.oss_key == oss_key)
@@ -314,7 +306,7 @@ async def store_console_image(svc: Services, account_id: int, data: bytes, field
         await conn.execute(insert(media_objects).values(
             account_id=account_id, oss_key=key, size=len(data), content_type=content_type, width=size[0],
             height=size[1], created_at=svc.now()))
-    resource_id, _ = await register_media(svc, account_id, 2, key, len(data), json.dumps({"img_rate": ratio}),
+    resource_id, _ = await register_media(svc, account_id, 2, key, len(data), ratio,
                                           "console upload")
     return resource_id
 

@@ -84,10 +84,13 @@ def cover_png(code: str) -> bytes | None:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
 
 
-def _materialise(template: dict[str, Any], base: str) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(json.dumps(template).replace("{base}", base)))
+def _materialise(value: Any, base: str) -> Any:
+    """A copy of the template with `{base}` in every string replaced by the server's base URL."""
+    if isinstance(value, dict):
+        return {k: _materialise(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_materialise(v, base) for v in value]
+    return value.replace("{base}", base) if isinstance(value, str) else value
 
 
 async def ensure_public_templates(svc: Services) -> None:

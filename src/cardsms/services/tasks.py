@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 import structlog
 from sqlalchemy import case, func, literal, select, text, update
 
+from cardsms.db.params import decode_params
 from cardsms.db.schema import accounts, audience_numbers, audiences, daily_stats, messages, replies, task_events, tasks
 from cardsms.domain.errors import CardsmsError, field_error
 from cardsms.domain.frequency import LIMIT_CODES
@@ -39,19 +39,11 @@ from cardsms.domain.schedule import CHINA, SendWindow, can_revoke, check_schedul
 from cardsms.logs import pass_failed
 from cardsms.services import accounts as account_service
 from cardsms.services import audit, imports
+from cardsms.services.card_sending import CardLegs, CardRecipient, CardSend, cached_plan, plan_card, queue_card
 from cardsms.services.core import Services, as_utc, storage_unavailable
+from cardsms.services.outbox import Outbox
 from cardsms.services.retention import stats_filters
-from cardsms.services.sending import (
-    _VAR,
-    CardLegs,
-    CardRecipient,
-    CardSend,
-    Outbox,
-    cached_plan,
-    plan_card,
-    queue_card,
-    suppressed,
-)
+from cardsms.services.sending import _VAR, suppressed
 
 log = structlog.get_logger("cardsms.tasks")
 FEED_CHUNK = 2000
@@ -456,7 +448,7 @@ async def _advance(conn: Any, svc: Services) -> list[int]:
 def _recipients(rows: Sequence[Any], sign_name: str) -> list[CardRecipient]:
     out = []
     for _, phone, params in rows:
-        values = json.loads(params) if params else {}
+        values = decode_params(params)
         out.append(CardRecipient(PhoneNumber("+86" + phone, True), sign_name, values, "", values, values, values))
     return out
 

@@ -6,17 +6,9 @@ The simulator (cardsms.simulator) is one implementation; a real vendor gateway p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Protocol
 
-from cardsms.domain.vendors import Vendor
-
-
-class ReviewState(IntEnum):
-    REVIEWING = 0
-    APPROVED = 1
-    REJECTED = 2
-    NOT_SUBMITTED = 3  # the vendor does not support the card type or an action
+from cardsms.domain.vendors import Handset, ReviewState, Vendor  # noqa: F401  (the vendors' vocabulary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +33,6 @@ class ReviewGateway(Protocol):
 
     async def decide(self, request: ReviewRequest) -> Verdict | None:
         """The verdict, or None while the vendor has not decided yet (asked again later)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Handset:
-    vendor: Vendor | None  # None: a phone of a vendor without card support (e.g. Apple)
-    card_capable: bool
 
 
 class HandsetDirectory(Protocol):
