@@ -9,19 +9,20 @@ chosen by their URL's scheme in delivery/runtime.py (`open_connector`): they are
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cardsms.crypto import Crypto
 from cardsms.db.engine import make_engine, make_point_reader, make_writer
-from cardsms.delivery.runtime import Delivery
 from cardsms.media.store import MediaStore
 from cardsms.services.core import Services
 from cardsms.settings import Settings
-from cardsms.simulator.center import SimulatedCenter, SmscOptions
 from cardsms.simulator.handsets import SimulatedHandsets, load_overrides
-from cardsms.simulator.network import CENTRES, EmbeddedNetwork, with_phones
-from cardsms.simulator.phones import SimulatedPhones
 from cardsms.simulator.review import SimulatedReview
+
+if TYPE_CHECKING:  # the delivery side is imported by the processes that run it, not by every CLI command
+    from cardsms.delivery.runtime import Delivery
+    from cardsms.simulator.center import SimulatedCenter
+    from cardsms.simulator.phones import SimulatedPhones
 
 
 def _handsets(settings: Settings) -> SimulatedHandsets:
@@ -44,6 +45,9 @@ def build_services(settings: Settings) -> Services:
 
 def build_delivery(svc: Services) -> Delivery:
     """The delivery side of a process: the configured SMSCs, or the simulated network inside the process."""
+    from cardsms.delivery.runtime import Delivery
+    from cardsms.simulator.network import EmbeddedNetwork
+
     local = None if svc.settings.smsc else EmbeddedNetwork(svc.settings, svc.handsets)
     return Delivery(svc, local)
 
@@ -52,6 +56,9 @@ def standalone_centre(settings: Settings, protocol: str, phones_link_base: str =
                       ) -> tuple[SimulatedCenter, SimulatedPhones | None]:
     """`cardsms simulator smsc` (protocol "smpp") and `cardsms simulator ismg` ("cmpp"): the simulator on its
     own (SmscOptions as keywords), with simulated phones fetching from `phones_link_base` when given."""
+    from cardsms.simulator.center import SmscOptions
+    from cardsms.simulator.network import CENTRES, with_phones
+
     if not phones_link_base:
         return CENTRES[protocol](SmscOptions(**options)), None
     return with_phones(SmscOptions(**options), settings, _handsets(settings), phones_link_base, protocol)

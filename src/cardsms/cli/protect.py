@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cardsms.cli import DataDir, account_app, app, fail, load_settings, out, run
+from cardsms.cli.accounts import account_app
+from cardsms.cli.common import DataDir, app, fail, load_settings, out, run
 from cardsms.domain import frequency as rules
 from cardsms.services import accounts, alerts, domains, frequency
 from cardsms.services.core import Services
