@@ -20,7 +20,7 @@ from cardsms.db.migrate import upgrade
 from cardsms.db.schema import messages
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.schedule import CHINA
-from cardsms.services import accounts, imports, public, signs, suppression, tasks, templates
+from cardsms.services import accounts, imports, public, signs, suppression, task_reports, task_runner, tasks, templates
 from cardsms.services.core import Services
 from cardsms.settings import Settings
 from tests.conftest import BACKENDS
@@ -148,32 +148,32 @@ def test_task_feeds_once_pauses_cancels_and_reports(backend: str, tmp_path: Path
         listed = "\n".join(numbers(5000) + numbers(100) + ["bad", "1380000"]).encode()  # 100 duplicates, 2 invalid
         task_id = await tasks.create_task(svc, acc, form(), data=gzip.compress(listed), file_name="n.csv.gz")
         assert (await tasks.get_task(svc, acc, task_id))["state"] == "importing"
-        await tasks.run_once(svc)  # imports, then starts
+        await task_runner.run_once(svc)  # imports, then starts
         aud = await imports.get_audience(svc, acc, (await tasks.get_task(svc, acc, task_id))["audience_id"])
         assert (aud["total"], aud["duplicates"], aud["invalid"], aud["suppressed"]) == (5102, 100, 2, 1)
         t = await tasks.get_task(svc, acc, task_id)
         assert t["state"] == "sending" and t["total"] == 5000
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         await tasks.pause_task(svc, acc, task_id)
         paused_at = (await tasks.get_task(svc, acc, task_id))["cursor"]
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         fed = (await tasks.get_task(svc, acc, task_id))["cursor"]
         assert fed == paused_at  # a paused task is not fed
         async with svc.engine.connect() as conn:
             states = dict((await conn.execute(select(messages.c.state, func.count()).where(
                 messages.c.task_id == task_id).group_by(messages.c.state))).all())
         assert states.get("queued", 0) == 0 and states["paused"] > 0
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         assert (await tasks.get_task(svc, acc, task_id))["cursor"] == fed
         await tasks.resume_task(svc, acc, task_id)
         for _ in range(10):
-            await tasks.run_once(svc)
+            await task_runner.run_once(svc)
         async with svc.engine.connect() as conn:
             total = await conn.scalar(select(func.count()).select_from(messages).where(messages.c.task_id == task_id))
             distinct = await conn.scalar(select(func.count(func.distinct(messages.c.phone))).where(
                 messages.c.task_id == task_id))
         assert total == distinct == 5000  # every recipient exactly once across pause and resume
-        stats = await tasks.task_stats(svc, task_id)
+        stats = await task_reports.task_stats(svc, task_id)
         assert stats["skipped"] >= 1 and stats["card"] + stats["skipped"] == 5000  # fallback NONE: card or skipped
         await tasks.cancel_task(svc, acc, task_id)
         assert (await tasks.get_task(svc, acc, task_id))["state"] == "cancelled"
@@ -192,7 +192,7 @@ def test_revoke_until_five_minutes_before_start(backend: str, tmp_path: Path, re
     async def work(svc: Services, acc: int) -> None:
         start = NOON + timedelta(hours=2)
         task_id = await tasks.create_task(svc, acc, form(scheduled_at=start), data=b"13800138000\n")
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         assert (await tasks.get_task(svc, acc, task_id))["state"] == "scheduled"
         svc.clock = lambda: (start - timedelta(minutes=4)).astimezone(UTC)
         _, message = await field_of(tasks.revoke_task(svc, acc, task_id))
@@ -201,7 +201,7 @@ def test_revoke_until_five_minutes_before_start(backend: str, tmp_path: Path, re
         await tasks.revoke_task(svc, acc, task_id)
         assert (await tasks.get_task(svc, acc, task_id))["state"] == "revoked"
         svc.clock = lambda: (start + timedelta(minutes=1)).astimezone(UTC)
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         assert (await tasks.get_task(svc, acc, task_id))["state"] == "revoked"  # a revoked task never starts
         now_task = await tasks.create_task(svc, acc, form(name="now"), data=b"13800138000\n")
         assert "no scheduled start" in (await field_of(tasks.revoke_task(svc, acc, now_task)))[1]
@@ -220,7 +220,7 @@ def test_text_fallback_needs_its_variables_as_columns(backend: str, tmp_path: Pa
         task_id = await tasks.create_task(svc, acc, form(fallback_type="SMS", sms_template_code=code),
                                           data=b"phone,code\n13800138000,A1\n13900139000,\n")
         for _ in range(3):
-            await tasks.run_once(svc)
+            await task_runner.run_once(svc)
         async with svc.engine.connect() as conn:
             rows = dict((await conn.execute(select(messages.c.phone, messages.c.content).where(
                 messages.c.task_id == task_id))).all())
@@ -230,9 +230,10 @@ def test_text_fallback_needs_its_variables_as_columns(backend: str, tmp_path: Pa
 
 
 def test_csv_cells_cannot_become_formulas() -> None:
-    assert tasks.safe_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
-    assert tasks.safe_cell("+1") == "'+1" and tasks.safe_cell("@a") == "'@a" and tasks.safe_cell("-2") == "'-2"
-    assert tasks.safe_cell("13800138000") == "13800138000"
+    assert task_reports.safe_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert task_reports.safe_cell("+1") == "'+1" and task_reports.safe_cell("@a") == "'@a"
+    assert task_reports.safe_cell("-2") == "'-2"
+    assert task_reports.safe_cell("13800138000") == "13800138000"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -242,19 +243,19 @@ def test_task_from_a_saved_audience(backend: str, tmp_path: Path, request: pytes
                                             data="\n".join(numbers(300)).encode())
         field, message = await field_of(tasks.create_task(svc, acc, form(audience_id=aud_id)))
         assert field == "audience_id" and "importing" in message  # not ready yet
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         task_id = await tasks.create_task(svc, acc, form(audience_id=aud_id, scheduled_at=NOON + timedelta(hours=1)))
         assert (await tasks.get_task(svc, acc, task_id))["state"] == "scheduled"
         with pytest.raises(CardsmsError, match="unfinished task"):
             await imports.delete_audience(svc, acc, aud_id)
         svc.clock = lambda: (NOON + timedelta(hours=1, seconds=1)).astimezone(UTC)
         for _ in range(3):
-            await tasks.run_once(svc)
+            await task_runner.run_once(svc)
         async with svc.engine.connect() as conn:
             assert await conn.scalar(select(func.count()).select_from(messages).where(
                 messages.c.task_id == task_id)) == 300
         now_id = await tasks.create_task(svc, acc, form(audience_id=aud_id))  # sent now from the audience
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         assert (await tasks.get_task(svc, acc, now_id))["started_at"] is not None
         assert [e["kind"] for e in await tasks.events(svc, acc, now_id)][:2] == ["created", "started"]
         other = await accounts.create_account(svc, "other")

@@ -27,7 +27,7 @@ from cardsms.delivery.dispatcher import Dispatcher
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.domain.connectors import ConnectorConfig
 from cardsms.domain.schedule import CHINA, SendWindow
-from cardsms.services import accounts, sending, tasks, templates
+from cardsms.services import accounts, sending, task_reports, task_runner, tasks, templates
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
 from cardsms.simulator.smsc import SimulatedSmsc, SmscOptions
@@ -97,7 +97,7 @@ async def passes(svc: Services, seconds: float) -> None:
     """Run the task runner for a while, as its loop does."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         await asyncio.sleep(0.05)
 
 
@@ -109,7 +109,7 @@ async def until(svc: Services, acc: int, task_id: int, wanted: str, seconds: flo
     deadline = time.monotonic() + seconds
     while await state(svc, acc, task_id) != wanted:
         assert time.monotonic() < deadline, f"task {task_id} is {await state(svc, acc, task_id)}, not {wanted}"
-        await tasks.run_once(svc)
+        await task_runner.run_once(svc)
         await asyncio.sleep(0.05)
 
 
@@ -199,7 +199,8 @@ def test_the_hourly_cap_is_a_sliding_hour_and_opted_in_api_sends_wait_for_the_wi
             clock.set(DAY1.replace(hour=11, minute=1))
             await passes(svc, 2.0)
             assert sum(sent_to(log)[n] for n in capped) == 1000
-            live = await tasks.progress(svc, await tasks.get_task(svc, acc, c), await tasks.task_stats(svc, c))
+            live = await task_reports.progress(svc, await tasks.get_task(svc, acc, c),
+                                               await task_reports.task_stats(svc, c))
             assert live["window"] == "08:00-22:00" and live["remaining"] == 200
 
             # an account that holds its API sends to its window: a notice at 23:00 waits for 08:00, a verification

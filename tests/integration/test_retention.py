@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from alibabacloud_dysmsapi20170525 import models as m
 
-from cardsms.services import records, retention, tasks
+from cardsms.services import records, retention, task_reports
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, env_for, new_tenant, run_with_services
 from tests.harness import cli, running_server
@@ -60,7 +60,7 @@ def test_purged_records_keep_their_statistics_and_sends_go_on_during_the_purge(
 
         async def report(svc: Services) -> tuple[dict[str, list[int]], dict[str, int]]:
             account = await _account(svc, tenant.name)
-            return await records.daily_counts(svc, account, [_today()]), await tasks.task_stats(svc, task_id)
+            return await records.daily_counts(svc, account, [_today()]), await task_reports.task_stats(svc, task_id)
 
         counts_before, task_before = run_with_services(env, report)
         while True:  # the simulated phones fetch (render) their cards a little after delivery: wait until done

@@ -174,7 +174,7 @@ def worker(
     import signal
 
     from cardsms.logs import configure_logging
-    from cardsms.services import tasks
+    from cardsms.services import task_runner
     from cardsms.stopping import StopWatchdog, stop_services
 
     settings = load_settings(data_dir=data_dir, smsc=smsc or None, digital=digital or None)
@@ -194,7 +194,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = asyncio.create_task(tasks.run_forever(svc), name="task-runner")
+        runner = asyncio.create_task(task_runner.run_forever(svc), name="task-runner")
         watchdog = StopWatchdog(stop_deadline(settings))
         try:
             await stop.wait()

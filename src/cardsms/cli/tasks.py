@@ -13,7 +13,7 @@ from rich.table import Table
 from cardsms.cli.common import DataDir, app, fail, load_settings, open_services, out, run
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.schedule import CHINA
-from cardsms.services import accounts
+from cardsms.services import accounts, task_reports
 from cardsms.services.core import Services, as_utc
 from cardsms.settings import Settings
 
@@ -116,7 +116,7 @@ def _wait_for_task(settings: Settings, account: str, task_id: int) -> None:
                             bar.update(shown, description="importing", completed=aud["lines_done"],
                                        total=aud["total"])
                         else:
-                            stats = await tasks.task_stats(svc, task_id)
+                            stats = await task_reports.task_stats(svc, task_id)
                             bar.update(shown, description=t["state"], total=t["total"],
                                        completed=stats["submitted"] + stats["skipped"])
                     except OperationalError:  # SQLite busy under a heavy send: look again shortly
@@ -157,9 +157,9 @@ def task_show(task_id: int, account: Annotated[str, typer.Option("--account")], 
     async def work(svc: Services) -> tuple[Any, Any, dict[str, int], dict[str, Any], list[Any]]:
         account_id = await accounts.account_id(svc, account)
         t = await tasks.get_task(svc, account_id, task_id)
-        stats = await tasks.task_stats(svc, task_id)
+        stats = await task_reports.task_stats(svc, task_id)
         return (t, await imports.get_audience(svc, account_id, t["audience_id"]), stats,
-                await tasks.progress(svc, t, stats), await tasks.events(svc, account_id, task_id))
+                await task_reports.progress(svc, t, stats), await tasks.events(svc, account_id, task_id))
 
     t, aud, stats, live, timeline = run(load_settings(data_dir=data_dir), work)
     table = Table("field", "value", show_header=False)

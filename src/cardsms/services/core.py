@@ -88,7 +88,7 @@ class Services:
         self._point_raw: Any = None
         self.waiting: tuple[float, int] = (0.0, 0)  # (valid until, queued messages): services.outbox.check_queue
         self.waiting_lock = asyncio.Lock()
-        # services.tasks.progress: (monotonic time, messages done) per task, seen by this process's task pages
+        # services.task_reports.progress: (monotonic time, messages done) per task, seen by this process's task pages
         self.task_samples: dict[int, list[tuple[float, int]]] = {}
         self.nonces_purged_at = 0.0  # services.nonces: when this process last removed expired API nonces
 

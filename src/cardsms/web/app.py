@@ -28,7 +28,7 @@ from cardsms.links.resolver import resolver
 from cardsms.logs import pass_failed
 from cardsms.media.sniff import sniff
 from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
-from cardsms.services import alerts, media, public, tasks
+from cardsms.services import alerts, media, public, task_runner
 from cardsms.services.core import Services
 from cardsms.services.review import run_due_reviews
 from cardsms.stopping import stop_services
@@ -204,7 +204,7 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
                       asyncio.create_task(volume_alerts(), name="volume-alerts")] if run_reviewer else []
         if delivery is not None:
             await delivery.start()
-            background.append(asyncio.create_task(tasks.run_forever(svc), name="task-runner"))
+            background.append(asyncio.create_task(task_runner.run_forever(svc), name="task-runner"))
         state["ready"] = True
         try:
             yield

@@ -1,0 +1,125 @@
+"""Settings: webhooks, link domains, frequency control, alerts and the account's send window."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from cardsms.console.auth import (
+    Session,
+)
+from cardsms.console.pages.forms import text_form
+from cardsms.domain import frequency as freq_rules
+from cardsms.domain.errors import CardsmsError
+from cardsms.services import (
+    accounts,
+    alerts,
+    domains,
+    frequency,
+    suppression,
+    webhooks,
+)
+
+if TYPE_CHECKING:
+    from cardsms.console.app import Console
+
+
+async def _settings_context(console: Console, session: Session) -> dict[str, Any]:
+    keys = await accounts.list_access_keys(console.svc, session.account)
+    hooks = await webhooks.list_webhooks(console.svc, session.account_id)
+    total, suppressed = await suppression.list_suppressed(console.svc, session.account_id)
+    connectors = console.delivery.status()["connectors"] if console.delivery is not None else []
+    own, hold = await accounts.window_settings(console.svc, session.account_id)
+    return {"keys": keys, "hooks": hooks, "kinds": webhooks.KINDS, "suppressed": suppressed,
+            "suppressed_total": total, "connectors": connectors, "own_window": own, "hold_api_sends": hold,
+            "server_window": console.svc.settings.send_window,
+            "freq": await frequency.describe(console.svc, session.account_id),
+            "domains": await domains.list_domains(console.svc, session.account_id),
+            "daily_alert": await alerts.daily_alert(console.svc, session.account_id),
+            "link_base": console.svc.settings.link_base}
+
+
+async def settings_page(console: Console, request: Request, session: Session) -> Response:
+    return console.render(request, "settings.html", session, errors={}, created=None,
+                       **await _settings_context(console, session))
+
+
+async def settings_post(console: Console, request: Request, session: Session) -> Response:
+    form = await text_form(request)
+    section = request.path_params["section"]
+    errors: dict[str, str] = {}
+    created = None
+    try:
+        if section == "keys":
+            key_id, secret = await accounts.create_access_key(console.svc, session.account,
+                                                              form.get("description", "")[:200])
+            created = (key_id, secret)
+        elif section == "keys-toggle":
+            await accounts.set_access_key_enabled(console.svc, form.get("key_id", ""), form.get("enable") == "1",
+                                                  account_id=session.account_id)
+        elif section == "webhook":
+            await webhooks.set_webhook(console.svc, session.account_id, form.get("kind", ""), form.get("url", ""))
+        elif section == "webhook-remove":
+            await webhooks.remove_webhook(console.svc, session.account_id, form.get("kind", ""))
+        elif section == "suppress":
+            await suppression.add_suppressed(console.svc, session.account_id, form.get("phone", ""),
+                                             form.get("detail", ""))
+        elif section == "unsuppress":
+            await suppression.remove_suppressed(console.svc, session.account_id, form.get("phone", ""))
+        elif section == "alert":
+            raw = form.get("daily_alert", "").strip()
+            if raw and not raw.isdigit():
+                raise CardsmsError("isv.INVALID_PARAMETERS", f"daily_alert: a whole number of messages, or "
+                                   f"empty for none; got {raw[:20]!r}")
+            await alerts.set_daily_alert(console.svc, session.account_id, int(raw) if raw else None)
+        elif section == "domain":
+            await domains.add_domain(console.svc, session.account_id, form.get("domain", ""),
+                                     form.get("default") == "1")
+        elif section == "domain-remove":
+            await domains.remove_domain(console.svc, session.account_id, form.get("domain", ""))
+        elif section == "domain-default":
+            await domains.set_default(console.svc, session.account_id, form.get("domain", ""))
+        elif section == "frequency":
+            await _frequency_post(console, session, form)
+        elif section == "window":
+            await accounts.set_send_window(console.svc, session.account, form.get("window", "").strip() or "default",
+                                           form.get("hold_api_sends") == "1")
+        else:
+            return PlainTextResponse(f"unknown settings section {section!r}", 404)
+    except CardsmsError as exc:
+        errors[section] = exc.message
+    except accounts.AccountError as exc:
+        errors[section] = str(exc)
+    if not errors and created is None:
+        return RedirectResponse("/console/settings", 303)
+    return console.render(request, "settings.html", session, 400 if errors else 200, errors=errors,
+                       created=created, **await _settings_context(console, session))
+
+
+async def _frequency_post(console: Console, session: Session, form: dict[str, str]) -> None:
+    """The frequency control form: one field per kind and window (empty: the default), the exempt numbers
+    and the duplicate-content seconds. Everything is checked before anything is changed."""
+    current = await frequency.describe(console.svc, session.account_id)
+    changes: list[tuple[str, str, int | None]] = []
+    for row in current["limits"]:
+        raw = form.get(f"limit_{row['kind']}_{row['period']}", "").strip()
+        value = None if raw == "" else int(raw) if raw.isdigit() else -1
+        if value is not None and (value < 0 or value > freq_rules.MAX_LIMIT):
+            raise CardsmsError("isv.INVALID_PARAMETERS", f"limit_{row['kind']}_{row['period']}: a whole "
+                               f"number 0 (no limit) to {freq_rules.MAX_LIMIT}, or empty for the default; "
+                               f"got {raw[:20]!r}")
+        if value != (row["limit"] if row["own"] else None):
+            changes.append((row["kind"], row["period"], value))
+    raw_seconds = form.get("duplicate_seconds", "").strip() or "0"
+    if not raw_seconds.isdigit() or int(raw_seconds) > freq_rules.MAX_DUPLICATE_SECONDS:
+        raise CardsmsError("isv.INVALID_PARAMETERS", f"duplicate_seconds: 0 (off) to "
+                           f"{freq_rules.MAX_DUPLICATE_SECONDS} seconds; got {raw_seconds[:20]!r}")
+    exempt = freq_rules.parse_exempt([form.get("exempt", "")])
+    if sorted(set(exempt)) != current["exempt"]:
+        await frequency.set_exempt(console.svc, session.account_id, exempt)  # checks every number first
+    for kind, period, value in changes:
+        await frequency.set_limit(console.svc, session.account_id, kind, period, value)
+    if int(raw_seconds) != current["duplicate_seconds"]:
+        await frequency.set_duplicate_seconds(console.svc, session.account_id, int(raw_seconds))
