@@ -102,9 +102,11 @@ def slow_review_server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def lively_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """Every simulated phone opens its links and replies R; webhooks retry after 0.2 s; on each backend."""
+    """Every simulated phone opens its links and replies R; webhooks retry after 0.2 s; volume alerts are checked
+    every 0.5 s; on each backend."""
     env = env_for(request.param, request, CARDSMS_SIM_REVIEW_SECONDS="0", CARDSMS_SIM_OPEN_SHARE="100",
-                  CARDSMS_SIM_REPLY_SHARE="100", CARDSMS_WEBHOOK_RETRY_BASE_SECONDS="0.2")
+                  CARDSMS_SIM_REPLY_SHARE="100", CARDSMS_WEBHOOK_RETRY_BASE_SECONDS="0.2",
+                  CARDSMS_ALERT_CHECK_SECONDS="0.5")
     with running_server(env, request.param) as s:
         yield s
 

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     sim_deny_list: list[str] = Field(list(DEFAULT_DENY_LIST), description="words that make review reject")
     sim_handsets_csv: Path | None = Field(None, description="CSV mobile,vendor,support overriding the simulator")
     review_poll_seconds: float = Field(0.5, gt=0, le=60, description="how often due reviews are processed")
+    alert_check_seconds: float = Field(10.0, gt=0, le=3600, description="how often the daily volume alerts are checked")
     media_image_max_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest image upload")
     media_video_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest video upload")
     upload_policy_seconds: int = Field(3600, ge=60, le=86_400, description="lifetime of an upload policy")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -131,38 +132,34 @@ def simulator_ismg(
                 disconnect_every=disconnect_every, log_path=log_file, bind_tps=bind_tps, receipt_parts=receipts)
 
 
+ReportUrl = Annotated[str, typer.Option(help="where delivery reports and replies go: the VASP's MM7 inbound URL, "
+                                             "e.g. http://127.0.0.1:8080/mm7/mm7-1")]
+ReportUser = Annotated[str, typer.Option(help="Basic user (the VASPID) for --report-url")]
+ReportSecret = Annotated[str, typer.Option(help="Basic password for --report-url")]
+VaspId = Annotated[str, typer.Option(help="accept only this VASPID (any when not given)")]
+VaspSecret = Annotated[str, typer.Option(help="the secret --vasp-id must authenticate with")]
+ExpireShare = Annotated[int, typer.Option(help="percent of numbers whose message expires", min=0, max=100)]
+NoMmsShare = Annotated[int, typer.Option(help="percent of numbers whose handsets take no MMS (Rejected)",
+                                         min=0, max=100)]
+Mm7ThrottleShare = Annotated[int, typer.Option(help="percent of SubmitReq answered 4006 (service unavailable)",
+                                               min=0, max=100)]
+ReplyText = Annotated[str, typer.Option(help="recipients reply this text (a DeliverReq) after retrieving")]
+ReplyShare = Annotated[int, typer.Option(help="percent of recipients who reply", min=0, max=100)]
+ReportLog = Annotated[Path | None, typer.Option(help="append every report the VASP acknowledged as JSON")]
+ReportFirst = Annotated[bool, typer.Option(help="post each report (and wait for its first answer) before the "
+                                                "SubmitRsp goes out: a report that overtakes its answer")]
+
+
 @sim_app.command("mmsc")
 def simulator_mmsc(
-    port: Port = 8099,
-    host: Host = "127.0.0.1",
-    report_url: Annotated[str, typer.Option(help="where delivery reports and replies go: the VASP's MM7 inbound "
-                                                 "URL, e.g. http://127.0.0.1:8080/mm7/mm7-1")] = "",
-    report_user: Annotated[str, typer.Option(help="Basic user (the VASPID) for --report-url")] = "",
-    report_secret: Annotated[str, typer.Option(help="Basic password for --report-url")] = "",
-    vasp_id: Annotated[str, typer.Option(help="accept only this VASPID (any when not given)")] = "",
-    secret: Annotated[str, typer.Option(help="the secret --vasp-id must authenticate with")] = "",
-    latency_ms: LatencyMs = 50,
-    fail_share: FailShare = 0,
-    expire_share: Annotated[int, typer.Option(help="percent of numbers whose message expires", min=0, max=100)] = 0,
-    no_mms_share: Annotated[int, typer.Option(help="percent of numbers whose handsets take no MMS (Rejected)",
-                                              min=0, max=100)] = 0,
-    throttle_share: Annotated[int, typer.Option(help="percent of SubmitReq answered 4006 (service unavailable)",
-                                                min=0, max=100)] = 0,
-    reply_text: Annotated[str, typer.Option(help="recipients reply this text (a DeliverReq) after retrieving")] = "",
-    reply_share: Annotated[int, typer.Option(help="percent of recipients who reply", min=0, max=100)] = 100,
-    log_file: SimLog = None,
-    report_log: Annotated[Path | None, typer.Option(help="append every report the VASP acknowledged as JSON")
-                          ] = None,
-    report_first: Annotated[bool, typer.Option(help="post each report (and wait for its first answer) before "
-                                                    "the SubmitRsp goes out: a report that overtakes its answer")
-                            ] = False,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    tls_client_ca: TlsClientCa = None,
+    port: Port = 8099, host: Host = "127.0.0.1", report_url: ReportUrl = "", report_user: ReportUser = "",
+    report_secret: ReportSecret = "", vasp_id: VaspId = "", secret: VaspSecret = "", latency_ms: LatencyMs = 50,
+    fail_share: FailShare = 0, expire_share: ExpireShare = 0, no_mms_share: NoMmsShare = 0,
+    throttle_share: Mm7ThrottleShare = 0, reply_text: ReplyText = "", reply_share: ReplyShare = 100,
+    log_file: SimLog = None, report_log: ReportLog = None, report_first: ReportFirst = False,
+    tls_cert: TlsCert = None, tls_key: TlsKey = None, tls_client_ca: TlsClientCa = None,
 ) -> None:
     """Run the simulated MMSC (MM7, REL-5 and REL-6 schemas) alone: delivery reports follow every submit."""
-    import uvicorn
-
     from cardsms.logs import configure_logging
     from cardsms.simulator.mmsc import MmscOptions, SimulatedMmsc
 
@@ -178,29 +175,27 @@ def simulator_mmsc(
         report_secret=report_secret, latency_ms=latency_ms, fail_share=fail_share, expire_share=expire_share,
         no_mms_share=no_mms_share, throttle_share=throttle_share, reply_text=reply_text, reply_share=reply_share,
         log_path=log_file, report_log_path=report_log, report_first=report_first))
-
-    async def _main() -> None:
-        import ssl
-
-        tls: dict[str, Any] = {}
-        if tls_cert is not None:
-            tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
-            if tls_client_ca is not None:
-                tls.update(ssl_ca_certs=str(tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-        server = uvicorn.Server(uvicorn.Config(mmsc.app(), host=host, port=port, log_config=None, access_log=False,
-                                               **tls))
-        serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.05)
-        if serving.done():
-            raise fail(f"cannot start the simulated MMSC on {host}:{port} (is the port in use?)")
-        out.print(f"simulated MMSC listening on {host}:{port}{' (TLS)' if tls else ''}", highlight=False)
-        try:
-            await serving
-        finally:
-            await mmsc.close()
-
+    tls: dict[str, Any] = {}
+    if tls_cert is not None:
+        tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        if tls_client_ca is not None:
+            tls.update(ssl_ca_certs=str(tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
     with contextlib.suppress(KeyboardInterrupt):
-        run_server(_main, settings)
+        run_server(lambda: _serve_mmsc(mmsc, host, port, tls), settings)
 
 
+async def _serve_mmsc(mmsc: Any, host: str, port: int, tls: dict[str, Any]) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(mmsc.app(), host=host, port=port, log_config=None, access_log=False,
+                                           **tls))
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if serving.done():
+        raise fail(f"cannot start the simulated MMSC on {host}:{port} (is the port in use?)")
+    out.print(f"simulated MMSC listening on {host}:{port}{' (TLS)' if tls else ''}", highlight=False)
+    try:
+        await serving
+    finally:
+        await mmsc.close()

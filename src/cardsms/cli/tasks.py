@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,22 +29,30 @@ CapOption = Annotated[int | None, typer.Option("--hourly-cap", help="at most thi
                                                                     "(0: no cap)", min=0)]
 
 
+AccountOption = Annotated[str, typer.Option("--account", help="account name")]
+NameOption = Annotated[str, typer.Option(help="task name (at most 30 characters)")]
+SignOption = Annotated[str, typer.Option("--sign", help="approved signature")]
+TemplateOption = Annotated[str, typer.Option("--template", help="approved card template or public template code")]
+FileOption = Annotated[Path | None, typer.Option("--file", help="numbers: TXT/CSV/XLSX, optionally zip/gzip")]
+AudienceOption = Annotated[int | None, typer.Option("--audience", help="saved audience id instead of a file")]
+FallbackOption = Annotated[str, typer.Option(help="NONE, SMS or DIGITALSMS")]
+FallbackTemplateOption = Annotated[str, typer.Option(help="text or digital template of the fallback")]
+CustomTemplateOption = Annotated[str, typer.Option(help="text template for custom send content")]
+AtOption = Annotated[str | None, typer.Option("--at", help="scheduled start, 'YYYY-MM-DD HH:MM' Asia/Shanghai")]
+WaitOption = Annotated[bool, typer.Option("--wait", help="show progress until the task ends")]
+_OPTION_OF_FIELD = {"name": "--name", "sign_name": "--sign", "card_template_code": "--template",
+                    "sms_template_code": "--fallback-template", "digital_template_code": "--fallback-template",
+                    "template_code": "--custom-template", "scheduled_at": "--at", "file": "--file",
+                    "audience_id": "--audience", "fallback_type": "--fallback", "rate": "--rate",
+                    "hourly_cap": "--hourly-cap"}
+
+
 @task_app.command("create")
 def task_create(
-    account: Annotated[str, typer.Option("--account", help="account name")],
-    name: Annotated[str, typer.Option(help="task name (at most 30 characters)")],
-    sign: Annotated[str, typer.Option("--sign", help="approved signature")],
-    template: Annotated[str, typer.Option("--template", help="approved card template or public template code")],
-    file: Annotated[Path | None, typer.Option("--file", help="numbers: TXT/CSV/XLSX, optionally zip/gzip")] = None,
-    audience: Annotated[int | None, typer.Option("--audience", help="saved audience id instead of a file")] = None,
-    fallback: Annotated[str, typer.Option(help="NONE, SMS or DIGITALSMS")] = "NONE",
-    fallback_template: Annotated[str, typer.Option(help="text or digital template of the fallback")] = "",
-    custom_template: Annotated[str, typer.Option(help="text template for custom send content")] = "",
-    at: Annotated[str | None, typer.Option("--at", help="scheduled start, 'YYYY-MM-DD HH:MM' Asia/Shanghai")] = None,
-    rate: RateOption = None,
-    hourly_cap: CapOption = None,
-    wait: Annotated[bool, typer.Option("--wait", help="show progress until the task ends")] = False,
-    data_dir: DataDir = None,
+    account: AccountOption, name: NameOption, sign: SignOption, template: TemplateOption, file: FileOption = None,
+    audience: AudienceOption = None, fallback: FallbackOption = "NONE", fallback_template: FallbackTemplateOption = "",
+    custom_template: CustomTemplateOption = "", at: AtOption = None, rate: RateOption = None,
+    hourly_cap: CapOption = None, wait: WaitOption = False, data_dir: DataDir = None,
 ) -> None:
     """Create a mass task; a running `cardsms serve` (or worker) imports and sends it. Outside the account's send
     window (08:00-22:00 Asia/Shanghai by default) it waits for the window to open."""
@@ -52,47 +61,45 @@ def task_create(
 
     if (file is None) == (audience is None):
         raise fail("give --file or --audience (one of the two)")
-    data = None
-    if file is not None:
-        if not file.is_file():
-            raise fail(f"--file {file}: no such file")
-        data = file.read_bytes()
+    if file is not None and not file.is_file():
+        raise fail(f"--file {file}: no such file")
+    data = file.read_bytes() if file is not None else None
     try:
         scheduled = parse_local_start(at) if at else None
     except ValueError:
         raise fail(f"--at {at!r}: use 'YYYY-MM-DD HH:MM' (Asia/Shanghai)") from None
-    form = tasks.TaskForm(name=name, sign_name=sign, card_template_code=template, fallback_type=fallback.upper(),
-                          sms_template_code=fallback_template if fallback.upper() == "SMS" else "",
-                          digital_template_code=fallback_template if fallback.upper() == "DIGITALSMS" else "",
+    kind = fallback.upper()
+    form = tasks.TaskForm(name=name, sign_name=sign, card_template_code=template, fallback_type=kind,
+                          sms_template_code=fallback_template if kind == "SMS" else "",
+                          digital_template_code=fallback_template if kind == "DIGITALSMS" else "",
                           template_code=custom_template, audience_id=audience, scheduled_at=scheduled,
                           rate=rate or None, hourly_cap=hourly_cap or None)
     settings = load_settings(data_dir=data_dir)
-
-    async def work(svc: Services) -> tuple[int, str]:
-        try:
-            account_id = await accounts.account_id(svc, account)
-            task_id = await tasks.create_task(svc, account_id, form, data=data, file_name=file.name if file else "",
-                                              created_by="cli")
-        except CardsmsError as exc:
-            option = {"name": "--name", "sign_name": "--sign", "card_template_code": "--template",
-                      "sms_template_code": "--fallback-template", "digital_template_code": "--fallback-template",
-                      "template_code": "--custom-template", "scheduled_at": "--at", "file": "--file",
-                      "audience_id": "--audience", "fallback_type": "--fallback", "rate": "--rate",
-                      "hourly_cap": "--hourly-cap"}.get(exc.field, "")
-            raise fail(f"{option}: {exc.message}" if option else exc.message) from None
-        window = await accounts.send_window(svc, account_id)
-        if scheduled is None and not window.contains(svc.now()):  # said before the import even ends
-            start = window.next_start(svc.now()).astimezone(CHINA)
-            return task_id, (f"now is outside the send window {window} Asia/Shanghai: the task waits for "
-                             f"{start:%Y-%m-%d %H:%M}")
-        return task_id, ""
-
-    task_id, note = run(settings, work)
+    task_id, note = run(settings, partial(_create, account=account, form=form, data=data,
+                                          file_name=file.name if file else ""))
     out.print(f"created task {task_id}", highlight=False)
     if note:
         out.print(note, highlight=False)
     if wait:
         _wait_for_task(settings, account, task_id)
+
+
+async def _create(svc: Services, account: str, form: Any, data: bytes | None, file_name: str) -> tuple[int, str]:
+    """The task's id, and a note when it will wait for the send window."""
+    from cardsms.services import tasks
+
+    try:
+        account_id = await accounts.account_id(svc, account)
+        task_id = await tasks.create_task(svc, account_id, form, data=data, file_name=file_name, created_by="cli")
+    except CardsmsError as exc:
+        option = _OPTION_OF_FIELD.get(exc.field or "", "")
+        raise fail(f"{option}: {exc.message}" if option else exc.message) from None
+    window = await accounts.send_window(svc, account_id)
+    if form.scheduled_at is None and not window.contains(svc.now()):  # said before the import even ends
+        start = window.next_start(svc.now()).astimezone(CHINA)
+        return task_id, f"now is outside the send window {window} Asia/Shanghai: the task waits for " \
+                        f"{start:%Y-%m-%d %H:%M}"
+    return task_id, ""
 
 
 def _wait_for_task(settings: Settings, account: str, task_id: int) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,66 @@ ADMIN_PAGES = ("users", "audit")
 REVIEW_NAMES = {0: "Reviewing", 1: "Approved", 2: "Rejected", 3: "Not submitted"}
 
 
+PageFn = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A console page behind a login: who may see it (`role`), who may post to it (`post_role`), and the
+    limits its form is parsed with (`files` file parts, `fields` fields)."""
+
+    path: str
+    page: PageFn
+    role: str = "viewer"
+    files: int = 0
+    fields: int = 100
+    methods: tuple[str, ...] = ("GET",)
+    post_role: str = "operator"
+
+
+GET_POST, POST = ("GET", "POST"), ("POST",)
+OPEN_PAGES: tuple[tuple[str, PageFn, tuple[str, ...]], ...] = (
+    ("/console/login", session_page.login, GET_POST),
+    ("/console/logout", session_page.logout, POST),
+    ("/console/lang", session_page.switch_language, ("GET",)),
+    ("/console/static/public/{code}.png", public_page.public_image, ("GET",)),
+)
+PAGES = (
+    Page("/console/", session_page.overview),
+    Page("/console/qualifications", qualifications_page.qualification_list, files=4, fields=30, methods=GET_POST),
+    Page("/console/signs", signs_page.sign_list, methods=GET_POST),
+    Page("/console/templates", templates_page.text_templates, files=5, fields=20, methods=GET_POST),
+    Page("/console/templates/digital/{code}", templates_page.digital_detail),
+    Page("/console/cards", cards_page.card_list),
+    Page("/console/cards/new", cards_page.designer, "operator", files=20, fields=500, methods=GET_POST),
+    Page("/console/cards/preview", cards_page.preview, "operator", files=20, fields=500, methods=POST),
+    Page("/console/cards/{code}", cards_page.card_detail),
+    Page("/console/cards/{code}/reviews", cards_page.card_reviews),
+    Page("/console/public", public_page.public_list),
+    Page("/console/public/{code}", public_page.public_test, methods=GET_POST),
+    Page("/console/tasks", tasks_page.task_list),
+    Page("/console/tasks/rows", tasks_page.task_rows),
+    Page("/console/tasks/new", tasks_page.task_new, "operator", files=1, fields=50, methods=GET_POST),
+    Page("/console/tasks/example.{ext}", tasks_page.example_file),
+    Page("/console/tasks/{id:int}", tasks_page.task_detail),
+    Page("/console/tasks/{id:int}/live", tasks_page.task_live),
+    Page("/console/tasks/{id:int}/export.csv", tasks_page.task_export),
+    Page("/console/tasks/{id:int}/{action}", tasks_page.task_action, "operator", methods=POST),
+    Page("/console/audiences", audiences_page.audiences, files=1, fields=10, methods=GET_POST),
+    Page("/console/audiences/{id:int}", audiences_page.audience_detail),
+    Page("/console/audiences/{id:int}/invalid.csv", audiences_page.audience_problems),
+    Page("/console/audiences/{id:int}/delete", audiences_page.audience_delete, "operator", methods=POST),
+    Page("/console/records", audiences_page.record_list),
+    Page("/console/settings", settings_page.settings_page),
+    Page("/console/users", users_page.users_page, "admin", methods=GET_POST),
+    Page("/console/users/{id:int}/{action}", users_page.user_action, "admin", methods=POST),
+    Page("/console/password", users_page.password_page, methods=GET_POST, post_role="viewer"),
+    Page("/console/audit", users_page.audit_page, "admin"),
+    Page("/console/audit.csv", users_page.audit_export, "admin"),
+    Page("/console/settings/{section}", settings_page.settings_post, "admin", methods=POST),
+)
+
+
 class Console:
     def __init__(self, svc: Services, delivery: Any = None) -> None:
         self.svc, self.delivery = svc, delivery
@@ -88,16 +149,10 @@ class Console:
         """The handler behind the session, role and CSRF checks. A POST's form is parsed here, once, with the
         route's own limits (starlette keeps the first parse): `files` file parts at most (0 for forms that take
         none) and `fields` fields, each field at most FIELD_BYTES (MAX_FORM_BYTES where files come)."""
-        part_size = MAX_FORM_BYTES if files else FIELD_BYTES
+        limits = {"max_files": files, "max_fields": fields, "max_part_size": MAX_FORM_BYTES if files else FIELD_BYTES}
 
         async def endpoint(request: Request) -> Response:
-            session = self.codec.decode(request.cookies.get(SESSION_COOKIE))
-            if session is not None:  # the user may have been disabled, reset or changed password meanwhile
-                state = await accounts.session_state(self.svc, session.user_id)
-                if state is None or state["disabled"] or state["session_version"] != session.version:
-                    session = None
-                elif state["role"] != session.role:  # a role changed by an admin applies at once
-                    session = dataclasses.replace(session, role=state["role"])
+            session = await self._session(request)
             if session is None:
                 target = "/console/login?next=" + quote(request.url.path)
                 if request.headers.get("hx-request"):
@@ -108,73 +163,45 @@ class Console:
                 return self.render(request, "notice.html", session, 403, title="Not allowed",
                                    message="Your role may not do this; ask an administrator.")
             audit.set_actor(f"user:{session.username}")
-            if request.method == "POST":
-                try:
-                    form = await request.form(max_files=files, max_fields=fields, max_part_size=part_size)
-                except (MultiPartException, ClientDisconnect) as exc:
-                    return self.render(request, "notice.html", session, 400, title="Invalid input",
-                                       message=f"the form: {str(exc)[:200]}")
-                token = str(form.get("csrf") or request.headers.get("x-csrf-token") or "")
-                if not secrets.compare_digest(token, session.csrf):
-                    return self.render(request, "notice.html", session, 403, title="Form expired",
-                                       message="The form's security token is missing or old; reload the page.")
-                nul = next((k for k, v in form.multi_items() if isinstance(v, str) and "\x00" in v), None)
-                if nul is not None:  # no text field holds NUL (PostgreSQL cannot store it; no person types it)
-                    return self.render(request, "notice.html", session, 400, title="Invalid input",
-                                       message=f"field {nul[:40]}: must not contain NUL characters")
-            return await handler(request, session)
+            refused = await self._refused_form(request, session, limits) if request.method == "POST" else None
+            return refused or await handler(request, session)
         return endpoint
 
+    async def _session(self, request: Request) -> Session | None:
+        """The request's session, if its user may still use it (not disabled, reset or logged out elsewhere
+        meanwhile); a role an admin changed applies at once."""
+        session = self.codec.decode(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            return None
+        state = await accounts.session_state(self.svc, session.user_id)
+        if state is None or state["disabled"] or state["session_version"] != session.version:
+            return None
+        return dataclasses.replace(session, role=state["role"]) if state["role"] != session.role else session
+
+    async def _refused_form(self, request: Request, session: Session, limits: dict[str, int]) -> Response | None:
+        """The answer to a POST whose form breaks the route's limits, lacks the CSRF token or holds NUL; None
+        when it may go on."""
+        try:
+            form = await request.form(**limits)
+        except (MultiPartException, ClientDisconnect) as exc:
+            return self.render(request, "notice.html", session, 400, title="Invalid input",
+                               message=f"the form: {str(exc)[:200]}")
+        token = str(form.get("csrf") or request.headers.get("x-csrf-token") or "")
+        if not secrets.compare_digest(token, session.csrf):
+            return self.render(request, "notice.html", session, 403, title="Form expired",
+                               message="The form's security token is missing or old; reload the page.")
+        nul = next((k for k, v in form.multi_items() if isinstance(v, str) and "\x00" in v), None)
+        if nul is not None:  # no text field holds NUL (PostgreSQL cannot store it; no person types it)
+            return self.render(request, "notice.html", session, 400, title="Invalid input",
+                               message=f"field {nul[:40]}: must not contain NUL characters")
+        return None
+
     def routes(self) -> list[BaseRoute]:
-        v, admin = self.view, (lambda h: self.view(h, "admin"))
-
-        def p(page: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-            return partial(page, self)  # a page's handler, given this console
-
-        def op(handler: Handler, files: int = 0, fields: int = 100) -> Callable[[Request], Awaitable[Response]]:
-            return self.view(handler, "operator", files, fields)
-
-        return [
-            Route("/console/login", p(session_page.login), methods=["GET", "POST"]),
-            Route("/console/logout", p(session_page.logout), methods=["POST"]),
-            Route("/console/lang", p(session_page.switch_language)),
-            Route("/console/", v(p(session_page.overview))),
-            Route("/console/qualifications", v(p(qualifications_page.qualification_list), files=4, fields=30),
-                  methods=["GET", "POST"]),
-            Route("/console/signs", v(p(signs_page.sign_list)), methods=["GET", "POST"]),
-            Route("/console/templates", v(p(templates_page.text_templates), files=5, fields=20),
-                  methods=["GET", "POST"]),
-            Route("/console/templates/digital/{code}", v(p(templates_page.digital_detail))),
-            Route("/console/cards", v(p(cards_page.card_list))),
-            Route("/console/cards/new", op(p(cards_page.designer), files=20, fields=500), methods=["GET", "POST"]),
-            Route("/console/cards/preview", op(p(cards_page.preview), files=20, fields=500), methods=["POST"]),
-            Route("/console/cards/{code}", v(p(cards_page.card_detail))),
-            Route("/console/cards/{code}/reviews", v(p(cards_page.card_reviews))),
-            Route("/console/public", v(p(public_page.public_list))),
-            Route("/console/public/{code}", v(p(public_page.public_test)), methods=["GET", "POST"]),
-            Route("/console/tasks", v(p(tasks_page.task_list))),
-            Route("/console/tasks/rows", v(p(tasks_page.task_rows))),
-            Route("/console/tasks/new", op(p(tasks_page.task_new), files=1, fields=50), methods=["GET", "POST"]),
-            Route("/console/tasks/example.{ext}", v(p(tasks_page.example_file))),
-            Route("/console/tasks/{id:int}", v(p(tasks_page.task_detail))),
-            Route("/console/tasks/{id:int}/live", v(p(tasks_page.task_live))),
-            Route("/console/tasks/{id:int}/export.csv", v(p(tasks_page.task_export))),
-            Route("/console/tasks/{id:int}/{action}", op(p(tasks_page.task_action)), methods=["POST"]),
-            Route("/console/audiences", v(p(audiences_page.audiences), files=1, fields=10), methods=["GET", "POST"]),
-            Route("/console/audiences/{id:int}", v(p(audiences_page.audience_detail))),
-            Route("/console/audiences/{id:int}/invalid.csv", v(p(audiences_page.audience_problems))),
-            Route("/console/audiences/{id:int}/delete", op(p(audiences_page.audience_delete)), methods=["POST"]),
-            Route("/console/records", v(p(audiences_page.record_list))),
-            Route("/console/settings", v(p(settings_page.settings_page))),
-            Route("/console/users", admin(p(users_page.users_page)), methods=["GET", "POST"]),
-            Route("/console/users/{id:int}/{action}", admin(p(users_page.user_action)), methods=["POST"]),
-            Route("/console/password", v(p(users_page.password_page), post_role="viewer"), methods=["GET", "POST"]),
-            Route("/console/audit", admin(p(users_page.audit_page))),
-            Route("/console/audit.csv", admin(p(users_page.audit_export))),
-            Route("/console/settings/{section}", admin(p(settings_page.settings_post)), methods=["POST"]),
-            Route("/console/static/public/{code}.png", p(public_page.public_image)),
-            Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static"),
-        ]
+        open_routes = [Route(path, partial(page, self), methods=list(methods)) for path, page, methods in OPEN_PAGES]
+        pages = [Route(p.path, self.view(partial(p.page, self), p.role, p.files, p.fields, p.post_role),
+                       methods=list(p.methods)) for p in PAGES]
+        return [*open_routes, *pages,
+                Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")]
 
     def _secure(self, request: Request) -> bool:
         """Cookies are Secure when clients reach us over https: the public URL says so, or this request came so."""

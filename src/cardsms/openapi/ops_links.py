@@ -37,7 +37,9 @@ async def get_card_sms_link(ctx: Ctx, p: Params) -> dict[str, Any]:
         link_type=p.int("CardLinkType", default=1, low=1, high=2), custom_codes=custom,
         domain=p.str("Domain", max_len=200), out_id=p.str("OutId", max_len=256),
     )
-    return {"Data": data}
+    return {"Data": {"CardTmpState": 1, "CardPhoneNumbers": ",".join(data.card_phones),
+                     "CardSignNames": ",".join(data.card_signs), "CardSmsLinks": ",".join(data.links),
+                     "NotMediaMobiles": ",".join(data.not_media)}}
 
 
 async def add_short_url(ctx: Ctx, p: Params) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 time); when the day's messages pass it, an alert is raised once that day: an event on the console's
 overview and a `VolumeAlert` webhook report (a cardsms addition).
 
-A background pass (`check_volume`, every ALERT_SECONDS in `serve` and `api`) counts the day's messages of
+A background pass (`check_volume`, every CARDSMS_ALERT_CHECK_SECONDS in `serve` and `api`) counts the day's messages of
 the accounts that set a threshold (the index on account and day; skipped messages do not count). The alert
 row's primary key (account, day, kind) makes it once per day, also with several `cardsms api` processes.
 """
@@ -19,7 +19,6 @@ from cardsms.domain.errors import CardsmsError
 from cardsms.services import audit, webhooks
 from cardsms.services.core import CHINA, Services, china_time
 
-ALERT_SECONDS = 10.0
 MAX_THRESHOLD = 100_000_000
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,9 +41,21 @@ async def _insert_links(svc: Services, rows: list[dict[str, Any]]) -> None:
                            "choose another") from None
 
 
+@dataclass
+class CardLinks:
+    """GetCardSmsLink's result: the numbers (in order) whose phones show the card, their signatures, the links
+    made for them (one for all, or one each), and the numbers or identifiers that get no card."""
+
+    card_phones: list[str] = field(default_factory=list)
+    card_signs: list[str] = field(default_factory=list)
+    card_params: list[Any] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    not_media: list[str] = field(default_factory=list)
+
+
 async def card_sms_links(svc: Services, account_id: int, *, card_template_code: str, phones: list[Any],
                          sign_names: list[Any], params: list[Any], code_type: int, link_type: int,
-                         custom_codes: list[Any] | None, domain: str, out_id: str) -> dict[str, Any]:
+                         custom_codes: list[Any] | None, domain: str, out_id: str) -> CardLinks:
     if not phones:
         raise CardsmsError("MissingParameter", "PhoneNumberJson is mandatory for this action.")
     if len(phones) > MAX_LINK_NUMBERS:
@@ -59,52 +71,55 @@ async def card_sms_links(svc: Services, account_id: int, *, card_template_code: 
     if not approved:
         raise CardsmsError("TEMPLATE_NOT_APPROVED", f"CardTemplateCode: card template {card_template_code!r} is "
                            "not approved by any vendor")
-    card_phones, card_signs, card_params, not_media = [], [], [], []
-    for i, raw in enumerate(phones):
-        try:
-            number = normalise_mainland_mobile(str(raw))
-        except InvalidNumber:
-            not_media.append(str(raw))  # a user id or another identifier: no card capability known
-            continue
-        handset = svc.handsets.lookup(number.sha1)
-        if shows_card(handset, approved):
-            card_phones.append(number.national)
-            card_signs.append(str(sign_names[i]))
-            card_params.append(params[i] or {})
-        else:
-            not_media.append(number.national)
-    codes: list[str] = []
-    if card_phones:
-        wanted = 1 if code_type == 1 else len(card_phones)
-        if link_type == 2:
-            if not custom_codes or len(custom_codes) < wanted:
-                raise CardsmsError("MissingParameter", f"CustomShortCodeJson must give {wanted} custom short "
-                                   "code(s) when CardLinkType is 2")
-            codes = [str(c) for c in custom_codes[:wanted]]
-            bad = [c for c in codes if not _CUSTOM_CODE.fullmatch(c)]
-            if bad:
-                raise CardsmsError("isv.INVALID_PARAMETERS", f"CustomShortCodeJson: {bad[0]!r} must be 4-8 "
-                                   "letters or digits")
-        else:
-            codes = [outbox.new_link_code() for _ in range(wanted)]
+    found = _card_phones(svc, approved, phones, sign_names, params)
+    if found.card_phones:
+        codes = _link_codes(1 if code_type == 1 else len(found.card_phones), link_type, custom_codes)
         now = svc.now()
         expires = now + timedelta(days=svc.settings.link_ttl_days)
         kind = "custom" if link_type == 2 else ("group" if code_type == 1 else "personal")
         await _insert_links(svc, [
             {"account_id": account_id, "code": c, "kind": kind, "card_template_code": card["code"],
-             "phone": "" if code_type == 1 else card_phones[i], "params": card_params[0 if code_type == 1 else i],
-             "source_url": "", "name": out_id[:64], "deleted": False, "page_views": 0, "unique_visitors": 0,
-             "created_at": now, "expires_at": expires, "message_id": None}
+             "phone": "" if code_type == 1 else found.card_phones[i],
+             "params": found.card_params[0 if code_type == 1 else i], "source_url": "", "name": out_id[:64],
+             "deleted": False, "page_views": 0, "unique_visitors": 0, "created_at": now, "expires_at": expires,
+             "message_id": None}
             for i, c in enumerate(codes)
         ])
-    links = [f"{base}/{c}" for c in codes]
-    return {
-        "CardTmpState": int(ReviewState.APPROVED),
-        "CardPhoneNumbers": ",".join(card_phones),
-        "CardSignNames": ",".join(card_signs),
-        "CardSmsLinks": ",".join(links),
-        "NotMediaMobiles": ",".join(not_media),
-    }
+        found.links = [f"{base}/{c}" for c in codes]
+    return found
+
+
+def _card_phones(svc: Services, approved: frozenset[str], phones: list[Any], sign_names: list[Any],
+                 params: list[Any]) -> CardLinks:
+    """Which numbers' phones show the card (SPEC.md sending rule 3), with their signatures and variables."""
+    found = CardLinks()
+    for i, raw in enumerate(phones):
+        try:
+            number = normalise_mainland_mobile(str(raw))
+        except InvalidNumber:
+            found.not_media.append(str(raw))  # a user id or another identifier: no card capability known
+            continue
+        if shows_card(svc.handsets.lookup(number.sha1), approved):
+            found.card_phones.append(number.national)
+            found.card_signs.append(str(sign_names[i]))
+            found.card_params.append(params[i] or {})
+        else:
+            found.not_media.append(number.national)
+    return found
+
+
+def _link_codes(wanted: int, link_type: int, custom_codes: list[Any] | None) -> list[str]:
+    """The short codes of the links: the caller's own (CardLinkType 2, checked) or new random ones."""
+    if link_type != 2:
+        return [outbox.new_link_code() for _ in range(wanted)]
+    if not custom_codes or len(custom_codes) < wanted:
+        raise CardsmsError("MissingParameter", f"CustomShortCodeJson must give {wanted} custom short "
+                           "code(s) when CardLinkType is 2")
+    codes = [str(c) for c in custom_codes[:wanted]]
+    bad = [c for c in codes if not _CUSTOM_CODE.fullmatch(c)]
+    if bad:
+        raise CardsmsError("isv.INVALID_PARAMETERS", f"CustomShortCodeJson: {bad[0]!r} must be 4-8 letters or digits")
+    return codes
 
 
 def _check_source_url(url: str, field_name: str) -> str:

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from cardsms import __version__
 from cardsms.bounds import URL_TOO_LONG
@@ -89,65 +89,66 @@ async def _body_too_large(request: Request, exc: Exception) -> Response:
     return Response(str(exc), 413, media_type="text/plain; charset=utf-8", headers={"connection": "close"})
 
 
-def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True,
-               inbound: list[Mm7Link] | None = None) -> Starlette:
-    """The ASGI app; `delivery` (cardsms.compose.build_delivery) also dispatches in this process, None: API only.
-    `inbound`: digital links that only take reports and replies here (`cardsms api`; a delivery has its own)."""
-    digital_links = delivery.digital_links if delivery is not None else inbound or []
-    registry = CollectorRegistry()
-    api = ApiEndpoint(svc, ApiMetrics(registry))
-    reviews_done = Gauge("cardsms_reviews_decided", "reviews decided by this process", registry=registry)
-    if delivery is not None:
-        registry.register(ConnectorMetrics(delivery))
-    state = {"ready": False}
+class _Site:
+    """The routes of one process's ASGI app besides the console's, and its lifespan (the background loops)."""
 
-    async def root(request: Request) -> Response:
+    def __init__(self, svc: Services, delivery: Delivery | None, run_reviewer: bool,
+                 inbound: list[Mm7Link] | None) -> None:
+        self.svc, self.delivery, self.run_reviewer = svc, delivery, run_reviewer
+        self.digital_links = delivery.digital_links if delivery is not None else inbound or []
+        self.registry = CollectorRegistry()
+        self.api = ApiEndpoint(svc, ApiMetrics(self.registry))
+        self.reviews_done = Gauge("cardsms_reviews_decided", "reviews decided by this process", registry=self.registry)
+        if delivery is not None:
+            self.registry.register(ConnectorMetrics(delivery))
+        self.ready = False
+        self.token = svc.settings.metrics_token.get_secret_value()
+
+    async def root(self, request: Request) -> Response:
         if (request.headers.get("x-acs-action") or "Action" in request.query_params or request.method == "POST"
                 or URL_TOO_LONG in request.scope):
-            return await api(request)
+            return await self.api(request)
         return RedirectResponse("/console/", 303)
 
-    token = svc.settings.metrics_token.get_secret_value()
-
-    def insider(request: Request) -> bool:
+    def insider(self, request: Request) -> bool:
         """Who may read connector hosts and errors: the bearer of CARDSMS_METRICS_TOKEN, or without one a client
         on loopback that no proxy forwarded."""
-        if token:
+        if self.token:
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            return secrets.compare_digest(given.encode(), token.encode())
+            return secrets.compare_digest(given.encode(), self.token.encode())
         host = request.client.host if request.client else ""
         forwarded = "x-forwarded-for" in request.headers or "forwarded" in request.headers
         return host in ("127.0.0.1", "::1") and not forwarded
 
-    async def healthz(request: Request) -> Response:
-        if not state["ready"]:
+    async def healthz(self, request: Request) -> Response:
+        if not self.ready:
             return JSONResponse({"status": "starting"}, 503)
-        if not insider(request):
+        if not self.insider(request):
             return JSONResponse({"status": "ok"})
         body: dict[str, Any] = {"status": "ok", "version": __version__}
-        if delivery is not None:
-            body["delivery"] = delivery.status()
-        if svc.writer is not None:  # SQLite: how the one writer thread is doing (db/writer.py)
-            body["writer"] = dataclasses.asdict(svc.writer.stats)
+        if self.delivery is not None:
+            body["delivery"] = self.delivery.status()
+        if self.svc.writer is not None:  # SQLite: how the one writer thread is doing (db/writer.py)
+            body["writer"] = dataclasses.asdict(self.svc.writer.stats)
         return JSONResponse(body)
 
-    async def metrics(request: Request) -> Response:
-        if not insider(request):
+    async def metrics(self, request: Request) -> Response:
+        if not self.insider(request):
             return Response("metrics: send Authorization: Bearer <CARDSMS_METRICS_TOKEN>", 401,
                             media_type="text/plain; charset=utf-8", headers={"www-authenticate": "Bearer"})
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def upload(request: Request) -> Response:
+    async def upload(self, request: Request) -> Response:
         # streamed: the policy is checked when the file part begins, before its bytes are kept (web/limits.py)
         targets: list[media.UploadTarget] = []
 
         async def check(fields: dict[str, str]) -> int:
-            targets.append(media.upload_target(svc, fields))
+            targets.append(media.upload_target(self.svc, fields))
             return targets[-1].max_bytes
 
         try:
             fields, data = await read_policy_upload(request, check)
-            up = await media.accept_upload(svc, fields, data, targets[-1] if targets else None)
+            up = await media.accept_upload(self.svc, fields, data, targets[-1] if targets else None)
         except media.UploadError as exc:
             return _upload_error(exc.code, exc.message, exc.status)
         except UploadFormError as exc:
@@ -158,21 +159,21 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
             return Response(status_code=204, headers={"ETag": f'"{up.key}"'})
         return JSONResponse({"key": up.key, "size": up.size, "contentType": up.content_type}, status)
 
-    async def download(request: Request) -> Response:
+    async def download(self, request: Request) -> Response:
         key = request.path_params["key"]
-        if not media.verify_download(svc, key, request.query_params.get("token", ""),
+        if not media.verify_download(self.svc, key, request.query_params.get("token", ""),
                                      request.query_params.get("expires", "")):
             return _upload_error("AccessDenied", "query token: missing, wrong or expired download token (ask the "
                                  "API for the record again for a fresh URL)", 403)
-        data = svc.media_store.get(key)
+        data = self.svc.media_store.get(key)
         if data is None:
             return _upload_error("NoSuchKey", f"object {key!r} does not exist", 404)
         return Response(data, media_type=sniff(data) or "application/octet-stream")
 
-    async def mm7_inbound(request: Request) -> Response:
+    async def mm7_inbound(self, request: Request) -> Response:
         """What an MMSC posts to a digital link: delivery reports and replies (delivery/mm7.py)."""
         name = request.path_params["name"]
-        link = next((x for x in digital_links if x.name == name), None)
+        link = next((x for x in self.digital_links if x.name == name), None)
         if link is None:
             return Response(f"no digital link {name!r} takes reports on this server", 404, media_type="text/plain")
         why = link.authorized(request.headers.get("authorization", ""), request.client.host if request.client else "")
@@ -181,53 +182,62 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
         status, content_type, body = await link.inbound(request.headers.get("content-type", ""), await request.body())
         return Response(body, status, headers={"content-type": content_type})
 
-    async def reviewer() -> None:
+    async def reviewer(self) -> None:
         while True:
             try:
-                reviews_done.inc(await run_due_reviews(svc))
+                self.reviews_done.inc(await run_due_reviews(self.svc))
             except Exception:
                 pass_failed(log, "reviewer.pass_failed")
-            await asyncio.sleep(svc.settings.review_poll_seconds)
+            await asyncio.sleep(self.svc.settings.review_poll_seconds)
 
-    async def volume_alerts() -> None:
+    async def volume_alerts(self) -> None:
         while True:
-            await asyncio.sleep(alerts.ALERT_SECONDS)
+            await asyncio.sleep(self.svc.settings.alert_check_seconds)
             try:
-                await alerts.check_volume(svc)
+                await alerts.check_volume(self.svc)
             except Exception:
                 pass_failed(log, "alerts.pass_failed")
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        svc, delivery = self.svc, self.delivery
         await public.ensure_public_templates(svc)
-        background = [asyncio.create_task(reviewer(), name="reviewer"),
-                      asyncio.create_task(volume_alerts(), name="volume-alerts")] if run_reviewer else []
+        background = [asyncio.create_task(self.reviewer(), name="reviewer"),
+                      asyncio.create_task(self.volume_alerts(), name="volume-alerts")] if self.run_reviewer else []
         if delivery is not None:
             await delivery.start()
             background.append(asyncio.create_task(task_runner.run_forever(svc), name="task-runner"))
-        state["ready"] = True
+        self.ready = True
         try:
             yield
         finally:
-            state["ready"] = False
+            self.ready = False
             if delivery is None:  # a delivery closes its own links
-                await asyncio.gather(*(x.stop() for x in digital_links), return_exceptions=True)
+                await asyncio.gather(*(x.stop() for x in self.digital_links), return_exceptions=True)
             await stop_services(svc, delivery, background)
 
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.root, methods=["GET", "POST"]),
+            Route("/healthz", self.healthz),
+            Route("/metrics", self.metrics),
+            Route(f"/oss/{media.BUCKET}", self.upload, methods=["POST"]),
+            Route("/media/{key:path}", self.download),
+            Route("/s/{code}", resolver(self.svc)),
+            Route("/mm7/{name}", self.mm7_inbound, methods=["POST"]),
+            *Console(self.svc, self.delivery).routes(),
+        ]
+
+
+def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True,
+               inbound: list[Mm7Link] | None = None) -> Starlette:
+    """The ASGI app; `delivery` (cardsms.compose.build_delivery) also dispatches in this process, None: API only.
+    `inbound`: digital links that only take reports and replies here (`cardsms api`; a delivery has its own)."""
+    site = _Site(svc, delivery, run_reviewer, inbound)
     return Starlette(
-        routes=[
-            Route("/", root, methods=["GET", "POST"]),
-            Route("/healthz", healthz),
-            Route("/metrics", metrics),
-            Route(f"/oss/{media.BUCKET}", upload, methods=["POST"]),
-            Route("/media/{key:path}", download),
-            Route("/s/{code}", resolver(svc)),
-            Route("/mm7/{name}", mm7_inbound, methods=["POST"]),
-            *Console(svc, delivery).routes(),
-        ],
-        lifespan=lifespan,
+        routes=site.routes(),
+        lifespan=site.lifespan,
         middleware=[Middleware(SecurityHeaders, https=svc.settings.base_url.startswith("https://")),
                     Middleware(BodyLimit)],
         exception_handlers={BodyTooLarge: _body_too_large},
     )
-
