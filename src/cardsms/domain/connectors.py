@@ -127,25 +127,34 @@ def _prefixes(item: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(prefixes)
 
 
-def parse_url(url: str, where: str = "smsc") -> dict[str, Any]:
-    """The fields of ConnectorConfig a URL sets (every rule broken is a ValueError naming the part)."""
+def _split(url: str, where: str, schemes: tuple[str, ...] | dict[str, str], wrong_scheme: str, form: str
+           ) -> tuple[Any, str, int, dict[str, str]]:
+    """(parts, scheme, port, query) of a link URL; a ValueError naming the part that breaks a rule."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
-        raise ValueError(f"{where}: the scheme must be smpp://, smpps:// or cmpp:// ({FORMS['smpp']}, "
-                         f"{FORMS['cmpp']})")
-    form = FORMS[scheme]
+    if scheme not in schemes:
+        raise ValueError(f"{where}: {wrong_scheme}")
     try:
         port = parts.port
     except ValueError:
         raise ValueError(f"{where}: the port must be a number 1-65535") from None
     if not parts.hostname or not port:
         raise ValueError(f"{where}: host and port are required ({form})")
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(query) - COMMON_OPTIONS - SCHEME_OPTIONS[scheme]
+    return parts, scheme, port, {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+
+
+def _check_options(query: dict[str, str], allowed: set[str], scheme: str, where: str) -> None:
+    unknown = set(query) - allowed
     if unknown:
-        allowed = sorted(COMMON_OPTIONS | SCHEME_OPTIONS[scheme])
-        raise ValueError(f"{where}: unknown URL options {sorted(unknown)} for {scheme}:// (allowed: {allowed})")
+        raise ValueError(f"{where}: unknown URL options {sorted(unknown)} for {scheme}:// (allowed: {sorted(allowed)})")
+
+
+def parse_url(url: str, where: str = "smsc") -> dict[str, Any]:
+    """The fields of ConnectorConfig a URL sets (every rule broken is a ValueError naming the part)."""
+    wrong = f"the scheme must be smpp://, smpps:// or cmpp:// ({FORMS['smpp']}, {FORMS['cmpp']})"
+    form = FORMS.get(urlsplit(url.strip()).scheme.lower(), "")
+    parts, scheme, port, query = _split(url, where, SCHEMES, wrong, form)
+    _check_options(query, COMMON_OPTIONS | SCHEME_OPTIONS[scheme], scheme, where)
     user = unquote(parts.username or "")
     secret = _secret(query, unquote(parts.password or ""), where)
     out: dict[str, Any] = {"host": parts.hostname, "port": port, "system_id": user, "password": secret,
@@ -159,32 +168,36 @@ def parse_url(url: str, where: str = "smsc") -> dict[str, Any]:
                              f"{query['receipts'][:20]!r}")
         out["receipts"] = query["receipts"]
     if scheme == "cmpp":
-        if not 1 <= len(user) <= 6 or not user.isascii():
-            raise ValueError(f"{where}: SPID (the CMPP Source_Addr) must be 1-6 ASCII characters")
-        if len(secret.encode()) > 64:
-            raise ValueError(f"{where}: the CMPP shared secret is at most 64 octets")
-        version = query.get("version", "3.0")
-        if version not in CMPP_VERSIONS:
-            raise ValueError(f"{where}: version must be 2.0 or 3.0")
-        out["version"] = CMPP_VERSIONS[version]
-        for key, size in (("service_id", 10), ("src_id", 21)):
-            value = query.get(key, "")
-            if len(value) > size or not value.isascii():
-                raise ValueError(f"{where}: {key} is at most {size} ASCII characters")
-            out[key] = value
-        if query.get("src_id") and not query["src_id"].isdigit():
-            raise ValueError(f"{where}: src_id must be digits (the SP's access number)")
-        encoding = query.get("encoding", "ucs2").lower()
-        if encoding not in ("ucs2", "gbk"):
-            raise ValueError(f"{where}: encoding must be ucs2 or gbk")
-        out["encoding"] = encoding
-        return out
+        return {**out, **_cmpp_options(user, secret, query, where)}
     if not 1 <= len(user) <= 15:
         raise ValueError(f"{where}: SYSTEM_ID must be 1-15 characters")
     if len(secret) > 8:
         raise ValueError(f"{where}: an SMPP 3.4 password is at most 8 characters")
     if scheme == "smpps":
         out["tls"] = _tls_options(query, where)
+    return out
+
+
+def _cmpp_options(user: str, secret: str, query: dict[str, str], where: str) -> dict[str, Any]:
+    if not 1 <= len(user) <= 6 or not user.isascii():
+        raise ValueError(f"{where}: SPID (the CMPP Source_Addr) must be 1-6 ASCII characters")
+    if len(secret.encode()) > 64:
+        raise ValueError(f"{where}: the CMPP shared secret is at most 64 octets")
+    version = query.get("version", "3.0")
+    if version not in CMPP_VERSIONS:
+        raise ValueError(f"{where}: version must be 2.0 or 3.0")
+    out: dict[str, Any] = {"version": CMPP_VERSIONS[version]}
+    for key, size in (("service_id", 10), ("src_id", 21)):
+        value = query.get(key, "")
+        if len(value) > size or not value.isascii():
+            raise ValueError(f"{where}: {key} is at most {size} ASCII characters")
+        out[key] = value
+    if query.get("src_id") and not query["src_id"].isdigit():
+        raise ValueError(f"{where}: src_id must be digits (the SP's access number)")
+    encoding = query.get("encoding", "ucs2").lower()
+    if encoding not in ("ucs2", "gbk"):
+        raise ValueError(f"{where}: encoding must be ucs2 or gbk")
+    out["encoding"] = encoding
     return out
 
 
@@ -267,29 +280,31 @@ class DigitalConfig:
 
 def parse_digital_url(url: str, where: str = "digital") -> dict[str, Any]:
     """The fields of DigitalConfig an mm7:// or mm7s:// URL sets (a ValueError naming the part otherwise)."""
-    import ipaddress
-    import re
-
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in DIGITAL_SCHEMES:
-        raise ValueError(f"{where}: the scheme must be mm7:// or mm7s:// ({DIGITAL_FORM})")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{where}: the port must be a number 1-65535") from None
-    if not parts.hostname or not port:
-        raise ValueError(f"{where}: host and port are required ({DIGITAL_FORM})")
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    parts, scheme, _, query = _split(url, where, DIGITAL_SCHEMES,
+                                     f"the scheme must be mm7:// or mm7s:// ({DIGITAL_FORM})", DIGITAL_FORM)
     tls_keys = {"ca", "cert", "key", "verify", "server_name"}
-    unknown = set(query) - DIGITAL_OPTIONS - (tls_keys if scheme == "mm7s" else set())
-    if unknown:
-        allowed = sorted(DIGITAL_OPTIONS | (tls_keys if scheme == "mm7s" else set()))
-        raise ValueError(f"{where}: unknown URL options {sorted(unknown)} for {scheme}:// (allowed: {allowed})")
+    _check_options(query, DIGITAL_OPTIONS | (tls_keys if scheme == "mm7s" else set()), scheme, where)
     vasp_id = unquote(parts.username or "")
     if not 1 <= len(vasp_id) <= 64:
         raise ValueError(f"{where}: VASPID (the URL's user) must be 1-64 characters")
     secret = _secret(query, unquote(parts.password or ""), where)
+    out: dict[str, Any] = {
+        "endpoint": f"{'https' if scheme == 'mm7s' else 'http'}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path or '/'}",
+        "vasp_id": vasp_id, "secret": secret, "vas_id": query.get("vasid", ""),
+        "service_code": query.get("service_code", ""), **_mm7_options(query, where)}
+    for key, low, high in (("tps", 0, 100_000), ("concurrency", 1, 1000)):
+        if key in query:
+            out[key] = _number(query[key], key, low, high, where)
+    if scheme == "mm7s":
+        out["tls"] = _tls_options(query, where)
+    return out
+
+
+def _mm7_options(query: dict[str, str], where: str) -> dict[str, Any]:
+    """schema, version, allow and timeout of an MM7 link, checked (vasid and service_code too)."""
+    import ipaddress
+    import re
+
     schema = query.get("schema", "REL-6-MM7-1-4")
     if not re.fullmatch(r"REL-[56]-MM7-1-[0-9]", schema):
         raise ValueError(f"{where}: schema must name an MM7 schema such as REL-6-MM7-1-4 or REL-5-MM7-1-0")
@@ -307,24 +322,13 @@ def parse_digital_url(url: str, where: str = "digital") -> dict[str, Any]:
             allow.append(str(ipaddress.ip_network(net, strict=False)))
         except ValueError:
             raise ValueError(f"{where}: allow: {net!r} is not an address or network") from None
-    timeout = query.get("timeout", "30")
     try:
-        seconds = float(timeout)
+        seconds = float(query.get("timeout", "30"))
     except ValueError:
         seconds = -1.0
     if not 0.5 <= seconds <= 600:
         raise ValueError(f"{where}: timeout must be a number of seconds 0.5-600")
-    out: dict[str, Any] = {
-        "endpoint": f"{'https' if scheme == 'mm7s' else 'http'}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path or '/'}",
-        "vasp_id": vasp_id, "secret": secret, "vas_id": query.get("vasid", ""),
-        "service_code": query.get("service_code", ""), "schema": schema, "version": version,
-        "allow": tuple(allow), "timeout": seconds}
-    for key, low, high in (("tps", 0, 100_000), ("concurrency", 1, 1000)):
-        if key in query:
-            out[key] = _number(query[key], key, low, high, where)
-    if scheme == "mm7s":
-        out["tls"] = _tls_options(query, where)
-    return out
+    return {"schema": schema, "version": version, "allow": tuple(allow), "timeout": seconds}
 
 
 def parse_digital(entries: list[str | dict[str, Any]]) -> list[DigitalConfig]:

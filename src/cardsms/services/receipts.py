@@ -82,59 +82,75 @@ def sms_report(row: Any, success: bool, code: str, text: str, at: datetime) -> t
 
 async def record_outcomes(conn: AsyncConnection, svc: Services, outcomes: list[Outcome]) -> None:
     now = svc.now()
-    events: list[dict[str, Any]] = []
     ok = [o for o in outcomes if o.kind == "ok"]
-    if ok:
-        by_connector: dict[tuple[str, bool], list[int]] = {}
-        for o in ok:
-            by_connector.setdefault((o.connector, o.one_receipt), []).append(o.message_id)
-        for (connector, one), ids in by_connector.items():  # one statement per connector, not one per message
-            # one receipt settles: the other parts count as done (receipts=first|last|any on the link's URL)
-            settled = {"parts_done": messages.c.segments - 1} if one else {}
-            for chunk in _chunks(ids):
-                await conn.execute(update(messages).where(messages.c.id.in_(chunk), messages.c.state == "submitting")
-                                   .values(state="submitted", connector=connector, submitted_at=now, **settled))
-        id_rows = [{"connector": o.connector, "smsc_id": sid, "account_id": o.account_id, "message_id": o.message_id}
-                   for o in ok for sid in dict.fromkeys(o.smsc_ids)]
-        if id_rows:
-            try:
-                async with conn.begin_nested():
-                    await insert_rows(conn, smsc_ids, id_rows)
-            except IntegrityError:  # an SMSC reused an id (after its own restart): keep the newest mapping
-                for r in id_rows:
-                    await conn.execute(delete(smsc_ids).where(smsc_ids.c.connector == r["connector"],
-                                                              smsc_ids.c.smsc_id == r["smsc_id"]))
-                await conn.execute(insert(smsc_ids), id_rows)
-        events += [_event(o.account_id, o.message_id, "submitted", now, f"{o.connector} id {','.join(o.smsc_ids)}")
-                   for o in ok]
     again = [o for o in outcomes if o.kind in ("retry", "throttled")]
-    if again:
-        await conn.execute(
-            update(messages).where(messages.c.id == bindparam("mid"), messages.c.state == "submitting")
-            .values(state="queued", due_at=bindparam("due"), error_code=bindparam("code"),
-                    error_text=bindparam("text"), attempts=messages.c.attempts - bindparam("undo"),
-                    possible_duplicate=messages.c.possible_duplicate | bindparam("dup")),
-            [{"mid": o.message_id, "due": now + timedelta(seconds=o.delay), "code": o.code, "text": o.text,
-              "undo": 1 if o.kind == "throttled" else 0, "dup": o.maybe_sent} for o in again],
-        )
-        events += [_event(o.account_id, o.message_id, "retry", now, f"{o.code}: {o.text}; next try in {o.delay:.1f}s")
-                   for o in again]
     failed = [o for o in outcomes if o.kind == "fail"]
-    if failed:
-        await conn.execute(
-            update(messages).where(messages.c.id == bindparam("mid"), messages.c.state == "submitting")
-            .values(state="failed", error_code=bindparam("code"), error_text=bindparam("text"), done_at=now),
-            [{"mid": o.message_id, "code": o.code, "text": o.text} for o in failed],
-        )
-        events += [_event(o.account_id, o.message_id, "failed", now, f"{o.code}: {o.text}") for o in failed]
-        rows = await fetch_all(conn, select(messages).where(messages.c.id.in_([o.message_id for o in failed])))
-        by_id = {o.message_id: o for o in failed}
-        await webhooks.enqueue(conn, svc, [sms_report(r, False, by_id[r["id"]].code, by_id[r["id"]].text, now)
-                                           for r in rows])
+    events = [*await _submitted(conn, ok, now), *await _again(conn, again, now), *await _failed(conn, svc, failed, now)]
     if events:
         await insert_rows(conn, message_events, events)
     if ok:
         await _reconcile_early(conn, svc, ok)
+
+
+async def _submitted(conn: AsyncConnection, ok: list[Outcome], now: datetime) -> list[dict[str, Any]]:
+    """Messages the SMSC took: submitted, with the ids it gave them (the key of their receipts)."""
+    if not ok:
+        return []
+    by_connector: dict[tuple[str, bool], list[int]] = {}
+    for o in ok:
+        by_connector.setdefault((o.connector, o.one_receipt), []).append(o.message_id)
+    for (connector, one), ids in by_connector.items():  # one statement per connector, not one per message
+        # one receipt settles: the other parts count as done (receipts=first|last|any on the link's URL)
+        settled = {"parts_done": messages.c.segments - 1} if one else {}
+        for chunk in _chunks(ids):
+            await conn.execute(update(messages).where(messages.c.id.in_(chunk), messages.c.state == "submitting")
+                               .values(state="submitted", connector=connector, submitted_at=now, **settled))
+    id_rows = [{"connector": o.connector, "smsc_id": sid, "account_id": o.account_id, "message_id": o.message_id}
+               for o in ok for sid in dict.fromkeys(o.smsc_ids)]
+    if id_rows:
+        try:
+            async with conn.begin_nested():
+                await insert_rows(conn, smsc_ids, id_rows)
+        except IntegrityError:  # an SMSC reused an id (after its own restart): keep the newest mapping
+            for r in id_rows:
+                await conn.execute(delete(smsc_ids).where(smsc_ids.c.connector == r["connector"],
+                                                          smsc_ids.c.smsc_id == r["smsc_id"]))
+            await conn.execute(insert(smsc_ids), id_rows)
+    return [_event(o.account_id, o.message_id, "submitted", now, f"{o.connector} id {','.join(o.smsc_ids)}")
+            for o in ok]
+
+
+async def _again(conn: AsyncConnection, again: list[Outcome], now: datetime) -> list[dict[str, Any]]:
+    """Messages to try again later (a throttled try is not counted as an attempt)."""
+    if not again:
+        return []
+    await conn.execute(
+        update(messages).where(messages.c.id == bindparam("mid"), messages.c.state == "submitting")
+        .values(state="queued", due_at=bindparam("due"), error_code=bindparam("code"),
+                error_text=bindparam("text"), attempts=messages.c.attempts - bindparam("undo"),
+                possible_duplicate=messages.c.possible_duplicate | bindparam("dup")),
+        [{"mid": o.message_id, "due": now + timedelta(seconds=o.delay), "code": o.code, "text": o.text,
+          "undo": 1 if o.kind == "throttled" else 0, "dup": o.maybe_sent} for o in again],
+    )
+    return [_event(o.account_id, o.message_id, "retry", now, f"{o.code}: {o.text}; next try in {o.delay:.1f}s")
+            for o in again]
+
+
+async def _failed(conn: AsyncConnection, svc: Services, failed: list[Outcome], now: datetime
+                  ) -> list[dict[str, Any]]:
+    """Messages that failed for good, reported to the accounts' SmsReport webhooks."""
+    if not failed:
+        return []
+    await conn.execute(
+        update(messages).where(messages.c.id == bindparam("mid"), messages.c.state == "submitting")
+        .values(state="failed", error_code=bindparam("code"), error_text=bindparam("text"), done_at=now),
+        [{"mid": o.message_id, "code": o.code, "text": o.text} for o in failed],
+    )
+    rows = await fetch_all(conn, select(messages).where(messages.c.id.in_([o.message_id for o in failed])))
+    by_id = {o.message_id: o for o in failed}
+    await webhooks.enqueue(conn, svc, [sms_report(r, False, by_id[r["id"]].code, by_id[r["id"]].text, now)
+                                       for r in rows])
+    return [_event(o.account_id, o.message_id, "failed", now, f"{o.code}: {o.text}") for o in failed]
 
 
 async def _reconcile_early(conn: AsyncConnection, svc: Services, ok: list[Outcome]) -> None:
@@ -177,11 +193,9 @@ _RECEIPT_COLUMNS = [messages.c[n] for n in ("id", "account_id", "state", "parts_
                                             "created_at", "biz_id", "out_id", "channel")]
 
 
-async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Receipt], keep_unknown: bool = True
-                         ) -> int:
-    """Apply delivery receipts; unknown SMSC ids are kept in early_receipts. Returns how many matched."""
-    if not receipts:
-        return 0
+async def _receipt_rows(conn: AsyncConnection, receipts: list[Receipt]
+                        ) -> tuple[dict[tuple[str, str], int], dict[int, dict[str, Any]]]:
+    """The message id of each receipt's (connector, SMSC id), and those messages' rows."""
     by_connector: dict[str, list[str]] = {}
     for r in receipts:
         by_connector.setdefault(r.connector, []).append(r.smsc_id)
@@ -191,49 +205,66 @@ async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Re
             for hit in await fetch_all(conn, select(smsc_ids.c.smsc_id, smsc_ids.c.message_id).where(
                     smsc_ids.c.connector == connector, smsc_ids.c.smsc_id.in_(chunk))):
                 mapping[(connector, hit["smsc_id"])] = hit["message_id"]
-    message_ids = sorted(set(mapping.values()))
     rows: dict[int, dict[str, Any]] = {}
-    for id_chunk in _chunks(message_ids):
+    for id_chunk in _chunks(sorted(set(mapping.values()))):
         for found in await fetch_all(conn, select(*_RECEIPT_COLUMNS).where(messages.c.id.in_(id_chunk))):
             rows[found["id"]] = found
+    return mapping, rows
+
+
+@dataclass
+class _Applied:
+    """What applying a batch of receipts changes: message rows, their events, and the reports to send."""
+
+    changed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+
+    def receipt(self, r: Receipt, mid: int, row: dict[str, Any], now: datetime, reporting: set[int]) -> None:
+        if row["state"] in FINAL_STATES:
+            return  # a duplicate or late receipt: the first final state stands
+        outcome = FINAL_STATS.get(r.stat, "")
+        if not outcome:
+            self.events.append(_event(row["account_id"], mid, "receipt", now, f"intermediate state {r.stat}"))
+            return
+        if outcome == "delivered":
+            row["parts_done"] += 1
+            if row["parts_done"] < row["segments"]:
+                self.changed[mid] = row
+                return
+        row["state"] = outcome
+        row["done_at"] = r.at
+        row["error_code"] = "" if outcome == "delivered" else f"{r.stat}:{r.err}" if r.err else r.stat
+        self.changed[mid] = row
+        self.events.append(_event(row["account_id"], mid, outcome, now, f"receipt {r.stat} err {r.err or '-'}"))
+        if row["account_id"] in reporting:
+            self.reports.append(sms_report(row, outcome == "delivered", row["error_code"], r.stat, r.at))
+
+
+async def apply_receipts(conn: AsyncConnection, svc: Services, receipts: list[Receipt], keep_unknown: bool = True
+                         ) -> int:
+    """Apply delivery receipts; unknown SMSC ids are kept in early_receipts. Returns how many matched."""
+    if not receipts:
+        return 0
+    mapping, rows = await _receipt_rows(conn, receipts)
     now = svc.now()
     reporting = await webhooks.subscribed(conn, "SmsReport", {r["account_id"] for r in rows.values()})
     unknown: list[Receipt] = []
-    events: list[dict[str, Any]] = []
-    reports: list[tuple[int, str, dict[str, Any]]] = []
-    changed: dict[int, dict[str, Any]] = {}
+    applied = _Applied()
     for r in receipts:
         mid = mapping.get((r.connector, r.smsc_id))
         if mid is None:
             unknown.append(r)
-            continue
-        row = rows[mid]
-        if row["state"] in FINAL_STATES:
-            continue  # a duplicate or late receipt: the first final state stands
-        outcome = FINAL_STATS.get(r.stat, "")
-        if not outcome:
-            events.append(_event(row["account_id"], mid, "receipt", now, f"intermediate state {r.stat}"))
-            continue
-        if outcome == "delivered":
-            row["parts_done"] += 1
-            if row["parts_done"] < row["segments"]:
-                changed[mid] = row
-                continue
-        row["state"] = outcome
-        row["done_at"] = r.at
-        row["error_code"] = "" if outcome == "delivered" else f"{r.stat}:{r.err}" if r.err else r.stat
-        changed[mid] = row
-        events.append(_event(row["account_id"], mid, outcome, now, f"receipt {r.stat} err {r.err or '-'}"))
-        if row["account_id"] in reporting:
-            reports.append(sms_report(row, outcome == "delivered", row["error_code"], r.stat, r.at))
-    if changed:
+        else:
+            applied.receipt(r, mid, rows[mid], now, reporting)
+    if applied.changed:
         await update_rows(conn, messages, [
             {"id": m, "state": row["state"], "parts_done": row["parts_done"], "done_at": row["done_at"],
-             "error_code": row["error_code"]} for m, row in changed.items()],
+             "error_code": row["error_code"]} for m, row in applied.changed.items()],
             where=_open_state(), sqlite_where=_OPEN_STATE_SQL)
-    if events:
-        await insert_rows(conn, message_events, events)
-    await webhooks.enqueue(conn, svc, reports)
+    if applied.events:
+        await insert_rows(conn, message_events, applied.events)
+    await webhooks.enqueue(conn, svc, applied.reports)
     if unknown and keep_unknown:
         await conn.execute(insert(early_receipts), [
             {"connector": r.connector, "smsc_id": r.smsc_id, "stat": r.stat, "err": r.err, "received_at": r.at}

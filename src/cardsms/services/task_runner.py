@@ -85,65 +85,77 @@ async def run_once(svc: Services) -> bool:
 
 async def _advance(conn: Any, svc: Services) -> list[int]:
     """Move tasks between states by imports, schedules and send windows; the ids of the tasks sending now."""
-    now = svc.now()
-    windows: dict[str | None, SendWindow] = {}
-
-    def window_of(own: str | None) -> SendWindow:
-        if own not in windows:
-            windows[own] = SendWindow.parse(own or svc.settings.send_window)
-        return windows[own]
-
     rows = (await conn.execute(select(
         tasks.c.id, tasks.c.account_id, tasks.c.state, tasks.c.scheduled_at, tasks.c.next_start_at,
         tasks.c.started_at, audiences.c.state.label("import_state"), audiences.c.valid, audiences.c.duplicates,
         audiences.c.error, accounts.c.send_window).join(audiences, audiences.c.id == tasks.c.audience_id).join(
         accounts, accounts.c.id == tasks.c.account_id).where(
         tasks.c.state.in_(("importing", "scheduled", "waiting", "sending"))))).all()
-    sending = []
+    step = _Advance(conn, svc, svc.now())
     for r in rows:
-        window = window_of(r.send_window)
-        inside = window.contains(now)
+        await step.task(r)
+    return step.sending
 
-        async def move(values: dict[str, Any], r: Any = r) -> bool:
-            return bool((await conn.execute(update(tasks).where(tasks.c.id == r.id, tasks.c.state == r.state)
-                                            .values(**values))).rowcount)
 
-        async def start(r: Any = r, window: SendWindow = window, inside: bool = inside) -> None:
-            """The task may send now: inside the window it does, outside it waits for the window."""
-            if inside:
-                if await move({"state": "sending", "next_start_at": None,
-                               "started_at": r.started_at or now, "paced_until": None}):
-                    await hold_in(conn, svc, r.id, "paused", "queued")
-                    resumed = r.state == "waiting" and r.started_at is not None
-                    await record_event(conn, svc, r.account_id, r.id, "resumed" if resumed else "started",
-                                 f"the send window {window} is open" if r.state == "waiting" else "")
-                    sending.append(r.id)
-            elif r.state != "waiting" and await move({"state": "waiting",
-                                                      "next_start_at": window.next_start(now).astimezone(UTC)}):
-                await record_event(conn, svc, r.account_id, r.id, "waiting", waiting_detail(window, now))
+class _Advance:
+    """One pass of `_advance` over the open tasks, in the runner's write transaction."""
 
+    def __init__(self, conn: Any, svc: Services, now: datetime) -> None:
+        self.conn, self.svc, self.now = conn, svc, now
+        self.windows: dict[str | None, SendWindow] = {}
+        self.sending: list[int] = []
+
+    def window_of(self, own: str | None) -> SendWindow:
+        if own not in self.windows:
+            self.windows[own] = SendWindow.parse(own or self.svc.settings.send_window)
+        return self.windows[own]
+
+    async def move(self, r: Any, values: dict[str, Any]) -> bool:
+        """Change the task if it is still in the state it was read in."""
+        return bool((await self.conn.execute(update(tasks).where(tasks.c.id == r.id, tasks.c.state == r.state)
+                                             .values(**values))).rowcount)
+
+    async def event(self, r: Any, kind: str, detail: str = "") -> None:
+        await record_event(self.conn, self.svc, r.account_id, r.id, kind, detail)
+
+    async def task(self, r: Any) -> None:
+        window = self.window_of(r.send_window)
+        inside, now = window.contains(self.now), self.now
         if r.state == "importing" and r.import_state == "ready":
             if r.scheduled_at is not None:
-                await move({"state": "scheduled", "total": r.valid - r.duplicates})
+                await self.move(r, {"state": "scheduled", "total": r.valid - r.duplicates})
             else:
-                await conn.execute(update(tasks).where(tasks.c.id == r.id).values(total=r.valid - r.duplicates))
-                await start()
+                await self.conn.execute(update(tasks).where(tasks.c.id == r.id).values(total=r.valid - r.duplicates))
+                await self.start(r, window, inside)
         elif r.state == "importing" and r.import_state == "failed":
-            await move({"state": "failed", "error": r.error, "finished_at": now})
-            await record_event(conn, svc, r.account_id, r.id, "failed", r.error)
+            await self.move(r, {"state": "failed", "error": r.error, "finished_at": now})
+            await self.event(r, "failed", r.error)
         elif (r.state == "scheduled" and as_utc(r.scheduled_at) <= now) or (r.state == "waiting" and inside):
-            await start()
+            await self.start(r, window, inside)
         elif r.state == "sending" and not inside:  # the window closed: hold what is queued, keep the cursor
-            if await move({"state": "waiting", "next_start_at": window.next_start(now).astimezone(UTC)}):
-                await hold_in(conn, svc, r.id, "queued", "paused")
-                await record_event(conn, svc, r.account_id, r.id, "quiet",
-                             f"the send window {window} closed; {waiting_detail(window, now)}")
+            if await self.move(r, {"state": "waiting", "next_start_at": window.next_start(now).astimezone(UTC)}):
+                await hold_in(self.conn, self.svc, r.id, "queued", "paused")
+                await self.event(r, "quiet", f"the send window {window} closed; {waiting_detail(window, now)}")
         elif r.state == "sending":
             if r.started_at is None:  # created sending (a saved audience, inside the window)
-                await conn.execute(update(tasks).where(tasks.c.id == r.id).values(started_at=now))
-                await record_event(conn, svc, r.account_id, r.id, "started")
-            sending.append(r.id)
-    return sending
+                await self.conn.execute(update(tasks).where(tasks.c.id == r.id).values(started_at=now))
+                await self.event(r, "started")
+            self.sending.append(r.id)
+
+    async def start(self, r: Any, window: SendWindow, inside: bool) -> None:
+        """The task may send now: inside the window it does, outside it waits for the window."""
+        now = self.now
+        if inside:
+            if await self.move(r, {"state": "sending", "next_start_at": None, "started_at": r.started_at or now,
+                                   "paced_until": None}):
+                await hold_in(self.conn, self.svc, r.id, "paused", "queued")
+                resumed = r.state == "waiting" and r.started_at is not None
+                await self.event(r, "resumed" if resumed else "started",
+                                 f"the send window {window} is open" if r.state == "waiting" else "")
+                self.sending.append(r.id)
+        elif r.state != "waiting" and await self.move(r, {"state": "waiting",
+                                                          "next_start_at": window.next_start(now).astimezone(UTC)}):
+            await self.event(r, "waiting", waiting_detail(window, now))
 
 
 def _recipients(rows: Sequence[Any], sign_name: str) -> list[CardRecipient]:
@@ -164,36 +176,20 @@ async def feed(svc: Services, task_id: int) -> bool:
         task = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).mappings().first()
         if task is None or task["state"] != "sending":
             return False
-        account_id = task["account_id"]
         chunk = await _allowance(conn, svc, task, now)
         if chunk <= 0:
             return False
         rows = (await conn.execute(select(audience_numbers.c.seq, audience_numbers.c.phone,
                                           audience_numbers.c.params).where(
-            audience_numbers.c.account_id == account_id, audience_numbers.c.audience_id == task["audience_id"],
+            audience_numbers.c.account_id == task["account_id"], audience_numbers.c.audience_id == task["audience_id"],
             audience_numbers.c.seq > task["cursor"]).order_by(audience_numbers.c.seq).limit(chunk))).all()
         recipients = _recipients(rows, task["sign_name"])
-        blocked = await suppressed(conn, account_id, [r.number.national for r in recipients])
+        blocked = await suppressed(conn, task["account_id"], [r.number.national for r in recipients])
     if not rows:
         return await svc.write(partial(_maybe_complete, svc=svc, task_id=task_id))
-    spec = CardSend(task["card_template_code"], task["fallback_type"], task["sms_template_code"],
-                    task["digital_template_code"], task["template_code"])
-    try:
-        plan = await cached_plan(svc, account_id, spec, [task["sign_name"]])
-    except CardsmsError as exc:  # a template or signature lost its approval after the task was created
-        async with svc.write() as wconn:
-            await wconn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.state == "sending").values(
-                state="failed", error=exc.message, finished_at=svc.now()))
+    box = await _compose(svc, task, recipients, blocked)
+    if box is None:
         return True
-    box, legs = Outbox(svc, account_id), CardLegs()
-    for r in recipients:  # one by one, so a row with a bad parameter value is skipped, not the chunk
-        try:
-            queue_card(svc, plan, spec, [r], blocked, box, legs, task_id)
-        except CardsmsError as exc:
-            box.add(biz_id=legs.biz["card"], channel="card", number=r.number, content="", priority=2,
-                    sign_name=r.sign_name, template_code=spec.card_template_code, state="skipped",
-                    error_code="BAD_PARAMS", error_text=exc.message, task_id=task_id,
-                    card_template_code=spec.card_template_code)
     paced_until = _pace(box.rows, task, now)
     moved_from, moved_to = task["cursor"], rows[-1][0]
 
@@ -207,6 +203,30 @@ async def feed(svc: Services, task_id: int) -> bool:
         return True
 
     return await svc.write(queue)
+
+
+async def _compose(svc: Services, task: Any, recipients: list[CardRecipient], blocked: set[str]) -> Outbox | None:
+    """A chunk's message rows; None when the task failed because its template or signature lost approval."""
+    task_id = task["id"]
+    spec = CardSend(task["card_template_code"], task["fallback_type"], task["sms_template_code"],
+                    task["digital_template_code"], task["template_code"])
+    try:
+        plan = await cached_plan(svc, task["account_id"], spec, [task["sign_name"]])
+    except CardsmsError as exc:  # a template or signature lost its approval after the task was created
+        async with svc.write() as wconn:
+            await wconn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.state == "sending").values(
+                state="failed", error=exc.message, finished_at=svc.now()))
+        return None
+    box, legs = Outbox(svc, task["account_id"]), CardLegs()
+    for r in recipients:  # one by one, so a row with a bad parameter value is skipped, not the chunk
+        try:
+            queue_card(svc, plan, spec, [r], blocked, box, legs, task_id)
+        except CardsmsError as exc:
+            box.add(biz_id=legs.biz["card"], channel="card", number=r.number, content="", priority=2,
+                    sign_name=r.sign_name, template_code=spec.card_template_code, state="skipped",
+                    error_code="BAD_PARAMS", error_text=exc.message, task_id=task_id,
+                    card_template_code=spec.card_template_code)
+    return box
 
 
 async def _allowance(conn: Any, svc: Services, task: Any, now: datetime) -> int:
