@@ -122,25 +122,8 @@ def backup(settings: Settings, target: Path, progress: Progress) -> Manifest:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".cardsms-backup-") as tmp:
         snapshot = Path(tmp) / ("cardsms.db" if settings.is_sqlite else "cardsms.pgdump")
-        if settings.is_sqlite:
-            source = _sqlite_path(settings)
-            if not source.exists():
-                raise BackupError(f"no database at {source}: is --data-dir the server's data directory?")
-            progress("database", 0, 1)
-            src, dst = sqlite3.connect(source), sqlite3.connect(snapshot)
-            try:  # one step: a consistent snapshot even while the server writes (a chunked one would restart)
-                src.backup(dst, pages=-1)
-            finally:
-                src.close()
-                dst.close()
-            revision = _revision_sqlite(snapshot)
-        else:
-            progress("database", 0, 1)
-            run = subprocess.run([pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={snapshot}",
-                                  _pg_url(settings)], capture_output=True, text=True)
-            if run.returncode != 0:
-                raise BackupError(f"pg_dump failed: {run.stderr.strip()[:500]}")
-            revision = asyncio.run(_revision_pg(settings))
+        progress("database", 0, 1)
+        revision = _snapshot(settings, snapshot)
         progress("database", 1, 1)
         files = list(_files(settings.data_dir))
         key = settings.data_dir / "secret.key"
@@ -150,24 +133,49 @@ def backup(settings: Settings, target: Path, progress: Progress) -> Manifest:
         manifest = Manifest(FORMAT, __version__, "sqlite" if settings.is_sqlite else "postgresql", revision,
                             datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), len(files), total)
         partial = Path(tmp) / "archive.tar.gz"
-        done = 0
-        with tarfile.open(partial, "w:gz", compresslevel=3) as tar:
-            info = tarfile.TarInfo("manifest.json")
-            data = manifest.to_json()
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-            tar.add(snapshot, f"database/{snapshot.name}")
-            done += snapshot.stat().st_size
-            progress("archive", done, total)
-            for path, name in files:
-                try:
-                    tar.add(path, name)
-                except FileNotFoundError:  # a file deleted meanwhile (a purged import): nothing names it any more
-                    continue
-                done += path.stat().st_size if path.exists() else 0
-                progress("archive", done, total)
+        _write_archive(partial, manifest, snapshot, files, progress)
         os.replace(partial, target)
     return manifest
+
+
+def _snapshot(settings: Settings, snapshot: Path) -> str:
+    """A consistent copy of the database at `snapshot`, even while the server writes; its schema revision."""
+    if not settings.is_sqlite:
+        run = subprocess.run([pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={snapshot}",
+                              _pg_url(settings)], capture_output=True, text=True)
+        if run.returncode != 0:
+            raise BackupError(f"pg_dump failed: {run.stderr.strip()[:500]}")
+        return asyncio.run(_revision_pg(settings))
+    source = _sqlite_path(settings)
+    if not source.exists():
+        raise BackupError(f"no database at {source}: is --data-dir the server's data directory?")
+    src, dst = sqlite3.connect(source), sqlite3.connect(snapshot)
+    try:  # one step: a consistent snapshot even while the server writes (a chunked one would restart)
+        src.backup(dst, pages=-1)
+    finally:
+        src.close()
+        dst.close()
+    return _revision_sqlite(snapshot)
+
+
+def _write_archive(path: Path, manifest: Manifest, snapshot: Path, files: list[tuple[Path, str]],
+                   progress: Progress) -> None:
+    done, total = 0, manifest.size
+    with tarfile.open(path, "w:gz", compresslevel=3) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        data = manifest.to_json()
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        tar.add(snapshot, f"database/{snapshot.name}")
+        done += snapshot.stat().st_size
+        progress("archive", done, total)
+        for file, name in files:
+            try:
+                tar.add(file, name)
+            except FileNotFoundError:  # a file deleted meanwhile (a purged import): nothing names it any more
+                continue
+            done += file.stat().st_size if file.exists() else 0
+            progress("archive", done, total)
 
 
 def read_manifest(archive: Path) -> Manifest:
@@ -209,36 +217,9 @@ def restore(settings: Settings, archive: Path, progress: Progress) -> Manifest:
     if manifest.size > free:
         raise BackupError(f"--from: the backup expands to {manifest.size:,} bytes; {settings.data_dir} has "
                           f"{free:,} free")
-    # extraction is capped: files may grow while a live backup runs, so the manifest's total is a floor, not exact;
-    # an archive expanding far past it (a tar bomb) or past the free disk stops the restore
-    cap = min(free, 2 * manifest.size + 256 * 1024 * 1024)
-    done = 0
     with tarfile.open(archive, "r:gz") as tar, tempfile.TemporaryDirectory(dir=settings.data_dir,
                                                                           prefix=".restore-") as tmp:
-        for member in tar:
-            if member.name == "manifest.json":
-                continue
-            if not member.isfile() or not (member.name.startswith(("data/", "database/")))\
-                    or ".." in Path(member.name).parts or member.name.startswith("/"):
-                raise BackupError(f"--from: unexpected entry {member.name!r} in the archive; not restoring")
-            if done + member.size > cap:
-                raise BackupError(f"--from: the archive expands past {cap:,} bytes (its manifest declares "
-                                  f"{manifest.size:,}; the data directory has {free:,} free); not restoring")
-            if member.name.startswith("database/"):
-                dest = Path(tmp) / Path(member.name).name
-            else:
-                dest = settings.data_dir / member.name.removeprefix("data/")
-                if dest.name == "secret.key" and dest.exists():
-                    raise BackupError(f"--data-dir: {dest} exists; restore into an empty data directory")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            assert source is not None
-            with open(dest, "wb") as out:
-                shutil.copyfileobj(source, out)
-            if dest.name == "secret.key":
-                dest.chmod(0o600)
-            done += member.size
-            progress("files", done, manifest.size)
+        _extract(tar, settings, Path(tmp), manifest, free, progress)
         progress("database", 0, 1)
         if kind == "sqlite":
             _sqlite_path(settings).parent.mkdir(parents=True, exist_ok=True)
@@ -251,3 +232,36 @@ def restore(settings: Settings, archive: Path, progress: Progress) -> Manifest:
                 raise BackupError(f"pg_restore failed: {run.stderr.strip()[:500]}")
         progress("database", 1, 1)
     return manifest
+
+
+def _extract(tar: tarfile.TarFile, settings: Settings, tmp: Path, manifest: Manifest, free: int,
+             progress: Progress) -> None:
+    """The archive's files into the data directory, its database into `tmp`. Extraction is capped: files may
+    grow while a live backup runs, so the manifest's total is a floor, not exact; an archive expanding far past
+    it (a tar bomb) or past the free disk stops the restore."""
+    cap = min(free, 2 * manifest.size + 256 * 1024 * 1024)
+    done = 0
+    for member in tar:
+        if member.name == "manifest.json":
+            continue
+        if not member.isfile() or not (member.name.startswith(("data/", "database/")))\
+                or ".." in Path(member.name).parts or member.name.startswith("/"):
+            raise BackupError(f"--from: unexpected entry {member.name!r} in the archive; not restoring")
+        if done + member.size > cap:
+            raise BackupError(f"--from: the archive expands past {cap:,} bytes (its manifest declares "
+                              f"{manifest.size:,}; the data directory has {free:,} free); not restoring")
+        if member.name.startswith("database/"):
+            dest = tmp / Path(member.name).name
+        else:
+            dest = settings.data_dir / member.name.removeprefix("data/")
+            if dest.name == "secret.key" and dest.exists():
+                raise BackupError(f"--data-dir: {dest} exists; restore into an empty data directory")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        source = tar.extractfile(member)
+        assert source is not None
+        with open(dest, "wb") as out:
+            shutil.copyfileobj(source, out)
+        if dest.name == "secret.key":
+            dest.chmod(0o600)
+        done += member.size
+        progress("files", done, manifest.size)

@@ -34,19 +34,24 @@ def _notice(request: Request, status: int, zh: tuple[str, str], en: tuple[str, s
     return HTMLResponse(render_notice(title, message, lang), status)
 
 
-def resolver(svc: Services) -> Any:
-    limiter = parsers.OpenLimiter(svc.settings.link_opens_per_minute)
-    parser_secret = svc.settings.resolved_parser_secret()
+class _Resolver:
+    """GET /s/{code}: a card link answers the card (a page, or JSON for a vendor's parser), a short link
+    redirects; every open is recorded (a parser's signed fetch is the render receipt)."""
 
-    def record(found: Any, client: str, visitor: str, address: str, mobile: str = "", agent: str = "") -> None:
-        if client == "parser" or limiter.admit(found.link["id"], address):
-            links.record_open(svc, found, client, visitor, mobile, agent)
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.limiter = parsers.OpenLimiter(svc.settings.link_opens_per_minute)
+        self.parser_secret = svc.settings.resolved_parser_secret()
 
-    async def endpoint(request: Request) -> Response:
+    def record(self, found: Any, client: str, visitor: str, address: str, mobile: str = "", agent: str = "") -> None:
+        if client == "parser" or self.limiter.admit(found.link["id"], address):
+            links.record_open(self.svc, found, client, visitor, mobile, agent)
+
+    async def __call__(self, request: Request) -> Response:
         code = request.path_params["code"]
-        found = await links.resolve(svc, code)
+        found = await links.resolve(self.svc, code)
         if found is not None:  # on an account's own link domain, only that account's codes exist
-            owner = await domains.owner_of_host(svc, request.headers.get("host", ""))
+            owner = await domains.owner_of_host(self.svc, request.headers.get("host", ""))
             if owner is not None and owner != found.link["account_id"]:
                 found = None
         if found is None:
@@ -60,32 +65,44 @@ def resolver(svc: Services) -> Any:
         visitor = links.visitor_id(ip, request.headers.get("user-agent", ""))
         agent = links.agent_class(request.headers.get("user-agent", ""))
         if link["kind"] in ("url", "smart"):  # AddShortUrl's and CreateSmartShortUrl's links redirect
-            record(found, "redirect", visitor, ip, agent=agent)
+            self.record(found, "redirect", visitor, ip, agent=agent)
             return RedirectResponse(link["source_url"], 302)
-        card = await links.link_card(svc, link)
+        card = await links.link_card(self.svc, link)
         parser = request.headers.get("x-card-parser", "")
-        wants_json = bool(parser) or "application/json" in request.headers.get("accept", "")
-        params = link["params"] or {}
-        if wants_json:
-            if card.row is None or not card.vendors or (parser and parser not in card.vendors):
-                return JSONResponse({"code": "CARD_NOT_AVAILABLE",
-                                     "message": "the card template is deleted or not approved for this vendor"}, 404)
-            mobile = request.headers.get("x-card-mobile", "")
-            if parser and parsers.verified(parser_secret, parser, code, mobile,
-                                           request.headers.get(parsers.SIGNATURE_HEADER, "")):
-                record(found, "parser", visitor, ip, mobile)  # the render receipt
-            else:  # anyone can send the parser headers: without the vendor's signature it is an open, no render
-                record(found, "browser", visitor, ip, agent=agent)
-            return JSONResponse({"code": "OK", "card": card_json(card.row["body"] or {}, params, card.urls)})
+        if parser or "application/json" in request.headers.get("accept", ""):
+            return self.card_json(request, found, card, parser, visitor, ip, agent)
+        return self.card_page(request, found, card, visitor, ip, agent)
+
+    def card_json(self, request: Request, found: Any, card: Any, parser: str, visitor: str, ip: str,
+                  agent: str) -> Response:
+        """The card as a vendor's parser fetches it."""
+        if card.row is None or not card.vendors or (parser and parser not in card.vendors):
+            return JSONResponse({"code": "CARD_NOT_AVAILABLE",
+                                 "message": "the card template is deleted or not approved for this vendor"}, 404)
+        mobile = request.headers.get("x-card-mobile", "")
+        if parser and parsers.verified(self.parser_secret, parser, request.path_params["code"], mobile,
+                                       request.headers.get(parsers.SIGNATURE_HEADER, "")):
+            self.record(found, "parser", visitor, ip, mobile)  # the render receipt
+        else:  # anyone can send the parser headers: without the vendor's signature it is an open, no render
+            self.record(found, "browser", visitor, ip, agent=agent)
+        return JSONResponse({"code": "OK", "card": card_json(card.row["body"] or {}, found.link["params"] or {},
+                                                             card.urls)})
+
+    def card_page(self, request: Request, found: Any, card: Any, visitor: str, ip: str, agent: str) -> Response:
+        """The card as a web page (a browser without card support); a withdrawn card redirects to the link's
+        source when it has one."""
+        link = found.link
         if card.row is None or not card.vendors:
             if link["source_url"]:
-                record(found, "redirect", visitor, ip, agent=agent)
+                self.record(found, "redirect", visitor, ip, agent=agent)
                 return RedirectResponse(link["source_url"], 302)
             return _notice(request, 410, ("内容已下线", "该卡片内容已不可用。"),
                            ("Content unavailable", "This card is no longer available."))
-        record(found, "browser", visitor, ip, agent=agent)
-        view = card_view(card.row["body"] or {}, params, card.urls)
+        self.record(found, "browser", visitor, ip, agent=agent)
+        view = card_view(card.row["body"] or {}, link["params"] or {}, card.urls)
         title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card.row["name"])
         return HTMLResponse(render_card_page(view, title, _lang(request)))
 
-    return endpoint
+
+def resolver(svc: Services) -> Any:
+    return _Resolver(svc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -52,6 +53,30 @@ class ApiMetrics:
                                  registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5))
 
 
+@dataclass
+class _Call:
+    """What one API call has told about itself so far (its answer and log line use it)."""
+
+    request_id: str
+    action: str = ""
+    fmt: str = "JSON"
+    account: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _fault(call: _Call, exc: Exception) -> tuple[int, str, dict[str, Any]]:
+    """The answer to an unexpected error: 503 when the database could not store the call, else 500."""
+    if storage_unavailable(exc):  # the request was not stored: a retryable answer, not a fault of ours
+        log.warning("api.storage_unavailable", request_id=call.request_id, action=call.action, error=str(exc)[:300])
+        return 503, "ServiceUnavailable", error_body(
+            call.request_id, "ServiceUnavailable", "The database cannot store the request now (disk full or database "
+            f"unreachable); nothing was stored; retry later. RequestId {call.request_id} is in the log.")
+    log.exception("api.fault", request_id=call.request_id, action=call.action)
+    return 500, "InternalError", error_body(call.request_id, "InternalError", "The request processing has failed "
+                                            f"due to some unknown error. RequestId {call.request_id} is in the server "
+                                            "log.")
+
+
 class ApiEndpoint:
     def __init__(self, svc: Services, metrics: ApiMetrics) -> None:
         self.svc = svc
@@ -62,58 +87,51 @@ class ApiEndpoint:
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
-        request_id = new_request_id()
-        action, fmt, account = "", "JSON", None
-        headers: dict[str, str] = {}
+        call = _Call(new_request_id())
         try:
-            api_request = await self._decode(request)
-            params = Params(api_request.query + api_request.form)
-            fmt = params.values.get("Format", "JSON")
-            action = request.headers.get("x-acs-action") or params.values.get("Action", "")
-            op = self._operation(action, request.headers.get("x-acs-version") or params.values.get("Version", ""))
-            key = await self._authenticate(api_request)
-            account = key.account_name
-            audit.set_actor(f"api:{key.key_id}")
-            wait_ms = self.limiter.acquire(key.account_id, key.qps_limit or self.svc.settings.api_qps)
-            if wait_ms:
-                headers["x-acs-retry-after"] = str(wait_ms)
-                raise CardsmsError("Throttling.User", f"Request was denied due to user flow control: account "
-                                   f"{account!r} is over {key.qps_limit or self.svc.settings.api_qps} requests "
-                                   f"per second; retry after {wait_ms} ms")
-            idem = _idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
-            result = await op.handler(Ctx(self.svc, key.account_id, request_id, idem), params)
-            body: dict[str, Any] = {"RequestId": request_id, "Code": "OK", "Message": "OK", **result}
-            if op.card:
-                body["Success"] = True
+            body = await self._answer(request, call)
             status, code = 200, "OK"
         except CardsmsError as exc:
             status, code = exc.http_status, exc.code
             if status == 200:
-                body = {"RequestId": request_id, "Code": exc.code, "Message": exc.message}
-                if action in OPERATIONS and OPERATIONS[action].card:
+                body = {"RequestId": call.request_id, "Code": exc.code, "Message": exc.message}
+                if call.action in OPERATIONS and OPERATIONS[call.action].card:
                     body["Success"] = False
             else:
-                body = error_body(request_id, exc.code, exc.message)
+                body = error_body(call.request_id, exc.code, exc.message)
         except Exception as exc:
-            if storage_unavailable(exc):  # the request was not stored: a retryable answer, not a fault of ours
-                log.warning("api.storage_unavailable", request_id=request_id, action=action, error=str(exc)[:300])
-                status, code = 503, "ServiceUnavailable"
-                body = error_body(request_id, code, "The database cannot store the request now (disk full or "
-                                  "database unreachable); nothing was stored; retry later. RequestId "
-                                  f"{request_id} is in the log.")
-            else:
-                log.exception("api.fault", request_id=request_id, action=action)
-                status, code = 500, "InternalError"
-                body = error_body(request_id, code, f"The request processing has failed due to some unknown error. "
-                                  f"RequestId {request_id} is in the server log.")
+            status, code, body = _fault(call, exc)
         elapsed = time.perf_counter() - started
-        label = action if action in OPERATIONS else "unknown"
+        label = call.action if call.action in OPERATIONS else "unknown"
         self.metrics.requests.labels(label, code).inc()
         self.metrics.latency.labels(label).observe(elapsed)
-        log.info("api.request", request_id=request_id, action=action, account=account, code=code, status=status,
-                 ms=round(elapsed * 1000, 2))
+        log.info("api.request", request_id=call.request_id, action=call.action, account=call.account, code=code,
+                 status=status, ms=round(elapsed * 1000, 2))
         # the XML root element is named after a known operation only; a caller's Action never becomes markup
-        return render(body, action if action in OPERATIONS else "", fmt, status, headers)
+        return render(body, call.action if call.action in OPERATIONS else "", call.fmt, status, call.headers)
+
+    async def _answer(self, request: Request, call: _Call) -> dict[str, Any]:
+        """The OK answer of an authenticated, admitted call (a CardsmsError otherwise)."""
+        api_request = await self._decode(request)
+        params = Params(api_request.query + api_request.form)
+        call.fmt = params.values.get("Format", "JSON")
+        call.action = request.headers.get("x-acs-action") or params.values.get("Action", "")
+        op = self._operation(call.action, request.headers.get("x-acs-version") or params.values.get("Version", ""))
+        key = await self._authenticate(api_request)
+        call.account = key.account_name
+        audit.set_actor(f"api:{key.key_id}")
+        qps = key.qps_limit or self.svc.settings.api_qps
+        wait_ms = self.limiter.acquire(key.account_id, qps)
+        if wait_ms:
+            call.headers["x-acs-retry-after"] = str(wait_ms)
+            raise CardsmsError("Throttling.User", f"Request was denied due to user flow control: account "
+                               f"{call.account!r} is over {qps} requests per second; retry after {wait_ms} ms")
+        idem = _idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+        result = await op.handler(Ctx(self.svc, key.account_id, call.request_id, idem), params)
+        body: dict[str, Any] = {"RequestId": call.request_id, "Code": "OK", "Message": "OK", **result}
+        if op.card:
+            body["Success"] = True
+        return body
 
     @staticmethod
     async def _decode(request: Request) -> auth.ApiRequest:
