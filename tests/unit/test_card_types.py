@@ -119,10 +119,10 @@ def test_items_come_in_sets_and_personal_red_packets_need_a_parameter() -> None:
 def test_docs_cards_md_shows_the_rules_the_code_applies() -> None:
     from pathlib import Path
 
-    from cardsms.domain.card import types_table
+    from cardsms.domain.card_types import types_table
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "cards.md").read_text()
-    assert types_table() in doc, "docs/cards.md's table is out of date: paste cardsms.domain.card.types_table()"
+    assert types_table() in doc, "docs/cards.md's table is out of date: paste cardsms.domain.card_types.types_table()"
 
 
 @pytest.mark.parametrize("card_type", sorted(CARD_TYPE_NAMES))

@@ -14,15 +14,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from cardsms.domain.card_types import (  # noqa: F401  (the card types, re-exported with the model)
+    BODY_MAX,
+    BUTTON_MAX,
+    CARD_TYPE_NAMES,
+    LONG_BODY_MAX,
+    MAX_PARAMS,
+    MAX_VARS_PER_TEXT,
+    SUPPORTED_CARD_TYPES,
+    TARGET_MAX,
+    TEMPLATE_NAME_MAX,
+    TITLE_MAX,
+    TYPE_RULES,
+    TypeRule,
+)
 from cardsms.domain.errors import MAX_JSON_DEPTH, CardsmsError, json_too_deep
-
-CARD_TYPE_NAMES: dict[int, str] = {
-    1: "horizontal-slide 1", 2: "horizontal-slide 2", 3: "general notification", 4: "video",
-    5: "image-text", 6: "trip notification", 7: "multi image-text", 8: "red packet", 9: "news",
-    10: "e-commerce", 11: "carousel 16:9", 12: "carousel 1:1", 13: "carousel 48:65",
-    14: "video image-text", 15: "long text", 16: "personalised red packet",
-    17: "e-commerce multi-product", 18: "image-text video", 19: "single coupon", 20: "multi coupon",
-}
 
 RATIOS = ("oneToOne", "sixteenToNine", "threeToOne", "fortyEightToSixtyFive")
 ACTION_TYPES = (
@@ -31,76 +37,12 @@ ACTION_TYPES = (
 )
 ELEMENT_TYPES = ("TEXT", "IMAGE", "VIDEO", "BUTTON")
 
-TEMPLATE_NAME_MAX = 19  # "param templateName length must < 20"
-TITLE_MAX = 30
-BODY_MAX = 200
-LONG_BODY_MAX = 1000
-BUTTON_MAX = 16
-MAX_PARAMS = 20
-MAX_VARS_PER_TEXT = 3
-TARGET_MAX = 1000
-
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,9}")
 _PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 _PHONE_TARGET = re.compile(r"\+?[0-9\-]{3,20}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _TRIAL_WORDS = ("测试", "test")
-
-
-@dataclass(frozen=True, slots=True)
-class TypeRule:
-    """What one page of a card type holds: (min, max) counts of each element kind."""
-
-    pages: tuple[int, int]
-    images: tuple[int, int]
-    videos: tuple[int, int]
-    titles: tuple[int, int]
-    bodies: tuple[int, int]
-    buttons: tuple[int, int]
-    max_lines: int  # 1 = line breaks not allowed
-    ratio: str | None  # the image ratio the type requires
-    body_max: int = BODY_MAX
-    same_count: tuple[str, ...] = ()  # element kinds that come in sets (one title and one price per product)
-    personal: bool = False  # the title or a body must hold a parameter (filled per recipient)
-    button_max: int = BUTTON_MAX
-
-
-# Per page, (min, max) of: pages, images, videos, titles, bodies, buttons. Types 3, 4, 5, 7, 11-13 and 15 follow
-# Alibaba's samples; the others are our reading of each type's name and sample picture (docs/cards.md):
-# horizontal-slide cards are 2-10 swipeable pages of a square picture with a title (type 1 also a line of
-# text); a trip notification is a title and up to 6 lines of details; a red packet a picture, a title, a line
-# and one button (personalised: with the recipient's own value in it); news up to 4 picture-and-headline
-# items; e-commerce one square product picture with its name, price lines and buttons (multi-product: 2-4
-# products, a name and a price each); video image-text and image-text video a video and a 16:9 picture with
-# their text; a coupon a title with its value and terms and a button to claim it (multi: 2-4 coupons, a name
-# and a value each).
-TYPE_RULES: dict[int, TypeRule] = {
-    1: TypeRule((2, 10), (1, 1), (0, 0), (1, 1), (0, 1), (0, 1), 1, "oneToOne"),
-    2: TypeRule((2, 10), (1, 1), (0, 0), (1, 1), (0, 0), (0, 1), 1, "oneToOne"),
-    3: TypeRule((1, 1), (0, 1), (0, 0), (1, 1), (1, 3), (0, 2), 1, None),
-    4: TypeRule((1, 1), (0, 0), (1, 1), (1, 1), (0, 1), (0, 2), 1, None),
-    5: TypeRule((1, 1), (1, 1), (0, 0), (1, 1), (1, 1), (1, 2), 1, "sixteenToNine"),
-    6: TypeRule((1, 1), (0, 1), (0, 0), (1, 1), (1, 6), (0, 2), 1, "threeToOne"),
-    7: TypeRule((1, 1), (2, 4), (0, 0), (1, 4), (0, 4), (0, 2), 1, None),
-    8: TypeRule((1, 1), (1, 1), (0, 0), (1, 1), (0, 1), (1, 1), 1, "fortyEightToSixtyFive", button_max=8),
-    9: TypeRule((1, 1), (1, 4), (0, 0), (1, 4), (0, 4), (0, 1), 1, "sixteenToNine", same_count=("images", "titles")),
-    10: TypeRule((1, 1), (1, 1), (0, 0), (1, 1), (1, 2), (1, 2), 1, "oneToOne"),
-    11: TypeRule((2, 5), (1, 1), (0, 0), (1, 1), (0, 1), (0, 2), 11, "sixteenToNine"),
-    12: TypeRule((2, 5), (1, 1), (0, 0), (1, 1), (0, 1), (0, 2), 11, "oneToOne"),
-    13: TypeRule((2, 5), (1, 1), (0, 0), (1, 1), (0, 1), (0, 2), 11, "fortyEightToSixtyFive"),
-    14: TypeRule((1, 1), (1, 1), (1, 1), (1, 1), (0, 1), (0, 2), 1, "sixteenToNine"),
-    15: TypeRule((1, 1), (0, 1), (0, 0), (1, 1), (1, 1), (0, 2), 30, None, LONG_BODY_MAX),
-    16: TypeRule((1, 1), (1, 1), (0, 0), (1, 1), (0, 1), (1, 1), 1, "fortyEightToSixtyFive", personal=True,
-                 button_max=8),
-    17: TypeRule((1, 1), (2, 4), (0, 0), (2, 4), (2, 4), (0, 2), 1, "oneToOne",
-                 same_count=("images", "titles", "bodies")),
-    18: TypeRule((1, 1), (1, 1), (1, 1), (1, 1), (0, 1), (0, 2), 1, "sixteenToNine"),
-    19: TypeRule((1, 1), (0, 1), (0, 0), (1, 1), (1, 2), (1, 1), 1, "oneToOne", button_max=8),
-    20: TypeRule((1, 1), (0, 1), (0, 0), (2, 4), (2, 4), (1, 2), 1, "oneToOne", same_count=("titles", "bodies"),
-                 button_max=8),
-}
-SUPPORTED_CARD_TYPES = frozenset(TYPE_RULES)
 
 
 def _bad(rule: str) -> CardsmsError:
@@ -227,6 +169,29 @@ def _text(value: Any, field_name: str) -> str:
     return value.strip()
 
 
+def _parse_param(p: Any, where: str, seen: list[str]) -> dict[str, Any]:
+    """One declared template parameter, normalised: {"name": "${x}", "type": 1-9, "example": ...}."""
+    if not isinstance(p, dict):
+        raise _bad(f"param {where} must be an object with name, type, example")
+    pname = _text(p.get("name"), f"{where}.name")
+    m = re.fullmatch(r"\$\{(.*)\}", pname)
+    bare = m.group(1) if m else pname
+    if not _PARAM_NAME.fullmatch(bare):
+        raise _bad(f"param {where}.name {pname!r}: letters and digits only, starting with a letter, "
+                   "at most 10 characters, no underscore")
+    if bare in seen:
+        raise _bad(f"param {where}.name {pname!r} is defined twice")
+    ptype = p.get("type", 1)
+    if isinstance(ptype, str) and ptype.isdigit():
+        ptype = int(ptype)
+    if not isinstance(ptype, int) or isinstance(ptype, bool) or not 1 <= ptype <= 9:
+        raise _bad(f"param {where}.type must be an integer 1-9")
+    example = _text(p.get("example"), f"{where}.example")
+    if not 1 <= len(example) <= 20:
+        raise _bad(f"param {where}.example must be 1-20 characters")
+    return {"name": "${" + bare + "}", "type": ptype, "example": example}
+
+
 def _parse_extend_info(raw: Any) -> tuple[dict[str, Any], list[str]]:
     if raw is None:
         raw = {}
@@ -243,30 +208,10 @@ def _parse_extend_info(raw: Any) -> tuple[dict[str, Any], list[str]]:
         raise _bad("param extendInfo.params must be a list")
     if len(raw_params) > MAX_PARAMS:
         raise _bad(f"param extendInfo.params: at most {MAX_PARAMS} parameters, got {len(raw_params)}")
-    params: list[str] = []
-    norm_params = []
+    norm_params: list[dict[str, Any]] = []
     for i, p in enumerate(raw_params, 1):
-        where = f"extendInfo.params[{i}]"
-        if not isinstance(p, dict):
-            raise _bad(f"param {where} must be an object with name, type, example")
-        pname = _text(p.get("name"), f"{where}.name")
-        m = re.fullmatch(r"\$\{(.*)\}", pname)
-        bare = m.group(1) if m else pname
-        if not _PARAM_NAME.fullmatch(bare):
-            raise _bad(f"param {where}.name {pname!r}: letters and digits only, starting with a letter, "
-                       "at most 10 characters, no underscore")
-        if bare in params:
-            raise _bad(f"param {where}.name {pname!r} is defined twice")
-        ptype = p.get("type", 1)
-        if isinstance(ptype, str) and ptype.isdigit():
-            ptype = int(ptype)
-        if not isinstance(ptype, int) or isinstance(ptype, bool) or not 1 <= ptype <= 9:
-            raise _bad(f"param {where}.type must be an integer 1-9")
-        example = _text(p.get("example"), f"{where}.example")
-        if not 1 <= len(example) <= 20:
-            raise _bad(f"param {where}.example must be 1-20 characters")
-        params.append(bare)
-        norm_params.append({"name": "${" + bare + "}", "type": ptype, "example": example})
+        norm_params.append(_parse_param(p, f"extendInfo.params[{i}]", [n["name"][2:-1] for n in norm_params]))
+    params = [n["name"][2:-1] for n in norm_params]
     user_ext = raw.get("userExt") or {}
     if not isinstance(user_ext, dict) or not all(isinstance(k, str) for k in user_ext):
         raise _bad("param extendInfo.userExt must be an object")
@@ -421,6 +366,27 @@ def _is_url(value: str, https_only: bool = True) -> bool:
     return parts.scheme in schemes and bool(parts.netloc) and " " not in value
 
 
+def _app_target(where: str, raw: dict[str, Any], resolved: str) -> dict[str, Any]:
+    """OPEN_APP's packageName (one or more) and floorUrl (the page shown without the app), checked."""
+    packages = raw.get("packageName")
+    if isinstance(packages, str):
+        packages = [p.strip() for p in packages.split(",") if p.strip()]
+    if not isinstance(packages, list) or not packages:
+        raise CardsmsError("MissingParameter", f"param {where}.action.packageName is required for OPEN_APP")
+    for p in packages:
+        if not isinstance(p, str) or not _PACKAGE.fullmatch(p):
+            raise _bad(f"param {where}.action.packageName {p!r} is not a package name like com.example.app")
+    floor = _text(raw.get("floorUrl"), f"{where}.action.floorUrl")
+    if not floor:
+        raise CardsmsError("MissingParameter", f"param {where}.action.floorUrl is required for OPEN_APP "
+                           "(the page shown when the app is not installed)")
+    if not _is_url(_PLACEHOLDER.sub("x", floor)):
+        raise _bad(f"param {where}.action.floorUrl must be an https URL")
+    if "://" not in resolved:
+        raise _bad(f"param {where}.action.target must be a deep link such as app://path for OPEN_APP")
+    return {"packageName": packages, "floorUrl": floor}
+
+
 def _parse_action(where: str, action_type: Any, raw: Any, params: set[str]) -> tuple[str, dict[str, Any]]:
     if action_type not in ACTION_TYPES:
         raise _bad(f"param {where}.actionType must be one of {', '.join(ACTION_TYPES)}, got {action_type!r}")
@@ -446,23 +412,7 @@ def _parse_action(where: str, action_type: Any, raw: Any, params: set[str]) -> t
             raise _bad(f"param {where}: OPEN_URL cannot trigger a download or open an app; "
                        "use OPEN_BROWSER for a download page")
     elif action_type == "OPEN_APP":
-        packages = raw.get("packageName")
-        if isinstance(packages, str):
-            packages = [p.strip() for p in packages.split(",") if p.strip()]
-        if not isinstance(packages, list) or not packages:
-            raise CardsmsError("MissingParameter", f"param {where}.action.packageName is required for OPEN_APP")
-        for p in packages:
-            if not isinstance(p, str) or not _PACKAGE.fullmatch(p):
-                raise _bad(f"param {where}.action.packageName {p!r} is not a package name like com.example.app")
-        floor = _text(raw.get("floorUrl"), f"{where}.action.floorUrl")
-        if not floor:
-            raise CardsmsError("MissingParameter", f"param {where}.action.floorUrl is required for OPEN_APP "
-                               "(the page shown when the app is not installed)")
-        if not _is_url(_PLACEHOLDER.sub("x", floor)):
-            raise _bad(f"param {where}.action.floorUrl must be an https URL")
-        if "://" not in resolved:
-            raise _bad(f"param {where}.action.target must be a deep link such as app://path for OPEN_APP")
-        action.update(packageName=packages, floorUrl=floor)
+        action.update(_app_target(where, raw, resolved))
     elif action_type in ("DIAL_PHONE", "OPEN_SMS"):
         if not _PHONE_TARGET.fullmatch(resolved):
             raise _bad(f"param {where}.action.target must be a phone number of at most 20 characters")
@@ -483,36 +433,3 @@ def _check_trial_words(card: CardTemplate) -> None:
 
 def placeholder_names(text: str) -> list[str]:
     return _PLACEHOLDER.findall(text)
-
-
-def types_table() -> str:
-    """docs/cards.md's table of the card types, made from TYPE_RULES and the vendor matrix (a test keeps the
-    document in step with this data)."""
-    from cardsms.domain.vendors import CARD_TYPE_SUPPORT, Vendor
-
-    order = (Vendor.HUAWEI, Vendor.HONOR, Vendor.XIAOMI, Vendor.OPPO, Vendor.VIVO, Vendor.MEIZU)
-    kinds = {"images": "images", "titles": "titles", "bodies": "texts"}
-
-    def span(pair: tuple[int, int]) -> str:
-        return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}-{pair[1]}"
-
-    rows = ["| cardType | type | pages | images | videos | titles | texts | buttons | image ratio | also | vendors |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for t in sorted(CARD_TYPE_NAMES):
-        k = TYPE_RULES[t]
-        extra = []
-        if k.same_count:
-            extra.append("as many " + " as ".join(kinds[c] for c in k.same_count))
-        if k.personal:
-            extra.append("a parameter in the title or text")
-        if k.max_lines > 1:
-            extra.append(f"line breaks, ≤{k.max_lines} lines")
-        if k.body_max != BODY_MAX:
-            extra.append(f"text ≤{k.body_max} chars")
-        if k.button_max != BUTTON_MAX:
-            extra.append(f"button labels ≤{k.button_max} chars")
-        vendors = ", ".join(v.value for v in order if v in CARD_TYPE_SUPPORT[t])
-        rows.append(f"| {t} | {CARD_TYPE_NAMES[t]} | {span(k.pages)} | {span(k.images)} | {span(k.videos)} | "
-                    f"{span(k.titles)} | {span(k.bodies)} | {span(k.buttons)} | {k.ratio or '–'} | "
-                    f"{'; '.join(extra) or '–'} | {vendors} |")
-    return "\n".join(rows) + "\n"

@@ -93,21 +93,11 @@ async def order(svc: Services, account_id: int, order_type: str, name: str, *, s
         raise CardsmsError("isv.INVALID_PARAMETERS", f"SignIndustry: must be one of {INDUSTRIES}")
     creating = order_type == "CREATE_DIGITALSMS_SIGN"
     fields = check_context(context, required=creating) if order_type != "DELETE_DIGITALSMS_SIGN" else {}
-    now = svc.now()
+    values = {"sign_source": sign_source, "sign_industry": sign_industry, "qualification_id": qualification_id,
+              "context": fields or None, "extend_message": extend_message or None}
     async with svc.write() as conn:
         if creating:
-            exists = await conn.scalar(select(digital_signs.c.id).where(
-                digital_signs.c.account_id == account_id, digital_signs.c.name_key == name.lower()))
-            if exists is not None:
-                raise CardsmsError("isv.SMS_SIGNATURE_ILLEGAL", f"digital signature {name!r} exists already; "
-                                                                "update it with UPDATE_DIGITALSMS_SIGN")
-            code = f"DIGSIGN_{account_id}_{int(now.timestamp() * 1000)}_{secrets.token_urlsafe(4)}"
-            result = await conn.execute(insert(digital_signs).values(
-                account_id=account_id, name=name, name_key=name.lower(), code=code, sign_source=sign_source or 0,
-                sign_industry=sign_industry or 0, qualification_id=qualification_id, context=fields,
-                extend_message=extend_message, submitter=submitter, version=1, status=0, reason="",
-                created_at=now, updated_at=now))
-            sign_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            sign_id, code = await _create(conn, svc, account_id, name, values, submitter)
         else:
             row = await _get(conn, account_id, name)
             sign_id, code = int(row["id"]), str(row["code"])
@@ -117,19 +107,30 @@ async def order(svc: Services, account_id: int, order_type: str, name: str, *, s
                                                          reviews.c.subject_kind == "dsign",
                                                          reviews.c.subject_id == sign_id))
                 return {"signId": sign_id, "signCode": code, "signOrderId": sign_id, "signName": row["name"]}
-            changes: dict[str, Any] = {"updated_at": now, "version": row["version"] + 1}
-            for key, value in (("sign_source", sign_source), ("sign_industry", sign_industry),
-                               ("qualification_id", qualification_id)):
-                if value is not None:
-                    changes[key] = value
-            if fields:
-                changes["context"] = fields
-            if extend_message:
-                changes["extend_message"] = extend_message
-            await conn.execute(update(digital_signs).where(digital_signs.c.id == sign_id).values(**changes))
+            changes = {k: v for k, v in values.items() if v is not None}
+            await conn.execute(update(digital_signs).where(digital_signs.c.id == sign_id).values(
+                updated_at=svc.now(), version=row["version"] + 1, **changes))
         await review.submit(conn, svc, account_id, "dsign", sign_id,
                             {carrier: (ReviewState.REVIEWING, "") for carrier in CARRIERS})
     return {"signId": sign_id, "signCode": code, "signOrderId": sign_id, "signName": name}
+
+
+async def _create(conn: Any, svc: Services, account_id: int, name: str, values: dict[str, Any], submitter: str
+                  ) -> tuple[int, str]:
+    """A new digital signature (id, code); the name must be new in the account."""
+    exists = await conn.scalar(select(digital_signs.c.id).where(
+        digital_signs.c.account_id == account_id, digital_signs.c.name_key == name.lower()))
+    if exists is not None:
+        raise CardsmsError("isv.SMS_SIGNATURE_ILLEGAL", f"digital signature {name!r} exists already; "
+                                                        "update it with UPDATE_DIGITALSMS_SIGN")
+    now = svc.now()
+    code = f"DIGSIGN_{account_id}_{int(now.timestamp() * 1000)}_{secrets.token_urlsafe(4)}"
+    result = await conn.execute(insert(digital_signs).values(
+        account_id=account_id, name=name, name_key=name.lower(), code=code, sign_source=values["sign_source"] or 0,
+        sign_industry=values["sign_industry"] or 0, qualification_id=values["qualification_id"],
+        context=values["context"] or {}, extend_message=values["extend_message"] or "", submitter=submitter,
+        version=1, status=0, reason="", created_at=now, updated_at=now))
+    return int(result.inserted_primary_key[0]), code
 
 
 async def query(svc: Services, account_id: int, name: str) -> dict[str, Any]:

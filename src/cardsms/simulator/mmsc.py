@@ -122,25 +122,34 @@ class SimulatedMmsc:
                                 text="a multimedia message needs content", http=500)
         message_id = f"{self._prefix}{next(self._ids)}"
         self.accepted += 1
-        if self._log is not None:
-            self._log.write(json.dumps({
-                "message_id": message_id, "recipients": list(req.recipients), "subject": req.subject,
-                "vasp_id": req.vasp_id, "vas_id": req.vas_id, "sender": req.sender, "schema": decoded.schema,
-                "delivery_report": req.delivery_report, "expiry": req.expiry.isoformat() if req.expiry else "",
-                "parts": [{"content_id": p.content_id, "type": p.content_type, "size": len(p.data),
-                           "location": p.location, "sha256": hashlib.sha256(p.data).hexdigest()} for p in req.parts],
-                "at": datetime.now(UTC).isoformat()}, ensure_ascii=False) + "\n")
-            self._log.flush()
+        self._write_log(message_id, req, decoded.schema)
         if req.delivery_report and self.opt.report_url:
-            tried = asyncio.Event() if self.opt.report_first else None
-            task = asyncio.create_task(self._after(message_id, req, decoded.schema, tried))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            if tried is not None:  # an MMSC whose report overtakes its own answer
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5):
-                        await tried.wait()
+            await self._report_later(message_id, req, decoded.schema)
         return self._answer("SubmitRsp", req.transaction_id, wire.SUCCESS, decoded.schema, message_id=message_id)
+
+    def _write_log(self, message_id: str, req: Any, schema: str) -> None:
+        if self._log is None:
+            return
+        self._log.write(json.dumps({
+            "message_id": message_id, "recipients": list(req.recipients), "subject": req.subject,
+            "vasp_id": req.vasp_id, "vas_id": req.vas_id, "sender": req.sender, "schema": schema,
+            "delivery_report": req.delivery_report, "expiry": req.expiry.isoformat() if req.expiry else "",
+            "parts": [{"content_id": p.content_id, "type": p.content_type, "size": len(p.data),
+                       "location": p.location, "sha256": hashlib.sha256(p.data).hexdigest()} for p in req.parts],
+            "at": datetime.now(UTC).isoformat()}, ensure_ascii=False) + "\n")
+        self._log.flush()
+
+    async def _report_later(self, message_id: str, req: Any, schema: str) -> None:
+        """Deliver the message's reports in the background; with report_first, wait (at most 5 s) for the first
+        report's first try before the SubmitRsp goes out."""
+        tried = asyncio.Event() if self.opt.report_first else None
+        task = asyncio.create_task(self._after(message_id, req, schema, tried))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if tried is not None:  # an MMSC whose report overtakes its own answer
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await tried.wait()
 
     def _status(self, number: str) -> str:
         if share_hit(number, "mm7-fail", self.opt.fail_share):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -46,48 +47,54 @@ async def settings_page(console: Console, request: Request, session: Session) ->
                        **await _settings_context(console, session))
 
 
+async def _create_key(console: Console, session: Session, form: dict[str, str]) -> tuple[str, str] | None:
+    return await accounts.create_access_key(console.svc, session.account, form.get("description", "")[:200])
+
+
+async def _toggle_key(console: Console, session: Session, form: dict[str, str]) -> None:
+    await accounts.set_access_key_enabled(console.svc, form.get("key_id", ""), form.get("enable") == "1",
+                                          account_id=session.account_id)
+
+
+async def _set_alert(console: Console, session: Session, form: dict[str, str]) -> None:
+    raw = form.get("daily_alert", "").strip()
+    if raw and not raw.isdigit():
+        raise CardsmsError("isv.INVALID_PARAMETERS", f"daily_alert: a whole number of messages, or empty for none; "
+                           f"got {raw[:20]!r}")
+    await alerts.set_daily_alert(console.svc, session.account_id, int(raw) if raw else None)
+
+
+Section = Callable[[Any, Session, dict[str, str]], Awaitable[Any]]  # (console, session, form)
+SECTIONS: dict[str, Section] = {
+    "keys": _create_key,
+    "keys-toggle": _toggle_key,
+    "webhook": lambda c, s, f: webhooks.set_webhook(c.svc, s.account_id, f.get("kind", ""), f.get("url", "")),
+    "webhook-remove": lambda c, s, f: webhooks.remove_webhook(c.svc, s.account_id, f.get("kind", "")),
+    "suppress": lambda c, s, f: suppression.add_suppressed(c.svc, s.account_id, f.get("phone", ""),
+                                                           f.get("detail", "")),
+    "unsuppress": lambda c, s, f: suppression.remove_suppressed(c.svc, s.account_id, f.get("phone", "")),
+    "alert": _set_alert,
+    "domain": lambda c, s, f: domains.add_domain(c.svc, s.account_id, f.get("domain", ""), f.get("default") == "1"),
+    "domain-remove": lambda c, s, f: domains.remove_domain(c.svc, s.account_id, f.get("domain", "")),
+    "domain-default": lambda c, s, f: domains.set_default(c.svc, s.account_id, f.get("domain", "")),
+    "frequency": lambda c, s, f: _frequency_post(c, s, f),
+    "window": lambda c, s, f: accounts.set_send_window(c.svc, s.account, f.get("window", "").strip() or "default",
+                                                       f.get("hold_api_sends") == "1"),
+}
+
+
 async def settings_post(console: Console, request: Request, session: Session) -> Response:
+    """One settings section's form (admins): the section's change, then the page again (with a new AccessKey's
+    secret shown once, or the section's error)."""
     form = await text_form(request)
     section = request.path_params["section"]
+    if section not in SECTIONS:
+        return PlainTextResponse(f"unknown settings section {section!r}", 404)
     errors: dict[str, str] = {}
     created = None
     try:
-        if section == "keys":
-            key_id, secret = await accounts.create_access_key(console.svc, session.account,
-                                                              form.get("description", "")[:200])
-            created = (key_id, secret)
-        elif section == "keys-toggle":
-            await accounts.set_access_key_enabled(console.svc, form.get("key_id", ""), form.get("enable") == "1",
-                                                  account_id=session.account_id)
-        elif section == "webhook":
-            await webhooks.set_webhook(console.svc, session.account_id, form.get("kind", ""), form.get("url", ""))
-        elif section == "webhook-remove":
-            await webhooks.remove_webhook(console.svc, session.account_id, form.get("kind", ""))
-        elif section == "suppress":
-            await suppression.add_suppressed(console.svc, session.account_id, form.get("phone", ""),
-                                             form.get("detail", ""))
-        elif section == "unsuppress":
-            await suppression.remove_suppressed(console.svc, session.account_id, form.get("phone", ""))
-        elif section == "alert":
-            raw = form.get("daily_alert", "").strip()
-            if raw and not raw.isdigit():
-                raise CardsmsError("isv.INVALID_PARAMETERS", f"daily_alert: a whole number of messages, or "
-                                   f"empty for none; got {raw[:20]!r}")
-            await alerts.set_daily_alert(console.svc, session.account_id, int(raw) if raw else None)
-        elif section == "domain":
-            await domains.add_domain(console.svc, session.account_id, form.get("domain", ""),
-                                     form.get("default") == "1")
-        elif section == "domain-remove":
-            await domains.remove_domain(console.svc, session.account_id, form.get("domain", ""))
-        elif section == "domain-default":
-            await domains.set_default(console.svc, session.account_id, form.get("domain", ""))
-        elif section == "frequency":
-            await _frequency_post(console, session, form)
-        elif section == "window":
-            await accounts.set_send_window(console.svc, session.account, form.get("window", "").strip() or "default",
-                                           form.get("hold_api_sends") == "1")
-        else:
-            return PlainTextResponse(f"unknown settings section {section!r}", 404)
+        result = await SECTIONS[section](console, session, form)
+        created = result if section == "keys" else None
     except CardsmsError as exc:
         errors[section] = exc.message
     except accounts.AccountError as exc:
@@ -95,7 +102,7 @@ async def settings_post(console: Console, request: Request, session: Session) ->
     if not errors and created is None:
         return RedirectResponse("/console/settings", 303)
     return console.render(request, "settings.html", session, 400 if errors else 200, errors=errors,
-                       created=created, **await _settings_context(console, session))
+                          created=created, **await _settings_context(console, session))
 
 
 async def _frequency_post(console: Console, session: Session, form: dict[str, str]) -> None:
