@@ -89,18 +89,17 @@ def http_server(app: Any, settings: Settings) -> Any:
     return Server(config)
 
 
+HostOption = Annotated[str | None, typer.Option(help="listen address")]
+PortOption = Annotated[int | None, typer.Option(help="listen port", min=1, max=65535)]
+SmscOption = Annotated[list[str] | None, typer.Option(
+    "--smsc", help="an SMSC or ISMG as smpp://SYSTEM_ID:PASSWORD@HOST:PORT, smpps://... (TLS) or "
+                   "cmpp://SPID:SECRET@HOST:PORT?version=3.0 (repeatable; replaces the simulator in `serve`, "
+                   "required by `worker`; options in docs/sending.md)")]
+
+
 @app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="listen address")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port", min=1, max=65535)] = None,
-    data_dir: DataDir = None,
-    smsc: Annotated[list[str] | None, typer.Option(
-        "--smsc", help="an SMSC or ISMG as smpp://SYSTEM_ID:PASSWORD@HOST:PORT, smpps://... (TLS) or "
-                       "cmpp://SPID:SECRET@HOST:PORT?version=3.0 (repeatable; replaces the simulator; options in "
-                       "docs/sending.md)",
-    )] = None,
-    digital: DigitalOption = None,
-) -> None:
+def serve(host: HostOption = None, port: PortOption = None, data_dir: DataDir = None, smsc: SmscOption = None,
+          digital: DigitalOption = None) -> None:
     """Run the embedded default: API, dispatcher, simulated SMSC, handsets and review in one process."""
 
     from cardsms.bootstrap import ensure_demo
@@ -112,35 +111,35 @@ def serve(
 
     async def _main() -> None:
         svc = await open_services(settings)
-        welcome = await ensure_demo(svc)
-        base = settings.base_url
-        out.print(f"cardsms {__version__} listening on {base}", highlight=False)
-        out.print(f"  console:   {base}/console/", highlight=False)
-        if welcome.admin_password:  # the first start only: later starts say where the secrets are
-            out.print(f"  admin:     {welcome.admin_user} / {welcome.admin_password}", highlight=False)
-        else:
-            where = (f"first-start password in {welcome.password_file}" if welcome.password_file.exists()
-                     else "see `cardsms user --help` to set a password")
-            out.print(f"  admin:     {welcome.admin_user} ({where})", highlight=False)
-        if welcome.key_id and welcome.key_secret:
-            out.print(f"  AccessKey: {welcome.key_id} / {welcome.key_secret}", highlight=False)
-        elif welcome.key_id:
-            where = (f"secret in {welcome.key_file}" if welcome.key_file.exists()
-                     else "create one with `cardsms accesskey create --account demo`")
-            out.print(f"  AccessKey: {welcome.key_id} ({where})", highlight=False)
-        out.print(f"  data dir:  {settings.data_dir.resolve()}", highlight=False)
+        _welcome(settings, await ensure_demo(svc))
         await http_server(create_app(svc, build_delivery(svc)), settings).serve()
 
     profiled(lambda: run_server(_main, settings))
 
 
+def _welcome(settings: Settings, welcome: Any) -> None:
+    """What `serve` prints at start: where the console is, the admin login and the demo AccessKey."""
+    base = settings.base_url
+    out.print(f"cardsms {__version__} listening on {base}", highlight=False)
+    out.print(f"  console:   {base}/console/", highlight=False)
+    if welcome.admin_password:  # the first start only: later starts say where the secrets are
+        out.print(f"  admin:     {welcome.admin_user} / {welcome.admin_password}", highlight=False)
+    else:
+        where = (f"first-start password in {welcome.password_file}" if welcome.password_file.exists()
+                 else "see `cardsms user --help` to set a password")
+        out.print(f"  admin:     {welcome.admin_user} ({where})", highlight=False)
+    if welcome.key_id and welcome.key_secret:
+        out.print(f"  AccessKey: {welcome.key_id} / {welcome.key_secret}", highlight=False)
+    elif welcome.key_id:
+        where = (f"secret in {welcome.key_file}" if welcome.key_file.exists()
+                 else "create one with `cardsms accesskey create --account demo`")
+        out.print(f"  AccessKey: {welcome.key_id} ({where})", highlight=False)
+    out.print(f"  data dir:  {settings.data_dir.resolve()}", highlight=False)
+
+
 @app.command()
-def api(
-    host: Annotated[str | None, typer.Option(help="listen address")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port", min=1, max=65535)] = None,
-    data_dir: DataDir = None,
-    digital: DigitalOption = None,
-) -> None:
+def api(host: HostOption = None, port: PortOption = None, data_dir: DataDir = None,
+        digital: DigitalOption = None) -> None:
     """Scale-out: serve the API, the console and the short links only (workers send); PostgreSQL. With
     --digital (the workers' MM7 links) it takes the MMSCs' reports and replies on /mm7/<link name>."""
 
@@ -162,20 +161,10 @@ def api(
 
 
 @app.command()
-def worker(
-    data_dir: DataDir = None,
-    smsc: Annotated[list[str] | None, typer.Option(
-        "--smsc", help="an SMSC or ISMG as smpp://, smpps:// or cmpp:// URL, e.g. "
-                       "smpp://SYSTEM_ID:PASSWORD@HOST:PORT?binds=N (repeatable; docs/sending.md)")] = None,
-    digital: DigitalOption = None,
-) -> None:
+def worker(data_dir: DataDir = None, smsc: SmscOption = None, digital: DigitalOption = None) -> None:
     """Scale-out: dispatch messages, hold SMPP binds, run mass tasks; PostgreSQL. Start several. MM7 links
     (--digital) submit here; their reports and replies go to `cardsms api` started with the same links."""
-    import signal
-
     from cardsms.logs import configure_logging
-    from cardsms.services import task_runner
-    from cardsms.stopping import StopWatchdog, stop_services
 
     settings = load_settings(data_dir=data_dir, smsc=smsc or None, digital=digital or None)
     if settings.is_sqlite:
@@ -183,26 +172,30 @@ def worker(
     if not settings.smsc:
         raise fail("--smsc: a worker needs at least one SMSC (the simulated one runs only inside `serve`)")
     configure_logging(settings)
-
-    async def _main() -> None:
-        svc = await open_services(settings)
-        delivery = build_delivery(svc)
-        await delivery.start()
-        assert delivery.lease is not None
-        out.print(f"cardsms {__version__} worker {delivery.lease.worker_id} running", highlight=False)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        runner = asyncio.create_task(task_runner.run_forever(svc), name="task-runner")
-        watchdog = StopWatchdog(stop_deadline(settings))
-        try:
-            await stop.wait()
-            watchdog.arm()
-        finally:
-            await stop_services(svc, delivery, [runner])
-            watchdog.finished = True
-
-    run_server(_main, settings)
+    run_server(lambda: _work(settings), settings)
 
 
+async def _work(settings: Settings) -> None:
+    """A worker's life: deliver and run tasks until SIGTERM or SIGINT, then stop within the deadline."""
+    import signal
+
+    from cardsms.services import task_runner
+    from cardsms.stopping import StopWatchdog, stop_services
+
+    svc = await open_services(settings)
+    delivery = build_delivery(svc)
+    await delivery.start()
+    assert delivery.lease is not None
+    out.print(f"cardsms {__version__} worker {delivery.lease.worker_id} running", highlight=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(task_runner.run_forever(svc), name="task-runner")
+    watchdog = StopWatchdog(stop_deadline(settings))
+    try:
+        await stop.wait()
+        watchdog.arm()
+    finally:
+        await stop_services(svc, delivery, [runner])
+        watchdog.finished = True

@@ -48,6 +48,20 @@ def _memo(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return run
 
 
+def _constant_defaults(table: Table, given: set[str]) -> dict[str, Any] | None:
+    """The scalar defaults of the columns the rows leave out; None when one is a callable (SQLAlchemy's job)."""
+    constants: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in given or column.primary_key:
+            continue
+        default = column.default
+        if default is not None:
+            if not getattr(default, "is_scalar", False):
+                return None  # a callable default: leave it to SQLAlchemy
+            constants[column.name] = default.arg  # type: ignore[attr-defined]
+    return constants
+
+
 def _plan(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
           ) -> list[tuple[str, tuple[Any, ...]]] | None:
     """The statements that insert `rows`: (SQL, flat parameters), a chunk of rows each."""
@@ -55,15 +69,9 @@ def _plan(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
     keys = set(names)
     if any(len(r) != len(names) or r.keys() != keys for r in rows):
         return None
-    constants: dict[str, Any] = {}
-    for column in table.columns:
-        if column.name in keys or column.primary_key:
-            continue
-        default = column.default
-        if default is not None:
-            if not getattr(default, "is_scalar", False):
-                return None  # a callable default: leave it to SQLAlchemy
-            constants[column.name] = default.arg  # type: ignore[attr-defined]
+    constants = _constant_defaults(table, keys)
+    if constants is None:
+        return None
     dialect = conn.dialect
 
     def process(name: str) -> Any:

@@ -188,37 +188,38 @@ class Mm7Link:
         schema, tid = decoded.schema, decoded.transaction_id
         try:
             if decoded.kind == "DeliveryReportReq":
-                rep = wire.delivery_report_req(decoded)
-                match = "stored" if rep.message_id in self.pending or self.match is None \
-                    else await self.match(self.name, rep.message_id)
-                if match == "in_flight":
-                    return self._error(500, wire.SERVER_ERROR, f"MessageID {rep.message_id[:80]!r} is not known "
-                                       "yet (its submit is still being answered): send the report again", tid,
-                                       schema)
-                if match == "unknown":
-                    return self._error(400, wire.MESSAGE_ID_NOT_FOUND,
-                                       f"MessageID {rep.message_id[:80]!r} was not submitted on this link", tid, schema)
-                stat = wire.MM_STATUS_STATS[rep.mm_status]
-                if stat:  # DeferredRetrieval is not final: the handset retrieves later, and a report follows
-                    self.pending.discard(rep.message_id)
-                    await self.accept(Inbound(self.name, True, "+" + rep.recipient.lstrip("+"), rep.sender, "",
-                                            rep.message_id, stat, rep.mm_status if stat != "DELIVRD" else "",
-                                            rep.date.astimezone(UTC), self.cfg.service_code))
-                self.reports += 1
-                ctype, out = wire.encode_response("DeliveryReportRsp", tid, wire.SUCCESS, schema,
-                                                  version=self.cfg.version)
-                return 200, ctype, out
+                return await self._report(wire.delivery_report_req(decoded), tid, schema)
             if decoded.kind == "DeliverReq":
                 mo = wire.deliver_req(decoded)
                 to = mo.recipients[0] if mo.recipients else self.cfg.service_code
                 await self.accept(Inbound(self.name, False, "+" + mo.sender.lstrip("+"), to, mo.text, "", "", "",
-                                        datetime.now(UTC), self.cfg.service_code))
+                                          datetime.now(UTC), self.cfg.service_code))
                 ctype, out = wire.encode_response("DeliverRsp", tid, wire.SUCCESS, schema, version=self.cfg.version)
                 return 200, ctype, out
         except wire.Mm7Error as exc:
             return self._error(400, exc.status, exc.text, tid, schema)
         return self._error(400, wire.UNSUPPORTED_OPERATION, f"{decoded.kind} is not an operation a VASP takes",
                            tid, schema)
+
+    async def _report(self, rep: Any, tid: str, schema: str) -> tuple[int, str, bytes]:
+        """A DeliveryReportReq: matched to its message (or refused, see `inbound`), kept, answered."""
+        match = "stored" if rep.message_id in self.pending or self.match is None \
+            else await self.match(self.name, rep.message_id)
+        if match == "in_flight":
+            return self._error(500, wire.SERVER_ERROR, f"MessageID {rep.message_id[:80]!r} is not known yet (its "
+                               "submit is still being answered): send the report again", tid, schema)
+        if match == "unknown":
+            return self._error(400, wire.MESSAGE_ID_NOT_FOUND,
+                               f"MessageID {rep.message_id[:80]!r} was not submitted on this link", tid, schema)
+        stat = wire.MM_STATUS_STATS[rep.mm_status]
+        if stat:  # DeferredRetrieval is not final: the handset retrieves later, and a report follows
+            self.pending.discard(rep.message_id)
+            await self.accept(Inbound(self.name, True, "+" + rep.recipient.lstrip("+"), rep.sender, "",
+                                      rep.message_id, stat, rep.mm_status if stat != "DELIVRD" else "",
+                                      rep.date.astimezone(UTC), self.cfg.service_code))
+        self.reports += 1
+        ctype, out = wire.encode_response("DeliveryReportRsp", tid, wire.SUCCESS, schema, version=self.cfg.version)
+        return 200, ctype, out
 
     def _error(self, http: int, status: int, text: str, tid: str, schema: str) -> tuple[int, str, bytes]:
         ctype, out = wire.encode_response("VASPErrorRsp", tid, status, schema, text=text, version=self.cfg.version)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import case, delete, exists, func, literal_column, select
@@ -24,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from cardsms.db.schema import (
     daily_stats,
     early_receipts,
+    frequency_guard,
     link_opens,
     message_events,
     messages,
@@ -34,6 +36,7 @@ from cardsms.services.core import Services
 from cardsms.services.receipts import FINAL_STATES
 
 PURGE_BATCH = 2_000
+GUARD_DAYS = 2  # frequency_guard rows older than this are deleted (no window of frequency control is longer)
 KEY = ("account_id", "day", "task_id", "channel", "state", "sign_name", "template_code", "card_template_code",
        "template_type", "international")
 COUNTS = ("messages", "segments", "rendered", "opened", "replies")
@@ -68,35 +71,9 @@ async def purge(svc: Services, batch: int = PURGE_BATCH, max_batches: int = 1_00
     """Fold and delete what is past retention, a batch per transaction; returns how much and in how many.
     `between(batches_done)` runs after each batch, outside any transaction (a test shows sends go on there)."""
     cutoff = svc.now() - timedelta(days=svc.settings.retention_days)
-    insert = pg_insert if not svc.settings.is_sqlite else sqlite_insert
-
-    async def one_batch(conn: Any) -> int:
-        ids = [r[0] for r in await conn.execute(select(messages.c.id).where(
-            messages.c.created_at < cutoff, messages.c.state.in_(FINAL_STATES)).order_by(messages.c.id).limit(batch))]
-        if not ids:
-            return 0
-        groups = [dict(zip(KEY + COUNTS, (*row[:9], bool(row[9]), *(int(x or 0) for x in row[10:])), strict=True))
-                  for row in await conn.execute(_fold_query(ids))]
-        stmt = insert(daily_stats)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=list(KEY), set_={c: getattr(daily_stats.c, c) + getattr(stmt.excluded, c) for c in COUNTS}),
-            groups)
-        await conn.execute(delete(message_events).where(message_events.c.message_id.in_(ids)))
-        await conn.execute(delete(messages).where(messages.c.id.in_(ids)))
-        return len(ids)
-
-    async def tidy(conn: Any) -> None:
-        await conn.execute(delete(link_opens).where(link_opens.c.at < cutoff))
-        await conn.execute(delete(early_receipts).where(early_receipts.c.received_at < cutoff))
-        # old replies whose message was folded (its aggregate counted them) or that answered no message
-        await conn.execute(delete(replies).where(replies.c.received_at < cutoff, ~exists(
-            select(messages.c.id).where(messages.c.id == replies.c.message_id))))
-        await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.created_at < cutoff,
-                                                        webhook_outbox.c.state != "pending"))
-
     total = batches = 0
     while batches < max_batches:
-        n = await svc.write(one_batch)
+        n = await svc.write(partial(_fold_batch, svc=svc, cutoff=cutoff, batch=batch))
         if not n:
             break
         total += n
@@ -104,8 +81,37 @@ async def purge(svc: Services, batch: int = PURGE_BATCH, max_batches: int = 1_00
         await asyncio.sleep(0)  # between batches the writer takes whatever else is queued
         if between is not None:
             await between(batches)
-    await svc.write(tidy)
+    await svc.write(partial(_tidy, cutoff=cutoff, guard_cutoff=svc.now() - timedelta(days=GUARD_DAYS)))
     return Purged(total, batches)
+
+
+async def _fold_batch(conn: Any, svc: Services, cutoff: datetime, batch: int) -> int:
+    """Fold a batch of final messages older than the cutoff into daily_stats and delete them with their events."""
+    ids = [r[0] for r in await conn.execute(select(messages.c.id).where(
+        messages.c.created_at < cutoff, messages.c.state.in_(FINAL_STATES)).order_by(messages.c.id).limit(batch))]
+    if not ids:
+        return 0
+    groups = [dict(zip(KEY + COUNTS, (*row[:9], bool(row[9]), *(int(x or 0) for x in row[10:])), strict=True))
+              for row in await conn.execute(_fold_query(ids))]
+    stmt = (pg_insert if not svc.settings.is_sqlite else sqlite_insert)(daily_stats)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=list(KEY), set_={c: getattr(daily_stats.c, c) + getattr(stmt.excluded, c) for c in COUNTS}),
+        groups)
+    await conn.execute(delete(message_events).where(message_events.c.message_id.in_(ids)))
+    await conn.execute(delete(messages).where(messages.c.id.in_(ids)))
+    return len(ids)
+
+
+async def _tidy(conn: Any, cutoff: datetime, guard_cutoff: datetime) -> None:
+    await conn.execute(delete(link_opens).where(link_opens.c.at < cutoff))
+    await conn.execute(delete(early_receipts).where(early_receipts.c.received_at < cutoff))
+    # old replies whose message was folded (its aggregate counted them) or that answered no message
+    await conn.execute(delete(replies).where(replies.c.received_at < cutoff, ~exists(
+        select(messages.c.id).where(messages.c.id == replies.c.message_id))))
+    await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.created_at < cutoff,
+                                                    webhook_outbox.c.state != "pending"))
+    # frequency control's lock rows (PostgreSQL): a number not sent to for two days needs none
+    await conn.execute(delete(frequency_guard).where(frequency_guard.c.at < guard_cutoff))
 
 
 def stats_filters(*, account_id: int | None = None, days: tuple[str, str] | list[str] | None = None,

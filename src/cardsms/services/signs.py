@@ -158,6 +158,25 @@ class SignInput:
     more_data: list[str]
 
 
+async def _check_letter(conn: AsyncConnection, account_id: int, s: SignInput, qual: Any) -> None:
+    """A signature for third-party use rests on an approved authorization letter of the qualification's
+    organisation that names the signature."""
+    from cardsms.services import qualifications as q
+
+    if s.authorization_letter_id is None:
+        raise q.bad("AuthorizationLetterId is required when ThirdParty is true: a signature for third-party "
+                    "use rests on an authorization letter (CreateSmsAuthorizationLetter)")
+    letter = await q.get_document(conn, account_id, "letter", s.authorization_letter_id, "AuthorizationLetterId")
+    if letter["status"] != ReviewState.APPROVED:
+        raise q.bad(f"AuthorizationLetterId {letter['id']}: the letter is not approved yet")
+    if letter["organization_code"] != qual["organization_code"]:
+        raise q.bad(f"AuthorizationLetterId {letter['id']}: its unified social credit code "
+                    f"{letter['organization_code']} is not the qualification's {qual['organization_code']}")
+    if s.name not in letter["details"].get("SignList", []):
+        raise q.bad(f"AuthorizationLetterId {letter['id']}: the letter does not authorize the signature "
+                    f"{s.name!r} (its SignList)")
+
+
 async def _check_grounds(conn: AsyncConnection, account_id: int, s: SignInput) -> dict[str, Any]:
     """The records a signature rests on, each checked against the rule that requires it; returns `details`."""
     from cardsms.services import qualifications as q
@@ -172,18 +191,7 @@ async def _check_grounds(conn: AsyncConnection, account_id: int, s: SignInput) -
         raise q.bad(f"QualificationId {s.qualification_id}: a signature for {use} needs a qualification "
                     f"submitted with UseBySelf {str(not s.third_party).lower()}")
     if s.third_party:
-        if s.authorization_letter_id is None:
-            raise q.bad("AuthorizationLetterId is required when ThirdParty is true: a signature for third-party "
-                        "use rests on an authorization letter (CreateSmsAuthorizationLetter)")
-        letter = await q.get_document(conn, account_id, "letter", s.authorization_letter_id, "AuthorizationLetterId")
-        if letter["status"] != ReviewState.APPROVED:
-            raise q.bad(f"AuthorizationLetterId {letter['id']}: the letter is not approved yet")
-        if letter["organization_code"] != qual["organization_code"]:
-            raise q.bad(f"AuthorizationLetterId {letter['id']}: its unified social credit code "
-                        f"{letter['organization_code']} is not the qualification's {qual['organization_code']}")
-        if s.name not in letter["details"].get("SignList", []):
-            raise q.bad(f"AuthorizationLetterId {letter['id']}: the letter does not authorize the signature "
-                        f"{s.name!r} (its SignList)")
+        await _check_letter(conn, account_id, s, qual)
     if s.sign_source == 5:
         if s.trademark_id is None:
             raise q.bad("TrademarkId is required when SignSource is 5 (trademark): CreateSmsTrademark first")

@@ -25,6 +25,23 @@ async def task_stats(svc: Services, task_id: int) -> dict[str, int]:
     return (await tasks_stats(svc, [task_id]))[task_id]
 
 
+def _count(stats: dict[str, int], channel: str, state: str, n: int, rendered: int, opened: int,
+           limited: int) -> None:
+    """Add one (channel, state) group of a task's messages to its counts."""
+    if state == "skipped":
+        stats["skipped"] += n
+        stats["limited"] += limited
+        return
+    stats["card" if channel == "card" else "fallback"] += n
+    stats["queued" if state in ("queued", "paused", "submitting") else "submitted"] += n
+    if state == "delivered":
+        stats["delivered"] += n
+    elif state in ("failed", "expired"):
+        stats["failed"] += n
+    stats["rendered"] += rendered
+    stats["opened"] += opened
+
+
 async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     """`task_stats` of several tasks in two grouped queries (the task list refreshes them all)."""
     keys = ("queued", "submitted", "card", "fallback", "delivered", "failed", "rendered", "opened", "skipped",
@@ -51,19 +68,7 @@ async def tasks_stats(svc: Services, task_ids: Sequence[int]) -> dict[int, dict[
         replied += (await conn.execute(select(d.task_id, func.sum(d.replies)).where(
             *stats_filters(task_ids=list(task_ids))).group_by(d.task_id))).all()
     for task_id, channel, state, n, rendered, opened, limited in rows:
-        stats = out[task_id]
-        if state == "skipped":
-            stats["skipped"] += n
-            stats["limited"] += int(limited or 0)
-            continue
-        stats["card" if channel == "card" else "fallback"] += n
-        stats["queued" if state in ("queued", "paused", "submitting") else "submitted"] += n
-        if state == "delivered":
-            stats["delivered"] += n
-        elif state in ("failed", "expired"):
-            stats["failed"] += n
-        stats["rendered"] += int(rendered or 0)
-        stats["opened"] += int(opened or 0)
+        _count(out[task_id], channel, state, n, int(rendered or 0), int(opened or 0), int(limited or 0))
     for task_id, n in replied:
         out[task_id]["replies"] += int(n or 0)
     return out

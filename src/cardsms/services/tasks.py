@@ -128,6 +128,27 @@ async def _check_columns(svc: Services, account_id: int, form: TaskForm, columns
                                   f"the recipients have {', '.join(columns) or 'no parameter columns'}")
 
 
+async def _recipients_of(svc: Services, account_id: int, form: TaskForm, data: bytes | None, file_name: str
+                         ) -> tuple[Any, str]:
+    """The task's audience (a saved one, or the file's import just started) and the state the task starts in."""
+    if form.audience_id is not None:
+        aud = await imports.get_audience(svc, account_id, form.audience_id)
+        if aud["state"] != "ready":
+            raise field_error("audience_id", f"audience {aud['name']!r} is {aud['state']}, not ready")
+        await _check_columns(svc, account_id, form, list(aud["columns"]))
+        return aud, _start_state(form)
+    assert data is not None
+    audience_id = await imports.start_import(svc, account_id, name=form.name, saved=False, file_name=file_name,
+                                             data=data)
+    aud = await imports.get_audience(svc, account_id, audience_id)
+    try:
+        await _check_columns(svc, account_id, form, list(aud["columns"]))
+    except CardsmsError:
+        await imports.delete_audience(svc, account_id, audience_id)
+        raise
+    return aud, "importing"
+
+
 async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_name: str = "",
                       data: bytes | None = None, created_by: str = "") -> int:
     """Check every field, then create the task; with a file, its import runs in the background."""
@@ -135,25 +156,10 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
     await _check_form(svc, account_id, form, window)
     if (data is None) == (form.audience_id is None):
         raise field_error("file", "import a file of numbers or choose a saved audience (one of the two)")
-    if form.audience_id is not None:
-        aud = await imports.get_audience(svc, account_id, form.audience_id)
-        if aud["state"] != "ready":
-            raise field_error("audience_id", f"audience {aud['name']!r} is {aud['state']}, not ready")
-        await _check_columns(svc, account_id, form, list(aud["columns"]))
-        audience_id, state = int(aud["id"]), _start_state(form)
-        if state == "sending" and not window.contains(svc.now()):
-            state = "waiting"
-    else:
-        assert data is not None
-        audience_id = await imports.start_import(svc, account_id, name=form.name, saved=False,
-                                                 file_name=file_name, data=data)
-        aud = await imports.get_audience(svc, account_id, audience_id)
-        try:
-            await _check_columns(svc, account_id, form, list(aud["columns"]))
-        except CardsmsError:
-            await imports.delete_audience(svc, account_id, audience_id)
-            raise
-        state = "importing"
+    aud, state = await _recipients_of(svc, account_id, form, data, file_name)
+    if state == "sending" and not window.contains(svc.now()):
+        state = "waiting"
+    audience_id = int(aud["id"])
     now = svc.now()
     async with svc.write() as conn:
         result = await conn.execute(tasks.insert().values(
