@@ -21,6 +21,7 @@ from alibabacloud_dysmsapi20170525 import models as m
 from sqlalchemy import func, select
 
 from cardsms.db.schema import early_receipts, message_events, messages
+from cardsms.delivery import mm7_decode
 from cardsms.delivery import mm7_wire as wire
 from cardsms.services.core import Services
 from tests.conftest import BACKENDS, env_for, new_tenant, run_with_services
@@ -173,7 +174,7 @@ def test_the_mm7_inbound_path_refuses_hostile_and_unauthenticated_requests(reque
         for bad, status in hostile.items():
             resp = httpx.post(url, content=bad, headers={"content-type": "text/xml", "authorization": auth})
             assert resp.status_code == 400, resp.text
-            answer = wire.response(wire.decode(resp.headers["content-type"], resp.content))
+            answer = mm7_decode.response(mm7_decode.decode(resp.headers["content-type"], resp.content))
             assert answer.fault and answer.kind == "VASPErrorRsp" and answer.status == status
         # a 100 MB attachment is refused at the route's limit
         big = httpx.post(url, content=b"x" * (100 * 1024 * 1024),
@@ -182,7 +183,7 @@ def test_the_mm7_inbound_path_refuses_hostile_and_unauthenticated_requests(reque
         # a well-formed report of a MessageID this link never got is refused (2005), and nothing is kept
         unknown = httpx.post(url, content=body, headers={"content-type": ctype, "authorization": auth})
         assert unknown.status_code == 400
-        assert wire.response(wire.decode(unknown.headers["content-type"], unknown.content)).status == \
+        assert mm7_decode.response(mm7_decode.decode(unknown.headers["content-type"], unknown.content)).status == \
             wire.MESSAGE_ID_NOT_FOUND
         assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
 

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cardsms.delivery import mm7_decode
 from cardsms.delivery import mm7_wire as w
 from cardsms.delivery.connector import SubmitError
 from cardsms.delivery.digital import DigitalContent
@@ -155,7 +156,7 @@ def test_a_submit_conforms_and_every_attachment_arrives_byte_equal(schema: str) 
     for sent, got in zip(parts, media[1:], strict=True):
         assert got["Content-ID"] == f"<{sent.content_id}>" and got["Content-Location"] == sent.location
         assert got.get_payload(decode=True) == sent.data
-    back = w.submit_req(w.decode(ctype, body))  # our own reader agrees
+    back = mm7_decode.submit_req(mm7_decode.decode(ctype, body))  # our own reader agrees
     assert back.recipients == req.recipients and back.subject == "订单" and back.sender == "106900001"
     assert [hashlib.sha256(p.data).hexdigest() for p in back.parts] == [hashlib.sha256(p.data).hexdigest()
                                                                        for p in parts]
@@ -166,7 +167,7 @@ def test_responses_conform(kind: str) -> None:
     ctype, body = w.encode_response(kind, "tx-9", 1000, message_id="MID-1")
     answer = body_element(envelope_of(ctype, body)[0])
     conforms(answer, w.DEFAULT_SCHEMA)
-    got = w.response(w.decode(ctype, body))
+    got = mm7_decode.response(mm7_decode.decode(ctype, body))
     assert (got.kind, got.status, got.transaction_id) == (kind, 1000, "tx-9")
     assert got.message_id == ("MID-1" if kind == "SubmitRsp" else "")
 
@@ -179,7 +180,7 @@ def test_error_responses_are_soap_faults_with_the_mm7_status_in_their_detail(kin
     detail = fault.find("detail")
     assert detail is not None
     conforms(detail[0], w.DEFAULT_SCHEMA)
-    got = w.response(w.decode(ctype, body))
+    got = mm7_decode.response(mm7_decode.decode(ctype, body))
     assert got.fault and got.status == 2007 and got.kind == kind
 
 
@@ -188,14 +189,14 @@ def test_a_delivery_report_and_a_reply_conform_and_read_back() -> None:
                               "Retrieved", "ok", "mmsc-1")
     ctype, body = w.encode_delivery_report(rep)
     conforms(body_element(envelope_of(ctype, body)[0]), w.DEFAULT_SCHEMA)
-    assert w.delivery_report_req(w.decode(ctype, body)) == rep
+    assert mm7_decode.delivery_report_req(mm7_decode.decode(ctype, body)) == rep
     mo = w.DeliverReq("tx-4", "8613800000001", ("106900001",), "LNK", "re",
                       parts=(w.Part("text/plain;charset=utf-8", b"R", "t1", "reply.txt"),))
     ctype, body = w.encode_deliver(mo)
     env, attachments = envelope_of(ctype, body)
     conforms(body_element(env), w.DEFAULT_SCHEMA)
     assert [p.get_payload(decode=True) for p in attachments["<mm7-content>"].iter_parts()][1:] == [b"R"]
-    back = w.deliver_req(w.decode(ctype, body))
+    back = mm7_decode.deliver_req(mm7_decode.decode(ctype, body))
     assert back.text == "R" and back.sender == "8613800000001" and back.linked_id == "LNK"
 
 
@@ -222,7 +223,7 @@ HOSTILE = {
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_envelopes_are_refused_with_an_mm7_status(name: str) -> None:
     with pytest.raises(w.Mm7Error) as caught:
-        w.decode("text/xml", HOSTILE[name])
+        mm7_decode.decode("text/xml", HOSTILE[name])
     assert caught.value.status in (w.FORMAT_CORRUPT, w.UNSUPPORTED_VERSION)
 
 
@@ -231,7 +232,7 @@ def test_a_delivery_report_with_an_unknown_status_or_no_message_id_is_a_validati
     ctype, body = w.encode_delivery_report(rep)
     for bad in (body.replace(b">Retrieved<", b">Gone<"), body.replace(b">M<", b"><")):
         with pytest.raises(w.Mm7Error) as caught:
-            w.delivery_report_req(w.decode(ctype, bad))
+            mm7_decode.delivery_report_req(mm7_decode.decode(ctype, bad))
         assert caught.value.status == w.VALIDATION_ERROR
 
 
@@ -240,7 +241,7 @@ def test_a_delivery_report_with_an_unknown_status_or_no_message_id_is_a_validati
                                                  "multipart/related", "application/json"]))
 def test_any_bytes_decode_or_raise_a_named_mm7_error(data: bytes, ctype: str) -> None:
     try:
-        got = w.decode(ctype, data)
+        got = mm7_decode.decode(ctype, data)
     except w.Mm7Error as exc:
         assert exc.status in w.STATUS_TEXT and exc.text
     else:
@@ -350,7 +351,7 @@ def test_what_the_standard_librarys_mime_writer_makes_reads_back_byte_equal() ->
     head, _, body = raw.partition(b"\r\n\r\n")
     ctype = next(line.split(b":", 1)[1].strip().decode() for line in head.replace(b"\r\n\t", b" ").replace(
         b"\r\n ", b" ").split(b"\r\n") if line.lower().startswith(b"content-type"))
-    got = w.submit_req(w.decode(ctype, body))
+    got = mm7_decode.submit_req(mm7_decode.decode(ctype, body))
     assert got.recipients == ("8613800000009",)
     assert [(p.content_id, p.location, p.data) for p in got.parts] == [
         ("t1", "", ("第一行\n第二行 " * 20).encode()), ("i1", "photo.png", PNG)]
@@ -361,5 +362,5 @@ def test_what_the_standard_librarys_mime_writer_makes_reads_back_byte_equal() ->
                                   b"".join(b"--b\r\n\r\nx\r\n" for _ in range(100)) + b"--b--\r\n"])
 def test_a_multipart_that_breaks_the_rules_is_a_format_error(body: bytes) -> None:
     with pytest.raises(w.Mm7Error) as caught:
-        w.decode('multipart/related; boundary="b"', body)
+        mm7_decode.decode('multipart/related; boundary="b"', body)
     assert caught.value.status == w.FORMAT_CORRUPT

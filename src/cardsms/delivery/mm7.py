@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 import structlog
 
+from cardsms.delivery import mm7_decode
 from cardsms.delivery import mm7_wire as wire
 from cardsms.delivery.connector import Inbound, SubmitError, TokenBucket
 from cardsms.delivery.digital import ContentLoader, DigitalMessage
@@ -137,7 +138,7 @@ class Mm7Link:
             raise SubmitError("MM7_THROTTLED", f"HTTP {resp.status_code}: the MMSC asks us to slow down", True,
                               throttled=True)
         try:
-            answer = wire.response(wire.decode(resp.headers.get("content-type", ""), resp.content))
+            answer = mm7_decode.response(mm7_decode.decode(resp.headers.get("content-type", ""), resp.content))
         except wire.Mm7Error as exc:
             if resp.status_code >= 500:
                 raise SubmitError(f"HTTP{resp.status_code}", f"the MMSC failed (HTTP {resp.status_code})", True) \
@@ -182,15 +183,15 @@ class Mm7Link:
         report overtook its own SubmitRsp) is answered 3000, so that the MMSC sends it again."""
         schema = self.cfg.schema
         try:
-            decoded = wire.decode(content_type, body)
+            decoded = mm7_decode.decode(content_type, body)
         except wire.Mm7Error as exc:
             return self._error(400 if exc.status < 3000 else 500, exc.status, exc.text, "", schema)
         schema, tid = decoded.schema, decoded.transaction_id
         try:
             if decoded.kind == "DeliveryReportReq":
-                return await self._report(wire.delivery_report_req(decoded), tid, schema)
+                return await self._report(mm7_decode.delivery_report_req(decoded), tid, schema)
             if decoded.kind == "DeliverReq":
-                mo = wire.deliver_req(decoded)
+                mo = mm7_decode.deliver_req(decoded)
                 to = mo.recipients[0] if mo.recipients else self.cfg.service_code
                 await self.accept(Inbound(self.name, False, "+" + mo.sender.lstrip("+"), to, mo.text, "", "", "",
                                           datetime.now(UTC), self.cfg.service_code))

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cardsms.delivery import mm7_decode
 from cardsms.delivery import mm7_wire as wire
 from cardsms.simulator.center import share_hit
 
@@ -103,11 +104,11 @@ class SimulatedMmsc:
                 return self._answer("RSErrorRsp", "", 2004, wire.DEFAULT_SCHEMA, http=413,
                                     text=f"the request is larger than {MAX_SUBMIT_BYTES} bytes")
         try:
-            decoded = wire.decode(request.headers.get("content-type", ""), bytes(body))
+            decoded = mm7_decode.decode(request.headers.get("content-type", ""), bytes(body))
             if decoded.kind != "SubmitReq":
                 return self._answer("RSErrorRsp", decoded.transaction_id, wire.UNSUPPORTED_OPERATION, decoded.schema,
                                     text=f"{decoded.kind} is not taken here", http=500)
-            req = wire.submit_req(decoded)
+            req = mm7_decode.submit_req(decoded)
         except wire.Mm7Error as exc:
             return self._answer("RSErrorRsp", "", exc.status, wire.DEFAULT_SCHEMA, text=exc.text, http=500)
         if self.opt.vasp_id and req.vasp_id != self.opt.vasp_id:
@@ -190,7 +191,7 @@ class SimulatedMmsc:
                 async with self._report_slots:
                     resp = await self.client.post(self.opt.report_url, content=body, auth=auth,
                                                   headers={"content-type": content_type, "soapaction": '""'})
-                answer = wire.response(wire.decode(resp.headers.get("content-type", ""), resp.content))
+                answer = mm7_decode.response(mm7_decode.decode(resp.headers.get("content-type", ""), resp.content))
                 if resp.status_code == 200 and wire.status_class(answer.status) == "success":
                     return attempt + 1
                 log.warning("mmsc.report_refused", http=resp.status_code, status=answer.status,
