@@ -309,7 +309,7 @@ def test_a_dripping_receiver_does_not_hold_another_accounts_webhooks(
         async def report(account: str) -> None:
             async def queue(conn: Any) -> None:
                 await hooks.enqueue(conn, svc, [(ids[account], "SmsReport", {"phone_number": "13800138000"})])
-            await svc.write(queue)
+            await svc.execute_write(queue)
 
         sender = WebhookSender(svc)
         runner = asyncio.create_task(sender.run())
@@ -533,7 +533,7 @@ def test_a_stored_import_path_names_no_file_outside_the_imports_folder(
     async def body(svc: Services) -> None:
         await accounts.create_account(svc, "restored")
         acc = await accounts.account_id(svc, "restored")
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             ids = [int((await conn.execute(audiences.insert().values(
                 account_id=acc, name="x", saved=True, state="importing", file_name="f", file_path=path, columns=[],
                 lines_done=0, total=1, valid=0, duplicates=0, invalid=0, suppressed=0, error="",
@@ -617,7 +617,7 @@ def test_a_login_replaces_a_weaker_password_hash_and_unknown_names_are_checked_t
         salt = b"s" * 16
         weak = "scrypt$16384$8$1$" + salt.hex() + "$" + hashlib.scrypt(b"ops-pass-123", salt=salt, n=2**14, r=8,
                                                                         p=1, dklen=32).hex()
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             await conn.execute(update(users).where(users.c.username == "ops").values(password_hash=weak))
         assert isinstance(await authenticate(svc, "ops", "ops-pass-123", ""), Session)
         async with svc.read() as conn:

@@ -33,7 +33,7 @@ def test_bulk_insert_stores_what_sqlalchemy_stores(tmp_path: Path, backend: str,
 
 
 async def _compare(svc: Services) -> None:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(insert(short_links), [_link(i) for i in range(5)])
         ids = await insert_returning_ids(conn, short_links, [_link(i, code=f"bulk{i:04d}") for i in range(5)])
     async with svc.read() as conn:
@@ -45,7 +45,7 @@ async def _compare(svc: Services) -> None:
                {k: v for k, v in b.items() if k not in ("id", "code")}
     assert [r["code"] for r in bulk] == [f"bulk{i:04d}" for i in range(5)]
     # the newest rows deleted: the next ids are still the ones handed back
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(delete(short_links).where(short_links.c.id.in_(ids[-2:])))
         again = await insert_returning_ids(conn, short_links, [_link(i, code=f"more{i:04d}") for i in range(3)])
     async with svc.read() as conn:
@@ -53,7 +53,7 @@ async def _compare(svc: Services) -> None:
             short_links.c.code.like("more%")))).all())
     assert [stored[f"more{i:04d}"] for i in range(3)] == again
     # a column left out gets its default
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await insert_rows(conn, message_events, [
             {"account_id": 7, "message_id": i, "kind": "queued", "at": datetime.now(UTC)} for i in (1, 2)])
     async with svc.read() as conn:
@@ -76,7 +76,7 @@ async def _fetch_and_update(svc: Services) -> None:
     async def insert_many(conn: Any) -> list[int]:
         return await insert_returning_ids(conn, short_links, rows)
 
-    ids = await svc.write(insert_many)
+    ids = await svc.execute_write(insert_many)
     query = select(short_links).where(short_links.c.id.in_(ids[::7])).order_by(short_links.c.id)
     async with svc.read() as conn:
         expected = [dict(r) for r in (await conn.execute(query)).mappings()]
@@ -88,7 +88,7 @@ async def _fetch_and_update(svc: Services) -> None:
         await update_rows(conn, short_links, [{"id": i, "page_views": n, "name": f"n{n}"} for n, i in enumerate(ids)],
                           where=short_links.c.deleted.is_(False), sqlite_where="+short_links.deleted = 0")
 
-    await svc.write(update_some)
+    await svc.execute_write(update_some)
     async with svc.read() as conn:
         after = {r.id: (r.page_views, r.name, r.deleted) for r in await conn.execute(select(short_links))}
     for n, i in enumerate(ids):

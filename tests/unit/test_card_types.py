@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cardsms.domain.card import CARD_TYPE_NAMES, TYPE_RULES, parse_card_template
+from cardsms.domain.card import parse_card_template
+from cardsms.domain.card_types import CARD_TYPE_NAMES, TYPE_RULES
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.vendors import CARD_TYPE_SUPPORT
 

@@ -27,7 +27,7 @@ async def _claims_and_recovery(svc: Services) -> None:
     box = Outbox(svc, account_id=1)
     for priority, phone in ((2, "13800000002"), (1, "13800000001"), (0, "13800000000"), (2, "13800000003")):
         box.add(biz_id="b", channel="digital", number=normalise_number(phone), content="x", priority=priority)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await box.write(conn)
     dispatcher = Dispatcher(svc, [], NoDigitalChannel())
     first = await dispatcher.claim(2)

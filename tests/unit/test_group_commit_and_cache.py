@@ -37,7 +37,7 @@ def test_group_commit_batches_and_isolates_a_bad_item(tmp_path: Path, backend: s
 
 
 async def _group_commit(svc: Services) -> None:
-    writer: GroupCommit[int | None, int] = GroupCommit(svc.write, partial(_write_events, svc=svc))
+    writer: GroupCommit[int | None, int] = GroupCommit(svc.execute_write, partial(_write_events, svc=svc))
     results = await asyncio.gather(*(writer.submit(i) for i in range(1, 201)))
     assert results == [-i for i in range(1, 201)]  # every caller gets its own answer
     assert writer.items == 200 and writer.batches < 20  # they shared transactions
@@ -68,19 +68,19 @@ async def _cache(svc: Services) -> None:
         return await svc.caches.memo("test-signs", {"signs"}, "shop", load)
 
     now = datetime.now(UTC)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(insert(signs).values(
             account_id=1, name="Shop", name_key="shop", sign_type=0, sign_source=0, status=0, files=[],
             created_at=now, updated_at=now))
     assert await status() == 0 and await status() == 0 and len(loads) == 1  # the second read is cached
-    async with svc.write() as conn:  # another table: the cache stays
+    async with svc.hold_writer() as conn:  # another table: the cache stays
         await insert_rows(conn, message_events, [{"account_id": 1, "message_id": 1, "kind": "x", "at": now}])
     assert await status() == 0 and len(loads) == 1
     with pytest.raises(RuntimeError):
-        async with svc.write() as conn:  # rolled back: nothing changed, the cache stays
+        async with svc.hold_writer() as conn:  # rolled back: nothing changed, the cache stays
             await conn.execute(update(signs).values(status=2))
             raise RuntimeError("roll back")
     assert await status() == 0 and len(loads) == 1
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(signs).where(signs.c.name_key == "shop").values(status=1))
     assert await status() == 1 and len(loads) == 2  # committed: read again at once

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cardsms.domain.card import ACTION_TYPES, CARD_TYPE_NAMES, SUPPORTED_CARD_TYPES
+from cardsms.domain.card import ACTION_TYPES
+from cardsms.domain.card_types import CARD_TYPE_NAMES, SUPPORTED_CARD_TYPES
 
 MAX_PAGES = 10  # a template holds at most 10 pages (horizontal-slide cards use them all)
 MAX_ELEMENTS = 12

@@ -20,7 +20,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 ROWS_PER_STATEMENT = 500
@@ -100,6 +100,14 @@ def _plan(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
         sql = f'INSERT INTO "{table.name}" ({columns}) VALUES {", ".join([one] * count)}'
         statements.append((sql, tuple(params[first * width:(first + count) * width])))
     return statements
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the one row an INSERT wrote."""
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:
+        raise ValueError("the statement inserted no row with a primary key")
+    return int(key[0])
 
 
 async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:

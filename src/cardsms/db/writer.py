@@ -15,7 +15,7 @@ stops taking jobs after `budget` seconds, so an urgent write waits at most for o
 transaction, never behind a queue of dispatcher work.
 
 A *hold* parks the thread so that the event loop can run a transaction of its own on the write
-connection (`Services.write()` used as a context manager, for cold paths whose statements depend on
+connection (`Services.hold_writer()`, for cold paths whose statements depend on
 awaits in between); the statements then run inline, on the loop's thread.
 
 The write functions are coroutine functions over a connection whose awaits never suspend
@@ -71,7 +71,8 @@ def run_inline(coro: Coroutine[Any, Any, R]) -> R:
     try:
         coro.send(None)
     except StopIteration as done:
-        return done.value
+        value: R = done.value
+        return value
     coro.close()
     raise RuntimeError("a write function awaited something other than its connection; do that work before "
                        "or after the write")

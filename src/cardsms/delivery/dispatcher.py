@@ -97,7 +97,7 @@ class Dispatcher:
                     for r in rows])
             return len(rows)
 
-        count = await self.svc.write(requeue)
+        count = await self.svc.execute_write(requeue)
         if count:
             log.warning("dispatcher.recovered", messages=count)
         return count
@@ -119,7 +119,7 @@ class Dispatcher:
             await webhooks.enqueue(conn, self.svc, [receipts.sms_report(r, False, code, text, now) for r in rows])
             return len(rows)
 
-        return await self.svc.write(close)
+        return await self.svc.execute_write(close)
 
     async def close_unanswered(self) -> int:
         """Submitted messages whose receipt never came (the SMSC lost it, or it was lost in transit) are closed
@@ -207,7 +207,7 @@ class Dispatcher:
                                            claimed_by=worker_id))
             return rows
 
-        return await self.svc.write(take)
+        return await self.svc.execute_write(take)
 
     def _route(self, e164: str) -> tuple[LinkConnector | None, bool]:
         """(a bound connector for the number, whether any connector serves it at all)."""
@@ -263,7 +263,7 @@ class Dispatcher:
             outcomes = list(await asyncio.gather(*(self._submit(r) for r in rows)))
             while True:  # the SMSC has them: keep trying to record that while the database cannot store
                 try:
-                    await self.svc.write(partial(receipts.record_outcomes, svc=self.svc, outcomes=outcomes))
+                    await self.svc.execute_write(partial(receipts.record_outcomes, svc=self.svc, outcomes=outcomes))
                     break
                 except Exception as exc:
                     if self._stopping or not storage_unavailable(exc):
@@ -323,7 +323,7 @@ class Dispatcher:
                 last_sweep = time.monotonic()
                 try:
                     if await self._any(select(early_receipts.c.id)):  # most of the time there is nothing to sweep
-                        await self.svc.write(partial(receipts.sweep_early, svc=self.svc))
+                        await self.svc.execute_write(partial(receipts.sweep_early, svc=self.svc))
                 except Exception:
                     pass_failed(log, "receipts.sweep_failed")
             try:  # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation (a stop) that
@@ -365,7 +365,7 @@ async def apply_inbound(svc: Services, batch: list[Inbound]) -> int:
     found = [Receipt(i.connector, i.receipted_id, i.stat, i.err, i.at) for i in batch
              if i.is_receipt and i.receipted_id]
     if found:
-        await svc.write(partial(receipts.apply_receipts, svc=svc, receipts=found))
+        await svc.execute_write(partial(receipts.apply_receipts, svc=svc, receipts=found))
     for item in batch:
         if not item.is_receipt:
             await receipts.record_reply(svc, item.source_addr, item.destination_addr, item.text, item.local_base)

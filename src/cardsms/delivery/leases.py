@@ -42,14 +42,14 @@ class WorkerLease:
         return self.svc.now() + timedelta(seconds=self.seconds)
 
     async def register(self) -> None:
-        async with self.svc.write() as conn:
+        async with self.svc.hold_writer() as conn:
             await conn.execute(workers.insert().values(worker_id=self.worker_id, host=socket.gethostname()[:255],
                                                        pid=os.getpid(), started_at=self.svc.now(),
                                                        expires_at=self._until()))
         log.info("worker.registered", worker=self.worker_id)
 
     async def renew(self) -> None:
-        async with self.svc.write() as conn:
+        async with self.svc.hold_writer() as conn:
             await conn.execute(update(workers).where(workers.c.worker_id == self.worker_id)
                                .values(expires_at=self._until()))
             if self.slots:
@@ -68,7 +68,7 @@ class WorkerLease:
                 set_={"owner": self.worker_id, "expires_at": self._until()},
                 where=(bind_leases.c.expires_at < now) | (bind_leases.c.owner == self.worker_id),
             ).returning(bind_leases.c.owner)
-            async with self.svc.write() as conn:
+            async with self.svc.hold_writer() as conn:
                 owner = (await conn.execute(stmt)).scalar()
             if owner == self.worker_id:
                 self.slots.add(slot)
@@ -82,14 +82,14 @@ class WorkerLease:
                 workers.c.expires_at > self.svc.now()))]
 
     async def release(self) -> None:
-        async with self.svc.write() as conn:
+        async with self.svc.hold_writer() as conn:
             await conn.execute(delete(bind_leases).where(bind_leases.c.owner == self.worker_id))
             await conn.execute(delete(workers).where(workers.c.worker_id == self.worker_id))
 
     async def forget_dead(self) -> None:
         """Drop worker rows long expired (their messages were recovered a lease period ago)."""
         cutoff = self.svc.now() - timedelta(seconds=self.seconds * 10)
-        async with self.svc.write() as conn:
+        async with self.svc.hold_writer() as conn:
             await conn.execute(delete(workers).where(workers.c.expires_at < cutoff))
 
 

@@ -131,7 +131,7 @@ class WebhookSender:
                     delay = min(self.svc.settings.webhook_retry_base_seconds * 2 ** (attempts - 1), 3600.0)
                     retry.append({"oid": r["id"], "att": attempts, "err": error,
                                   "due": now + timedelta(seconds=delay)})
-        async with self.svc.write() as conn:
+        async with self.svc.hold_writer() as conn:
             if done:
                 await conn.execute(update(webhook_outbox).where(webhook_outbox.c.id == bindparam("oid"))
                                    .values(state="delivered", delivered_at=now,

@@ -14,14 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from cardsms.domain.card_types import (  # noqa: F401  (the card types, re-exported with the model)
-    BODY_MAX,
-    BUTTON_MAX,
+from cardsms.domain.card_types import (
     CARD_TYPE_NAMES,
-    LONG_BODY_MAX,
     MAX_PARAMS,
     MAX_VARS_PER_TEXT,
-    SUPPORTED_CARD_TYPES,
     TARGET_MAX,
     TEMPLATE_NAME_MAX,
     TITLE_MAX,

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from cardsms.domain.card import TYPE_RULES
+from cardsms.domain.card_types import TYPE_RULES
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
 # auto_reload off: the templates ship with the package; checking their mtime cost every link open a stat()

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cardsms.crypto import hash_password, new_access_key, verify_password
+from cardsms.db.bulk import inserted_id
 from cardsms.db.schema import access_keys, accounts, users
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.schedule import SendWindow
@@ -44,11 +45,11 @@ async def create_account(svc: Services, name: str, qps_limit: int | None = None)
     if qps_limit is not None and qps_limit < 1:
         raise AccountError("qps limit must be at least 1")
     try:
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             result = await conn.execute(
                 insert(accounts).values(name=name, qps_limit=qps_limit, created_at=svc.now())
             )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            return inserted_id(result)
     except IntegrityError:
         raise AccountError(f"account {name!r} already exists") from None
 
@@ -71,7 +72,7 @@ async def set_qps_limit(svc: Services, name: str, qps_limit: int | None) -> None
     acc = await account_id(svc, name)
     if qps_limit is not None and qps_limit < 1:
         raise AccountError("qps limit must be at least 1")
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(accounts).where(accounts.c.id == acc).values(qps_limit=qps_limit))
 
 
@@ -87,7 +88,7 @@ async def set_send_window(svc: Services, name: str, window: str | None, hold_api
     if hold_api_sends is not None:
         values["hold_api_sends"] = hold_api_sends
     if values:
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             await conn.execute(update(accounts).where(accounts.c.id == acc).values(**values))
             await audit.record(conn, svc, acc, "account.send_window", name, json.dumps(values))
 
@@ -117,7 +118,7 @@ async def create_user(svc: Services, account: str, username: str, password: str,
     acc = await account_id(svc, account)
     password_hash = await asyncio.to_thread(hash_password, password)  # ~0.3 s: off the loop, outside the write
     try:
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             await conn.execute(
                 insert(users).values(
                     account_id=acc, username=username, password_hash=password_hash, role=role,
@@ -132,7 +133,7 @@ async def create_user(svc: Services, account: str, username: str, password: str,
 async def create_access_key(svc: Services, account: str, description: str = "") -> tuple[str, str]:
     acc = await account_id(svc, account)
     key_id, secret = new_access_key()
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(
             insert(access_keys).values(
                 account_id=acc, key_id=key_id, secret_enc=svc.crypto.encrypt(secret), enabled=True,
@@ -182,7 +183,7 @@ async def set_access_key_enabled(svc: Services, key_id: str, enabled: bool, acco
     where = [access_keys.c.key_id == key_id]
     if account_id is not None:
         where.append(access_keys.c.account_id == account_id)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         owner = await conn.scalar(select(access_keys.c.account_id).where(*where))
         result = await conn.execute(update(access_keys).where(*where).values(enabled=enabled))
         if owner is not None:
@@ -192,7 +193,7 @@ async def set_access_key_enabled(svc: Services, key_id: str, enabled: bool, acco
 
 
 async def delete_access_key(svc: Services, key_id: str) -> None:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         owner = await conn.scalar(select(access_keys.c.account_id).where(access_keys.c.key_id == key_id))
         result = await conn.execute(delete(access_keys).where(access_keys.c.key_id == key_id))
         if owner is not None:
@@ -254,7 +255,7 @@ async def manage_user(svc: Services, account_id: int, user_id: int, action: str,
     if action == "reset":  # hashed before the write: scrypt takes ~0.3 s
         password = secrets.token_urlsafe(12)
         reset = (password, await asyncio.to_thread(hash_password, password))
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         row = await _user(conn, account_id, user_id)
         values: dict[str, Any] = {}
         if action in ("disable", "role") and row["role"] == "admin" and (action == "disable" or role != "admin") \
@@ -280,14 +281,14 @@ async def manage_user(svc: Services, account_id: int, user_id: int, action: str,
 
 async def rehash_password(svc: Services, user_id: int, old_hash: str, new_hash: str) -> None:
     """Replace a hash made with weaker parameters (at a successful login), unless it changed meanwhile."""
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(users).where(users.c.id == user_id, users.c.password_hash == old_hash)
                            .values(password_hash=new_hash))
 
 
 async def end_sessions(svc: Services, user_id: int) -> None:
     """Revoke every signed session of the user (logout: a copied cookie stops working too)."""
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(users).where(users.c.id == user_id).values(
             session_version=users.c.session_version + 1))
 
@@ -304,7 +305,7 @@ async def change_password(svc: Services, user_id: int, current: str, new: str) -
     if current == new:
         raise AccountError("new password: must differ from the current one")
     new_hash = await asyncio.to_thread(hash_password, new)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(users).where(users.c.id == user_id).values(
             password_hash=new_hash, session_version=row["session_version"] + 1))
         await audit.record(conn, svc, int(row["account_id"]), "user.password", str(row["username"]))

@@ -26,7 +26,7 @@ async def set_daily_alert(svc: Services, account_id: int, threshold: int | None)
     if threshold is not None and not 1 <= threshold <= MAX_THRESHOLD:
         raise CardsmsError("isv.INVALID_PARAMETERS", f"daily_alert: 1 to {MAX_THRESHOLD} messages, or off; got "
                            f"{threshold}")
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(accounts).where(accounts.c.id == account_id).values(daily_alert=threshold))
         await audit.record(conn, svc, account_id, "alert.daily", "daily volume alert",
                            "off" if threshold is None else f"{threshold} messages a day")
@@ -59,7 +59,7 @@ async def check_volume(svc: Services) -> int:
                 due.append((account_id, threshold, count))
     for account_id, threshold, count in due:
         try:
-            async with svc.write() as wconn:
+            async with svc.hold_writer() as wconn:
                 await wconn.execute(insert(account_alerts).values(account_id=account_id, day=day, kind="volume",
                                                                   threshold=threshold, count=count, at=now))
                 await webhooks.enqueue(wconn, svc, [(account_id, "VolumeAlert", {

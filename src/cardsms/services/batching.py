@@ -32,7 +32,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 Apply = Callable[[AsyncConnection, Sequence[T]], Coroutine[Any, Any, Sequence[R]]]
-# `svc.write` in its function form: runs fn(conn) as one transaction, returns its result once committed
+# `svc.execute_write`: runs fn(conn) as one transaction, returns its result once committed
 Write = Callable[[Callable[[AsyncConnection], Coroutine[Any, Any, Sequence[R]]]], Awaitable[Sequence[R]]]
 
 

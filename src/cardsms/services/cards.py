@@ -38,7 +38,7 @@ async def create_card_template(
         raise CardsmsError("InvalidParameter", f"param memo length must <= {MEMO_MAX}")
     card = parse_card_template(name, template, await media_ratios(svc, account_id))
     states = review.card_vendor_states(card, ",".join(v.value for v in vendors))
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         template_id, code = await insert_template(
             conn, svc, account_id, "card",
             {"name": card.name, "template_type": card.card_type, "content": "", "sign_name": card.sign_name,

@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar, cast, overload
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Dialect, Engine, Select, Table, func, select
@@ -151,34 +151,26 @@ class Services:
                 partial(self._write_fn, urgent=urgent), partial(apply, svc=self), max_batch, linger, in_flight)
         return writer
 
-    @overload
-    def write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
-
-    @overload
-    def write(self, fn: WriteFn[R], *, urgent: bool = False) -> Awaitable[R]: ...
-
-    def write(self, fn: WriteFn[R] | None = None, *, urgent: bool = False) -> Any:
-        """A write transaction.
-
-        `await svc.write(fn)` runs `fn(conn)` — a coroutine function that awaits only `conn` — as one
-        transaction and returns its result once committed. On SQLite it runs on the writer thread,
-        merged with what else is queued (db.writer); `urgent` puts it before the dispatcher's bulk
-        work (someone waits for the answer). On PostgreSQL it runs on an asyncpg connection. Hot
-        paths use this form.
-
-        `async with svc.write() as conn:` is for cold paths whose statements depend on other awaits:
-        on SQLite it parks the writer thread and runs the block's statements on the write connection
-        from the loop's thread. Never open a write inside a write block."""
-        if fn is None:
-            return self._write_block()
+    def execute_write(self, fn: WriteFn[R], *, urgent: bool = False) -> Awaitable[R]:
+        """Queue a write: `await svc.execute_write(fn)` runs `fn(conn)` — a coroutine function that awaits only
+        `conn` — as one transaction and returns its result once committed. On SQLite it runs on the writer
+        thread, merged with what else is queued (db.writer); `urgent` puts it before the dispatcher's bulk
+        work (someone waits for the answer). On PostgreSQL it runs on an asyncpg connection. Hot paths use
+        this (datasette's execute_write_fn)."""
         return self._write_fn(fn, urgent)
+
+    def hold_writer(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """Hold the writer: `async with svc.hold_writer() as conn:` is for cold paths whose statements depend
+        on other awaits. On SQLite it parks the writer thread and runs the block's statements on the write
+        connection from the loop's thread; on PostgreSQL it is a transaction. Never write inside a block."""
+        return self._write_block()
 
     async def _write_fn(self, fn: WriteFn[R], urgent: bool) -> R:
         if self.writer is None:
             async with self.engine.begin() as conn:
                 return await fn(conn)
         if _IN_WRITE_BLOCK.get():
-            raise RuntimeError("svc.write(fn) inside a write block would wait for itself")
+            raise RuntimeError("svc.execute_write(fn) inside a write block would wait for itself")
         self._loop = asyncio.get_running_loop()
         return await self.writer.run(fn, urgent=urgent)
 
@@ -189,7 +181,7 @@ class Services:
                 yield conn
             return
         if _IN_WRITE_BLOCK.get():
-            raise RuntimeError("a write block inside a write block would wait for itself")
+            raise RuntimeError("svc.hold_writer() inside svc.hold_writer() would wait for itself")
         self._loop = asyncio.get_running_loop()
         token = _IN_WRITE_BLOCK.set(True)
         try:
@@ -213,7 +205,7 @@ class Services:
     def read(self) -> AsyncConnection:
         """A connection for reading only (`async with svc.read() as conn`). On SQLite its transaction is
         deferred: it reads a WAL snapshot without taking the write lock, so reads neither wait for writers
-        nor hold them up. Writes go through `svc.write()`."""
+        nor hold them up. Writes go through `svc.hold_writer()`."""
         return self._reader.connect()
 
     def now(self) -> datetime:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import inserted_id
 from cardsms.db.schema import digital_signs, reviews
 from cardsms.domain.errors import CardsmsError
 from cardsms.services import review
@@ -95,7 +96,7 @@ async def order(svc: Services, account_id: int, order_type: str, name: str, *, s
     fields = check_context(context, required=creating) if order_type != "DELETE_DIGITALSMS_SIGN" else {}
     values = {"sign_source": sign_source, "sign_industry": sign_industry, "qualification_id": qualification_id,
               "context": fields or None, "extend_message": extend_message or None}
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         if creating:
             sign_id, code = await _create(conn, svc, account_id, name, values, submitter)
         else:
@@ -130,7 +131,7 @@ async def _create(conn: Any, svc: Services, account_id: int, name: str, values: 
         sign_industry=values["sign_industry"] or 0, qualification_id=values["qualification_id"],
         context=values["context"] or {}, extend_message=values["extend_message"] or "", submitter=submitter,
         version=1, status=0, reason="", created_at=now, updated_at=now))
-    return int(result.inserted_primary_key[0]), code
+    return inserted_id(result), code
 
 
 async def query(svc: Services, account_id: int, name: str) -> dict[str, Any]:

@@ -107,7 +107,7 @@ async def owner_of_host(svc: Services, host: str) -> int | None:
 
 async def add_domain(svc: Services, account_id: int, domain: str, make_default: bool = False) -> str:
     value = normalise(domain)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         taken = await conn.scalar(select(link_domains.c.account_id).where(link_domains.c.domain == value))
         if taken is not None:
             raise CardsmsError("isv.INVALID_PARAMETERS", f"Domain {value!r} is already registered" +
@@ -127,7 +127,7 @@ async def add_domain(svc: Services, account_id: int, domain: str, make_default: 
 
 async def remove_domain(svc: Services, account_id: int, domain: str) -> None:
     value = normalise(domain)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         row = (await conn.execute(select(link_domains.c.id, link_domains.c.is_default).where(
             link_domains.c.account_id == account_id, link_domains.c.domain == value))).first()
         if row is None:
@@ -143,7 +143,7 @@ async def remove_domain(svc: Services, account_id: int, domain: str) -> None:
 
 async def set_default(svc: Services, account_id: int, domain: str) -> None:
     value = normalise(domain)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         found = await conn.scalar(select(link_domains.c.id).where(link_domains.c.account_id == account_id,
                                                                   link_domains.c.domain == value))
         if found is None:

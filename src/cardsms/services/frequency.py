@@ -130,7 +130,7 @@ async def set_limit(svc: Services, account_id: int, kind: str, period: str, valu
         rules.check_limit(kind, period, value or 0)
     except ValueError as exc:
         raise CardsmsError("isv.INVALID_PARAMETERS", str(exc)) from None
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(delete(frequency_rules).where(frequency_rules.c.account_id == account_id,
                                                          frequency_rules.c.kind == kind,
                                                          frequency_rules.c.period == period))
@@ -145,7 +145,7 @@ async def set_duplicate_seconds(svc: Services, account_id: int, seconds: int) ->
     if not 0 <= seconds <= rules.MAX_DUPLICATE_SECONDS:
         raise CardsmsError("isv.INVALID_PARAMETERS", f"duplicate seconds must be 0 (off) to "
                            f"{rules.MAX_DUPLICATE_SECONDS}, got {seconds}")
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(accounts).where(accounts.c.id == account_id).values(
             duplicate_seconds=seconds or None))
         await audit.record(conn, svc, account_id, "frequency.duplicates", "duplicate-content guard",
@@ -164,7 +164,7 @@ async def set_exempt(svc: Services, account_id: int, numbers: list[str]) -> list
     if len(phones) > rules.MAX_EXEMPT:
         raise CardsmsError("isv.INVALID_PARAMETERS", f"exempt numbers: at most {rules.MAX_EXEMPT}, got {len(phones)}")
     now = svc.now()
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(delete(frequency_exempt).where(frequency_exempt.c.account_id == account_id))
         if phones:
             await conn.execute(insert(frequency_exempt), [{"account_id": account_id, "phone": p, "created_at": now}

@@ -27,6 +27,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import inserted_id
 from cardsms.db.params import params_encoder
 from cardsms.db.schema import audience_numbers, audiences, import_problems, suppressions
 from cardsms.domain.errors import CardsmsError
@@ -230,14 +231,14 @@ async def start_import(svc: Services, account_id: int, *, name: str, saved: bool
         if isinstance(exc, CardsmsError):
             raise
         raise _file_error(f"unreadable ({exc})") from None
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         result = await conn.execute(audiences.insert().values(
             account_id=account_id, name=name[:64], saved=saved, state="importing", file_name=file_name[:200],
             file_path=path.relative_to(svc.settings.data_dir).as_posix(), columns=columns or [],
             lines_done=0 if columns is None else 1,  # a header line counts as done: imports skip it
             total=count, valid=0, duplicates=0, invalid=0, suppressed=0, error="", created_at=svc.now()))
     svc.wake()
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return inserted_id(result)
 
 
 def import_file(svc: Services, stored: str) -> Path:
@@ -268,7 +269,7 @@ async def run_import(svc: Services, audience_id: int) -> None:
         if used == 0:
             break
         done += used
-        await svc.write(partial(_store_chunk, account_id=aud["account_id"], audience_id=audience_id, good=good,
+        await svc.execute_write(partial(_store_chunk, account_id=aud["account_id"], audience_id=audience_id, good=good,
                                 bad=bad, done=done))
     await _finish(svc, aud["account_id"], audience_id)
     path.unlink(missing_ok=True)
@@ -300,7 +301,7 @@ async def _finish(svc: Services, account_id: int, audience_id: int) -> None:
             state="ready", duplicates=audiences.c.valid - int(kept or 0), suppressed=int(blocked or 0),
             file_path=""))
 
-    await svc.write(finish)
+    await svc.execute_write(finish)
 
 
 async def pending_imports(svc: Services) -> list[int]:
@@ -309,7 +310,7 @@ async def pending_imports(svc: Services) -> list[int]:
 
 
 async def fail_import(svc: Services, audience_id: int, message: str) -> None:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(delete(audience_numbers).where(audience_numbers.c.audience_id == audience_id))
         await conn.execute(update(audiences).where(audiences.c.id == audience_id).values(
             state="failed", error=message[:500].replace("\x00", "\ufffd")))
@@ -351,7 +352,7 @@ async def delete_audience(svc: Services, account_id: int, audience_id: int) -> N
     from cardsms.db.schema import tasks
 
     await get_audience(svc, account_id, audience_id)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         busy = await conn.scalar(select(func.count()).select_from(tasks).where(
             tasks.c.account_id == account_id, tasks.c.audience_id == audience_id,
             tasks.c.state.in_(("importing", "scheduled", "sending", "paused"))))

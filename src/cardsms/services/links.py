@@ -34,7 +34,7 @@ _CODE = re.compile(r"[A-Za-z0-9]{4,16}")
 
 async def _insert_links(svc: Services, rows: list[dict[str, Any]]) -> None:
     try:
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             await conn.execute(insert(short_links), rows)
     except IntegrityError:
         raise CardsmsError("isv.INVALID_PARAMETERS", "CustomShortCodeJson: a short code is already taken; "
@@ -227,7 +227,7 @@ async def query_short_url(svc: Services, account_id: int, short_url: str) -> dic
 
 async def delete_short_url(svc: Services, account_id: int, source_url: str) -> int:
     url = _check_source_url(source_url, "SourceUrl")
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         result = await conn.execute(update(short_links).where(
             short_links.c.account_id == account_id, short_links.c.kind == "url", short_links.c.source_url == url,
             short_links.c.deleted.is_(False)).values(deleted=True))

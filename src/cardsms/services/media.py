@@ -161,7 +161,7 @@ async def _store_upload(svc: Services, account_id: int, key: str, data: bytes, c
     # an upload key may be written again (as on OSS); what a media resource shows is bound to the bytes it was
     # registered with (register_media copies them to a content-addressed key), so a re-upload never swaps them
     svc.media_store.put(key, data)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         exists = await conn.scalar(
             select(media_objects.c.id).where(media_objects.c.account_id == account_id, media_objects.c.oss_key == key)
         )
@@ -213,7 +213,7 @@ async def register_media(
         raise CardsmsError("InvalidParameter", f"param ExtendInfo.img_rate {ratio}: the image is "
                            f"{obj['width']}x{obj['height']}, which is not {ratio} (±5%)")
     oss_key = _freeze(svc, account_id, oss_key, obj)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         for _ in range(10):
             resource_id = random_digits(12)
             try:
@@ -302,7 +302,7 @@ async def store_console_image(svc: Services, account_id: int, data: bytes, field
                            field=field_name)
     key = f"console/{account_id}/{secrets.token_hex(12)}{'.png' if content_type == 'image/png' else '.jpg'}"
     svc.media_store.put(key, data)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(insert(media_objects).values(
             account_id=account_id, oss_key=key, size=len(data), content_type=content_type, width=size[0],
             height=size[1], created_at=svc.now()))

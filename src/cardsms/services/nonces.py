@@ -32,4 +32,4 @@ async def remember(svc: Services, key_id: str, nonce: str, expires_at: datetime)
                                     .on_conflict_do_nothing())
         return bool(result.rowcount)
 
-    return await svc.write(store, urgent=True)
+    return await svc.execute_write(store, urgent=True)

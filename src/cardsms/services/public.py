@@ -97,7 +97,7 @@ async def ensure_public_templates(svc: Services) -> None:
     """Create (or refresh the media URLs of) the preset templates; every vendor approves them."""
     from cardsms.services.templates import insert_template
 
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         for code, name, purpose, _, raw in _PRESETS:
             card = parse_card_template(name, _materialise(raw, svc.settings.base_url), {})
             row = (await conn.execute(select(templates.c.id).where(

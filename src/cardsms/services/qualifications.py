@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Text, cast, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import inserted_id
 from cardsms.db.schema import media_objects, qualifications, reviews, sign_documents, signs
 from cardsms.domain.errors import CardsmsError, invalid, missing
 from cardsms.domain.identity import id_card_problem, mobile_problem, uscc_problem
@@ -119,7 +120,7 @@ def check_qualification(q: QualificationInput) -> None:
 async def submit_qualification(svc: Services, account_id: int, q: QualificationInput) -> int:
     check_qualification(q)
     now = svc.now()
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         for field, keys in q.files:
             await check_files(conn, account_id, keys, field)
         result = await conn.execute(insert(qualifications).values(
@@ -127,7 +128,7 @@ async def submit_qualification(svc: Services, account_id: int, q: QualificationI
             organization_code=q.organization_code, legal_person_name=q.legal_person_name,
             use_by_self=q.use_by_self, whether_share=q.whether_share, details=q.details, status=0, reason="",
             created_at=now, updated_at=now))
-        qual_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        qual_id = inserted_id(result)
         await review.submit(conn, svc, account_id, QUAL_KIND, qual_id, {"": (ReviewState.REVIEWING, "")})
     return qual_id
 
@@ -171,7 +172,7 @@ async def update_qualification(svc: Services, account_id: int, qual_id: int, ord
     if order_id is not None and order_id != qual_id:
         raise bad(f"OrderId {order_id}: not the work order of qualification {qual_id}")
     check_qualification(q)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         row = await get_qualification(conn, account_id, qual_id, "QualificationGroupId")
         if row["status"] == ReviewState.REVIEWING:
             raise CardsmsError("isv.REVIEW_IN_PROGRESS", f"qualification {qual_id} is being reviewed; update it "
@@ -191,7 +192,7 @@ async def update_qualification(svc: Services, account_id: int, qual_id: int, ord
 async def delete_qualification(svc: Services, account_id: int, qual_id: int, order_id: int | None) -> None:
     if order_id is not None and order_id != qual_id:
         raise bad(f"OrderId {order_id}: not the work order of qualification {qual_id}")
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         row = await get_qualification(conn, account_id, qual_id, "QualificationGroupId")
         users = (await conn.execute(select(signs.c.name).where(
             signs.c.account_id == account_id, signs.c.qualification_id == qual_id).limit(5))).scalars().all()
@@ -243,13 +244,13 @@ async def create_document(svc: Services, account_id: int, kind: str, name: str, 
                           details: dict[str, Any], files: list[tuple[str, list[str]]]) -> int:
     assert kind in DOCUMENT_KINDS
     now = svc.now()
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         for field, keys in files:
             await check_files(conn, account_id, keys, field)
         result = await conn.execute(insert(sign_documents).values(
             account_id=account_id, kind=kind, name=name, organization_code=organization_code, details=details,
             status=0 if kind == LETTER_KIND else 1, reason="", created_at=now, updated_at=now))
-        doc_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        doc_id = inserted_id(result)
         if kind == LETTER_KIND:
             await review.submit(conn, svc, account_id, LETTER_KIND, doc_id, {"": (ReviewState.REVIEWING, "")})
     return doc_id

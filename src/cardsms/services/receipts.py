@@ -346,4 +346,4 @@ async def record_reply(svc: Services, source_addr: str, dest_addr: str, content:
         })])
         return True
 
-    return await svc.write(reply)
+    return await svc.execute_write(reply)

@@ -73,7 +73,7 @@ async def purge(svc: Services, batch: int = PURGE_BATCH, max_batches: int = 1_00
     cutoff = svc.now() - timedelta(days=svc.settings.retention_days)
     total = batches = 0
     while batches < max_batches:
-        n = await svc.write(partial(_fold_batch, svc=svc, cutoff=cutoff, batch=batch))
+        n = await svc.execute_write(partial(_fold_batch, svc=svc, cutoff=cutoff, batch=batch))
         if not n:
             break
         total += n
@@ -81,7 +81,7 @@ async def purge(svc: Services, batch: int = PURGE_BATCH, max_batches: int = 1_00
         await asyncio.sleep(0)  # between batches the writer takes whatever else is queued
         if between is not None:
             await between(batches)
-    await svc.write(partial(_tidy, cutoff=cutoff, guard_cutoff=svc.now() - timedelta(days=GUARD_DAYS)))
+    await svc.execute_write(partial(_tidy, cutoff=cutoff, guard_cutoff=svc.now() - timedelta(days=GUARD_DAYS)))
     return Purged(total, batches)
 
 

@@ -15,7 +15,8 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.schema import digital_signs, qualifications, reviews, sign_documents, signs, templates
-from cardsms.domain.card import TYPE_RULES, CardTemplate
+from cardsms.domain.card import CardTemplate
+from cardsms.domain.card_types import TYPE_RULES
 from cardsms.domain.vendors import Vendor, parse_factorys, unsupported_reason
 from cardsms.services import audit, webhooks
 from cardsms.services.core import Services, china_time
@@ -225,5 +226,5 @@ async def vendor_reviews(conn: AsyncConnection, account_id: int, kind: str, subj
 
 async def run_due_reviews(svc: Services) -> int:
     """One pass of the background reviewer (its own transaction)."""
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         return await process_due(conn, svc)

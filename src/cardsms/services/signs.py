@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import inserted_id
 from cardsms.db.schema import resource_tags, reviews, sign_documents, signs
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.text import SIGN_SOURCES, SIGN_TYPES, check_remark, check_sign_name
@@ -56,7 +57,7 @@ async def add_sign(
     stored = await _store_files(svc, account_id, name.lower(), files)
     now = svc.now()
     try:
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             result = await conn.execute(
                 insert(signs).values(
                     account_id=account_id, name=name, name_key=name.lower(), sign_type=sign_type,
@@ -64,7 +65,7 @@ async def add_sign(
                     created_at=now, updated_at=now,
                 )
             )
-            sign_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            sign_id = inserted_id(result)
             await review.submit(conn, svc, account_id, "sign", sign_id, {"": (ReviewState.REVIEWING, "")})
     except IntegrityError:
         for f in stored:
@@ -106,7 +107,7 @@ async def modify_sign(
         raise CardsmsError("isv.REVIEW_IN_PROGRESS", f"signature {name!r} is being reviewed; modify it after the "
                            "review has finished")
     stored = await _store_files(svc, account_id, current["name_key"], files) if files else current["files"]
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(
             update(signs).where(signs.c.account_id == account_id, signs.c.id == current["id"]).values(
                 sign_source=sign_source, sign_type=sign_type, remark=remark, files=stored, status=0, reason="",
@@ -118,7 +119,7 @@ async def modify_sign(
 
 
 async def delete_sign(svc: Services, account_id: int, name: str) -> str:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         current = await _get(conn, account_id, name)
         await conn.execute(delete(signs).where(signs.c.account_id == account_id, signs.c.id == current["id"]))
         await audit.record(conn, svc, account_id, "sign.delete", str(current["name"]))
@@ -223,13 +224,13 @@ async def create_sign(svc: Services, account_id: int, s: SignInput) -> tuple[str
     name = _check_input(s)
     now = svc.now()
     try:
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             details = await _check_grounds(conn, account_id, s)
             result = await conn.execute(insert(signs).values(
                 account_id=account_id, name=name, name_key=name.lower(), sign_type=s.sign_type,
                 sign_source=s.sign_source, remark=s.remark.strip(), files=[], status=0, reason="",
                 created_at=now, updated_at=now, qualification_id=s.qualification_id, details=details))
-            sign_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            sign_id = inserted_id(result)
             await review.submit(conn, svc, account_id, "sign", sign_id, {"": (ReviewState.REVIEWING, "")})
     except IntegrityError:
         raise CardsmsError("isv.SMS_SIGN_NAME_EXIST", f"signature {name!r} already exists in this account") from None
@@ -239,7 +240,7 @@ async def create_sign(svc: Services, account_id: int, s: SignInput) -> tuple[str
 async def update_sign(svc: Services, account_id: int, s: SignInput) -> tuple[str, int]:
     """Change a signature that is not under review and submit it again (its name stays)."""
     _check_input(s)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         current = await _get(conn, account_id, s.name)
         if current["status"] == ReviewState.REVIEWING:
             raise CardsmsError("isv.REVIEW_IN_PROGRESS", f"signature {s.name!r} is being reviewed; update it after "

@@ -36,7 +36,7 @@ async def list_suppressed(svc: Services, account_id: int, search: str = "", limi
 async def add_suppressed(svc: Services, account_id: int, raw: str, detail: str = "") -> str:
     phone = _phone(raw)
     try:
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             await conn.execute(insert(suppressions).values(account_id=account_id, phone=phone, source="manual",
                                                            detail=detail[:200], created_at=svc.now()))
             await audit.record(conn, svc, account_id, "suppression.add", phone, detail)
@@ -47,7 +47,7 @@ async def add_suppressed(svc: Services, account_id: int, raw: str, detail: str =
 
 async def remove_suppressed(svc: Services, account_id: int, raw: str) -> bool:
     phone = _phone(raw)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         removed = bool((await conn.execute(delete(suppressions).where(
             suppressions.c.account_id == account_id, suppressions.c.phone == phone))).rowcount)
         if removed:

@@ -65,7 +65,7 @@ async def _existing(conn: AsyncConnection, account_id: int, resource_type: str, 
 
 async def tag(svc: Any, account_id: int, resource_type: str, ids: list[str], tags: list[tuple[str, str]]) -> None:
     now = svc.now()
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await _existing(conn, account_id, resource_type, ids)
         for rid in ids:
             where = (resource_tags.c.account_id == account_id, resource_tags.c.resource_type == resource_type,
@@ -92,7 +92,7 @@ async def untag(svc: Any, account_id: int, resource_type: str, ids: list[str], k
              resource_tags.c.resource_id.in_(ids)]
     if not everything:
         where.append(resource_tags.c.tag_key.in_(keys))
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         result = await conn.execute(delete(resource_tags).where(*where))
     return int(result.rowcount or 0)
 

@@ -77,7 +77,7 @@ async def run_once(svc: Services) -> bool:
             pass_failed(log, "tasks.import_failed", audience=audience_id)
             await imports.fail_import(svc, audience_id, f"the import failed: {str(exc)[:200]}")
         worked = True
-    sending = await svc.write(partial(_advance, svc=svc))
+    sending = await svc.execute_write(partial(_advance, svc=svc))
     for task_id in sending:
         worked = await feed(svc, task_id) or worked
     return worked
@@ -186,7 +186,7 @@ async def feed(svc: Services, task_id: int) -> bool:
         recipients = _recipients(rows, task["sign_name"])
         blocked = await suppressed(conn, task["account_id"], [r.number.national for r in recipients])
     if not rows:
-        return await svc.write(partial(_maybe_complete, svc=svc, task_id=task_id))
+        return await svc.execute_write(partial(_maybe_complete, svc=svc, task_id=task_id))
     box = await _compose(svc, task, recipients, blocked)
     if box is None:
         return True
@@ -202,7 +202,7 @@ async def feed(svc: Services, task_id: int) -> bool:
         await box.write(conn)
         return True
 
-    return await svc.write(queue)
+    return await svc.execute_write(queue)
 
 
 async def _compose(svc: Services, task: Any, recipients: list[CardRecipient], blocked: set[str]) -> Outbox | None:
@@ -213,7 +213,7 @@ async def _compose(svc: Services, task: Any, recipients: list[CardRecipient], bl
     try:
         plan = await cached_plan(svc, task["account_id"], spec, [task["sign_name"]])
     except CardsmsError as exc:  # a template or signature lost its approval after the task was created
-        async with svc.write() as wconn:
+        async with svc.hold_writer() as wconn:
             await wconn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.state == "sending").values(
                 state="failed", error=exc.message, finished_at=svc.now()))
         return None

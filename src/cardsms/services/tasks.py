@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from cardsms.db.bulk import inserted_id
 from cardsms.db.schema import messages, task_events, tasks
 from cardsms.domain.errors import CardsmsError, field_error
 from cardsms.domain.schedule import CHINA, SendWindow, can_revoke, check_schedule, check_task_name
@@ -161,7 +162,7 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
         state = "waiting"
     audience_id = int(aud["id"])
     now = svc.now()
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         result = await conn.execute(tasks.insert().values(
             account_id=account_id, name=form.name.strip(), sign_name=form.sign_name.strip(),
             card_template_code=form.card_template_code.strip(), fallback_type=form.fallback_type,
@@ -171,7 +172,7 @@ async def create_task(svc: Services, account_id: int, form: TaskForm, *, file_na
             error="", created_by=created_by, created_at=now, rate=form.rate, hourly_cap=form.hourly_cap,
             next_start_at=window.next_start(now).astimezone(UTC) if state == "waiting" else None,
             scheduled_at=form.scheduled_at.astimezone(UTC) if form.scheduled_at else None))  # SQLite keeps no zone
-        task_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        task_id = inserted_id(result)
         await record_event(conn, svc, account_id, task_id, "created", _created_detail(form, window))
         if state == "waiting":
             await record_event(conn, svc, account_id, task_id, "waiting", waiting_detail(window, now))
@@ -234,7 +235,7 @@ async def list_tasks(svc: Services, account_id: int, limit: int = 100) -> list[A
 async def _transition(svc: Services, account_id: int, task_id: int, allowed: tuple[str, ...], to: str,
                       verb: str, task: Any = None, **values: Any) -> None:
     task = task if task is not None else await get_task(svc, account_id, task_id)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         done = (await conn.execute(update(tasks).where(
             tasks.c.id == task_id, tasks.c.account_id == account_id, tasks.c.state.in_(allowed)
         ).values(state=to, **values))).rowcount
@@ -271,7 +272,7 @@ async def resume_task(svc: Services, account_id: int, task_id: int) -> None:
     else:
         await _transition(svc, account_id, task_id, ("paused",), "waiting", "resumed",
                           next_start_at=window.next_start(now).astimezone(UTC))
-        async with svc.write() as conn:
+        async with svc.hold_writer() as conn:
             await record_event(conn, svc, account_id, task_id, "waiting", waiting_detail(window, now))
     svc.wake()
 
@@ -284,7 +285,7 @@ async def set_rate(svc: Services, account_id: int, task_id: int, rate: int | Non
     if task["state"] not in OPEN_STATES:
         raise CardsmsError("TaskStateConflict", f"task {task_id} is {task['state']}; the rate of a finished task "
                            "cannot change", field="task")
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.account_id == account_id).values(
             rate=rate, hourly_cap=hourly_cap, paced_until=None))
         text_ = f"{_rate_text(task['rate'], task['hourly_cap'])} -> {_rate_text(rate, hourly_cap)}"
@@ -296,7 +297,7 @@ async def set_rate(svc: Services, account_id: int, task_id: int, rate: int | Non
 async def cancel_task(svc: Services, account_id: int, task_id: int) -> None:
     await _transition(svc, account_id, task_id, ("sending", "paused", "waiting"), "cancelled", "cancelled",
                       finished_at=svc.now())
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(update(messages).where(
             messages.c.task_id == task_id, messages.c.state.in_(("queued", "paused"))
         ).values(state="skipped", error_code="CANCELLED", error_text="the mass task was cancelled",
@@ -304,7 +305,7 @@ async def cancel_task(svc: Services, account_id: int, task_id: int) -> None:
 
 
 async def _hold(svc: Services, task_id: int, from_state: str, to_state: str) -> None:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await hold_in(conn, svc, task_id, from_state, to_state)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cardsms.db.bulk import inserted_id
 from cardsms.db.schema import resource_tags, reviews, templates
 from cardsms.domain.errors import CardsmsError
 from cardsms.domain.text import (
@@ -48,7 +49,7 @@ async def insert_template(conn: AsyncConnection, svc: Services, account_id: int,
             **values,
         )
     )
-    return int(result.inserted_primary_key[0]), code  # type: ignore[index]
+    return inserted_id(result), code
 
 
 async def add_text_template(
@@ -59,7 +60,7 @@ async def add_text_template(
         "name": check_template_name(name), "template_type": template_type, "content": content,
         "remark": check_remark(remark, required=True),
     }
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         template_id, code = await insert_template(conn, svc, account_id, "text", values)
         await review.submit(conn, svc, account_id, "template", template_id, {"": (ReviewState.REVIEWING, "")})
     return code
@@ -101,7 +102,7 @@ async def modify_text_template(
     content = check_text_template(template_type, content)
     values = {"name": check_template_name(name), "template_type": template_type, "content": content,
               "remark": check_remark(remark, required=True)}
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         row = await get_template(conn, account_id, code, ("text",))
         if row["status"] == ReviewState.REVIEWING:
             raise CardsmsError("isv.REVIEW_IN_PROGRESS",
@@ -115,7 +116,7 @@ async def modify_text_template(
 
 
 async def delete_template(svc: Services, account_id: int, code: str) -> str:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         row = await get_template(conn, account_id, code, ("text", "digital", "card"))
         await conn.execute(delete(templates).where(templates.c.id == row["id"], templates.c.account_id == account_id))
         await audit.record(conn, svc, account_id, "template.delete", str(row["code"]), str(row["name"]))
@@ -156,7 +157,7 @@ async def create_digital_template(
     if total > DIGITAL_MAX_BYTES:
         raise CardsmsError("isv.FILE_ILLEGAL", f"TemplateContents: {total} bytes in all, at most {DIGITAL_MAX_BYTES}")
     text = "\n".join(p.data.decode("utf-8") for p in parts if p.suffix == "txt")
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         template_id, code = await insert_template(
             conn, svc, account_id, "digital",
             {"name": name, "template_type": DIGITAL_TEMPLATE_TYPE, "content": text, "sign_name": sign_name,
@@ -250,7 +251,7 @@ async def _checked(conn: AsyncConnection, svc: Services, account_id: int, t: Tem
 
 
 async def create_template(svc: Services, account_id: int, t: TemplateInput) -> tuple[str, int]:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         values = await _checked(conn, svc, account_id, t)
         template_id, code = await insert_template(conn, svc, account_id, "text", values)
         await review.submit(conn, svc, account_id, "template", template_id, {"": (ReviewState.REVIEWING, "")})
@@ -258,7 +259,7 @@ async def create_template(svc: Services, account_id: int, t: TemplateInput) -> t
 
 
 async def update_template(svc: Services, account_id: int, code: str, t: TemplateInput) -> tuple[str, int]:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         row = await get_template(conn, account_id, code, ("text",))
         if row["status"] == ReviewState.REVIEWING:
             raise CardsmsError("isv.REVIEW_IN_PROGRESS",

@@ -51,7 +51,7 @@ async def set_webhook(svc: Services, account_id: int, kind: str, url: str) -> st
     except OutboundRefused as exc:
         raise CardsmsError("InvalidParameter", f"url: {exc}") from None
     secret = secrets.token_urlsafe(32)
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         await conn.execute(delete(webhooks).where(webhooks.c.account_id == account_id, webhooks.c.kind == kind))
         await conn.execute(insert(webhooks).values(account_id=account_id, kind=kind, url=url,
                                                    secret_enc=svc.crypto.encrypt(secret), created_at=svc.now()))
@@ -60,7 +60,7 @@ async def set_webhook(svc: Services, account_id: int, kind: str, url: str) -> st
 
 
 async def remove_webhook(svc: Services, account_id: int, kind: str) -> bool:
-    async with svc.write() as conn:
+    async with svc.hold_writer() as conn:
         result = await conn.execute(delete(webhooks).where(webhooks.c.account_id == account_id,
                                                            webhooks.c.kind == check_kind(kind)))
         if result.rowcount:
