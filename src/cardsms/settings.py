@@ -87,6 +87,8 @@ class Settings(BaseSettings):
         "uvloop", description="event loop of serve, api, worker and the simulators; asyncio = the standard one "
         "(to compare, or to debug with asyncio's own tools)")
     retention_days: int = Field(30, ge=1, le=3650, description="how long message records are kept")
+    queue_count_seconds: float = Field(1.0, ge=0, le=60, description="how long a count of the waiting messages is "
+                                       "used before the queue limit counts again")
     queue_limit: int = Field(2_000_000, ge=0, description="API sends answer Throttling.Queue while more messages than "
                              "this wait to be submitted; 0 = no limit")
     frequency_control: bool = Field(True, description="per-number frequency control on every send (Alibaba's "

@@ -245,19 +245,16 @@ async def _write_sends(conn: AsyncConnection, sends: Sequence[_Send], *, svc: Se
     return answers
 
 
-BACKLOG_TTL = 1.0  # seconds a count of the waiting messages is used before it is counted again
-
-
 async def waiting_messages(svc: Services) -> int:
-    """How many messages wait to be submitted (state queued), counted at most once a second per process (the
-    count lives on the services object, one per process and event loop)."""
+    """How many messages wait to be submitted (state queued), counted at most once every
+    CARDSMS_QUEUE_COUNT_SECONDS per process (the count lives on the services object, one per process and loop)."""
     if svc.waiting[0] > time.monotonic():
         return svc.waiting[1]
     async with svc.waiting_lock:  # concurrent sends share one count
         if svc.waiting[0] <= time.monotonic():
             async with svc.read() as conn:
                 n = await conn.scalar(select(func.count()).select_from(messages).where(messages.c.state == "queued"))
-            svc.waiting = (time.monotonic() + BACKLOG_TTL, int(n or 0))
+            svc.waiting = (time.monotonic() + svc.settings.queue_count_seconds, int(n or 0))
     return svc.waiting[1]
 
 
