@@ -217,3 +217,36 @@ def qualification(client: Client, *, use_by_self: bool = True, name: str = "", c
     body = client.submit_sms_qualification(m.SubmitSmsQualificationRequest(**values)).body
     assert body.success, body.to_map()
     return int(body.data)
+
+
+# --- the API's parameter names, read from the handlers themselves --------------------------------------------
+
+def api_parameter_names() -> list[str]:
+    """Every parameter name an operation handler in openapi/ reads (`p.str("Name")`, `p.int(...)`, ...; and
+    the field tables such as SubmitSmsQualification's `("AdminName", 50, ...)`), with the indexed forms of the
+    list parameters (`Name.1`, `Name.1.Field`): the one list the hostile-input tests draw from, so a parameter
+    added to a handler is fed garbage without anyone listing it."""
+    import ast
+    from pathlib import Path
+
+    import cardsms.openapi
+
+    names: set[str] = set()
+    lists: set[str] = set()
+    for path in Path(cardsms.openapi.__file__).parent.glob("ops_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "p"
+                    and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                names.add(node.args[0].value)
+                if node.func.attr in ("list", "objects", "strings"):
+                    lists.add(node.args[0].value)
+            elif (isinstance(node, ast.Tuple) and len(node.elts) >= 2  # a field table: ("Name", max_len, ...)
+                  and isinstance(node.elts[0], ast.Constant) and isinstance(node.elts[0].value, str)
+                  and isinstance(node.elts[1], ast.Constant) and type(node.elts[1].value) is int
+                  and node.elts[0].value[:1].isupper()):
+                names.add(node.elts[0].value)
+    indexed = {f"{n}.1" for n in lists} | {"SignFileList.1.FileContents", "SignFileList.1.FileSuffix",
+                                           "TemplateContents.1.FileContents", "TemplateContents.1.FileSuffix",
+                                           "Mobiles.1.mobile", "CardObjects.1.mobile", "CardObjects.1.dyncParams"}
+    return sorted(names | indexed)

@@ -1,9 +1,8 @@
-"""A second account cannot see, change or use the first account's objects; garbage never gets a 5xx."""
+"""A second account cannot see, change or use the first account's objects: one case per operation."""
 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,6 @@ import httpx
 import pytest
 from alibabacloud_dysmsapi20170525 import models as m
 from alibabacloud_tea_openapi.exceptions import ClientException
-from aliyunsdkcore.acs_exception.exceptions import ServerException
 
 from cardsms.openapi.dispatch import OPERATIONS
 from tests.conftest import Tenant, new_tenant
@@ -397,78 +395,3 @@ def test_every_operation_is_covered_by_an_isolation_case() -> None:
 @pytest.mark.parametrize("action", sorted(CASES))
 def test_second_account_cannot_see_change_or_use_the_first_accounts_objects(owned: Owned, action: str) -> None:
     CASES[action](owned)
-
-
-GARBAGE: list[str] = [
-    "", " ", "null", "{", "[]", '{"a":', "0", "-1", "99999999999999999999999", "1e309", "NaN", "true",
-    "\u0000", "😀" * 50, "x" * 5000, "${}", "'; DROP TABLE signs; --", '{"pages":[{"tmpCards":[{}]}]}',
-    '"{\\"cardType\\":5}"', "[{\"mobile\": null}]", '[{"Mobile": []}]', "<xml/>", "%00", "card/../../etc",
-    "[" * 2000 + "]" * 2000, '{"a":' * 1500 + "1" + "}" * 1500,
-]
-
-
-def test_every_operation_fed_garbage_answers_a_named_error_never_5xx(tenant: Tenant) -> None:
-    rng = random.Random(20261125)
-    names = ["SignName", "SignSource", "SignType", "Remark", "TemplateType", "TemplateName", "TemplateContent",
-             "TemplateCode", "Template", "Factorys", "Memo", "TemplateCodes", "StartDate", "EndDate", "ResourceType",
-             "OssKey", "FileSize", "ExtendInfo", "Mobiles", "EncryptType", "PageIndex", "PageSize",
-             "SignFileList.1.FileContents", "SignFileList.1.FileSuffix", "TemplateContents.1.FileContents",
-             "TemplateContents.1.FileSuffix", "Mobiles.1.mobile", "TemplateCodes.1", "PhoneNumbers", "TemplateParam",
-             "PhoneNumberJson", "SignNameJson", "TemplateParamJson", "CardTemplateCode", "CardObjects",
-             "CardObjects.1.mobile", "CardObjects.1.dyncParams", "FallbackType", "SmsTemplateCode", "SendDate",
-             "PhoneNumber", "BizId", "BizCardId", "CurrentPage", "CardCodeType", "CardLinkType",
-             "CustomShortCodeJson", "SourceUrl", "ShortUrl", "ShortUrlName", "EffectiveDays", "IsGlobe",
-             "CardTemplateParamJson", "SmsUpExtendCode", "BizSmsId",
-             # the current catalog operations, qualification records, smart links and tags
-             "QualificationId", "ThirdParty", "AuthorizationLetterId", "TrademarkId", "AppIcpRecordId",
-             "ApplySceneContent", "MoreData", "RelatedSignName", "TemplateRule", "IntlType", "QualificationGroupId",
-             "OrderId", "OrganizationCode", "UseBySelf", "BusinessLicensePics", "AdminIDCardNo", "AdminPhoneNo",
-             "AdminIDCardExpDate", "CompanyType", "QualificationName", "CompanyName", "LegalPersonName", "SignList",
-             "AuthorizationLetterIdList", "TrademarkIdList", "AppIcpRecordIdList", "ResourceId", "Tag", "TagKey",
-             "All", "NextToken", "CreateDateStart", "CreateDateEnd", "OutId", "UsableStateList", "TemplateTag",
-             "State", "WorkOrderId", "PageNo", "OtherFiles", "CertifyCode", "SignatureName"]
-    calls = 0
-    for action in sorted(OPERATIONS):
-        for _ in range(12):
-            params = {n: rng.choice(GARBAGE) for n in rng.sample(names, rng.randint(1, len(names)))}
-            try:
-                body = legacy(tenant, action, **params)
-            except ServerException as exc:
-                assert exc.get_http_status() < 500, (action, params, exc.get_error_msg())
-                assert exc.get_error_msg(), (action, params)
-                continue
-            finally:
-                calls += 1
-            if body["Code"] != "OK":
-                assert body["Message"], (action, params)
-    assert calls == 12 * len(OPERATIONS)
-
-
-@pytest.mark.parametrize(("action", "param"), [
-    ("CheckMobilesCardSupport", "Mobiles"), ("QueryCardSmsTemplateReport", "TemplateCodes"),
-    ("QueryMobilesCardSupport", "Mobiles"), ("CreateCardSmsTemplate", "Template"), ("SendSms", "TemplateParam"),
-    ("CreateSmsTemplate", "TemplateRule"), ("TagResources", "Tag"), ("GetMediaResourceId", "ExtendInfo"),
-])
-def test_json_nested_2000_levels_deep_is_a_named_error(tenant: Tenant, action: str, param: str) -> None:
-    """The five HTTP 500s of the hostile-input run: the JSON parser's recursion limit, now a named rule."""
-    for deep in ("[" * 2000 + "]" * 2000, '{"a":' * 2000 + "1" + "}" * 2000):
-        params = {param: deep, "TemplateCode": "CARD_SMS_1", "TemplateName": "x", "SignName": "x",
-                  "PhoneNumbers": "13800138000", "OssKey": "x", "FileSize": "1",
-                  "ResourceType": "TEMPLATE" if action == "TagResources" else "2",
-                  "TemplateContent": "x", "TemplateType": "1", "RelatedSignName": "x", "ResourceId": '["x"]'}
-        try:
-            body = legacy(tenant, action, **params)
-        except ServerException as exc:
-            assert exc.get_http_status() == 400 and param in exc.get_error_msg(), exc.get_error_msg()
-            continue
-        assert body["Code"] != "OK" and body["Message"], body
-
-
-def test_malformed_json_in_template_parameters_is_named(tenant: Tenant) -> None:
-    for bad in ("{", "[1,2", '{"cardType": }'):
-        with pytest.raises(ServerException) as exc:
-            legacy(tenant, "CreateCardSmsTemplate", TemplateName="x", Template=bad)
-        assert "Template is not valid JSON" in exc.value.get_error_msg()
-    body = legacy(tenant, "CheckMobilesCardSupport", TemplateCode="CARD_SMS_1", Mobiles="[{")
-    assert body["Code"] == "isv.INVALID_JSON_PARAM" and "Mobiles" in body["Message"]
-    assert json.loads(json.dumps(body))["Success"] is False

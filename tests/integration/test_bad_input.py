@@ -1,15 +1,19 @@
 """Property-based hostile input (hypothesis) on every API operation through a real signed client: random and
 adversarial values (empty, huge, wrong types, broken or deeply nested JSON, control characters, another
 account's codes) in the operation's parameters. Whatever comes: no 5xx, the JSON envelope with a code and a
-message, no row written for a refused request, and the server healthy afterwards. Both databases."""
+message, no row written for a refused request, and the server healthy afterwards. Both databases. Then fixed
+garbage on every operation, JSON nested past the parser's depth, and malformed template JSON, each named.
+The parameter names come from the handlers themselves (helpers.api_parameter_names)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 from typing import Any
 
 import httpx
+import pytest
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,18 +24,19 @@ from cardsms.db import schema
 from cardsms.openapi.dispatch import OPERATIONS
 from cardsms.settings import Settings
 from tests.conftest import Tenant, new_tenant
-from tests.integration.helpers import approved_card, approved_sign, console_session, legacy, text_template
+from tests.integration.helpers import (
+    api_parameter_names,
+    approved_card,
+    approved_sign,
+    console_session,
+    legacy,
+    text_template,
+)
 
 # tables only requests write (the background writes events, receipts, reviews and outboxes)
 WATCHED = ("accounts", "access_keys", "users", "signs", "templates", "qualifications", "sign_documents",
            "resource_tags", "short_links", "messages", "tasks", "media", "suppressions", "webhooks", "audit_log")
-PARAMS = ("SignName", "SignSource", "SignType", "Remark", "TemplateType", "TemplateName", "TemplateContent",
-          "TemplateCode", "Template", "Factorys", "Memo", "TemplateCodes", "StartDate", "EndDate", "PhoneNumbers",
-          "TemplateParam", "PhoneNumberJson", "SignNameJson", "TemplateParamJson", "CardTemplateCode", "CardObjects",
-          "FallbackType", "SendDate", "PhoneNumber", "BizId", "PageIndex", "PageSize", "CurrentPage", "Mobiles",
-          "QualificationId", "ThirdParty", "TemplateRule", "RelatedSignName", "OrganizationCode", "UseBySelf",
-          "BusinessLicensePics", "QualificationGroupId", "ResourceId", "ResourceType", "Tag", "TagKey", "SourceUrl",
-          "ShortUrl", "MoreData", "ExtendInfo", "OssKey", "FileSize", "CardCodeType", "OutId", "NextToken")
+PARAMS = tuple(api_parameter_names())
 
 
 def _values(foreign: list[str]) -> st.SearchStrategy[str]:
@@ -161,3 +166,61 @@ def test_hostile_console_forms_and_uploads_never_5xx(tenant: Tenant) -> None:
                                                                    "signature": "x"}, files={"file": ("x", b"1")})
     assert r.status_code in (400, 403) and "<Code>" in r.text
     assert counted["n"] >= 120 and client.get("/healthz").status_code == 200
+
+
+GARBAGE: list[str] = [
+    "", " ", "null", "{", "[]", '{"a":', "0", "-1", "99999999999999999999999", "1e309", "NaN", "true",
+    "\u0000", "😀" * 50, "x" * 5000, "${}", "'; DROP TABLE signs; --", '{"pages":[{"tmpCards":[{}]}]}',
+    '"{\\"cardType\\":5}"', "[{\"mobile\": null}]", '[{"Mobile": []}]', "<xml/>", "%00", "card/../../etc",
+    "[" * 2000 + "]" * 2000, '{"a":' * 1500 + "1" + "}" * 1500,
+]
+
+
+def test_every_operation_fed_garbage_answers_a_named_error_never_5xx(tenant: Tenant) -> None:
+    rng = random.Random(20261125)
+    names = api_parameter_names()
+    calls = 0
+    for action in sorted(OPERATIONS):
+        for _ in range(12):
+            params = {n: rng.choice(GARBAGE) for n in rng.sample(names, rng.randint(1, len(names)))}
+            try:
+                body = legacy(tenant, action, **params)
+            except ServerException as exc:
+                assert exc.get_http_status() < 500, (action, params, exc.get_error_msg())
+                assert exc.get_error_msg(), (action, params)
+                continue
+            finally:
+                calls += 1
+            if body["Code"] != "OK":
+                assert body["Message"], (action, params)
+    assert calls == 12 * len(OPERATIONS)
+
+
+@pytest.mark.parametrize(("action", "param"), [
+    ("CheckMobilesCardSupport", "Mobiles"), ("QueryCardSmsTemplateReport", "TemplateCodes"),
+    ("QueryMobilesCardSupport", "Mobiles"), ("CreateCardSmsTemplate", "Template"), ("SendSms", "TemplateParam"),
+    ("CreateSmsTemplate", "TemplateRule"), ("TagResources", "Tag"), ("GetMediaResourceId", "ExtendInfo"),
+])
+def test_json_nested_2000_levels_deep_is_a_named_error(tenant: Tenant, action: str, param: str) -> None:
+    """The five HTTP 500s of the hostile-input run: the JSON parser's recursion limit, now a named rule."""
+    for deep in ("[" * 2000 + "]" * 2000, '{"a":' * 2000 + "1" + "}" * 2000):
+        params = {param: deep, "TemplateCode": "CARD_SMS_1", "TemplateName": "x", "SignName": "x",
+                  "PhoneNumbers": "13800138000", "OssKey": "x", "FileSize": "1",
+                  "ResourceType": "TEMPLATE" if action == "TagResources" else "2",
+                  "TemplateContent": "x", "TemplateType": "1", "RelatedSignName": "x", "ResourceId": '["x"]'}
+        try:
+            body = legacy(tenant, action, **params)
+        except ServerException as exc:
+            assert exc.get_http_status() == 400 and param in exc.get_error_msg(), exc.get_error_msg()
+            continue
+        assert body["Code"] != "OK" and body["Message"], body
+
+
+def test_malformed_json_in_template_parameters_is_named(tenant: Tenant) -> None:
+    for bad in ("{", "[1,2", '{"cardType": }'):
+        with pytest.raises(ServerException) as exc:
+            legacy(tenant, "CreateCardSmsTemplate", TemplateName="x", Template=bad)
+        assert "Template is not valid JSON" in exc.value.get_error_msg()
+    body = legacy(tenant, "CheckMobilesCardSupport", TemplateCode="CARD_SMS_1", Mobiles="[{")
+    assert body["Code"] == "isv.INVALID_JSON_PARAM" and "Mobiles" in body["Message"]
+    assert json.loads(json.dumps(body))["Success"] is False
