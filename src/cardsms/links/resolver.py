@@ -47,7 +47,7 @@ class _Resolver:
         if client == "parser" or self.limiter.admit(found.link["id"], address):
             links.record_open(self.svc, found, client, visitor, mobile, agent)
 
-    async def __call__(self, request: Request) -> Response:
+    async def endpoint(self, request: Request) -> Response:
         code = request.path_params["code"]
         found = await links.resolve(self.svc, code)
         if found is not None:  # on an account's own link domain, only that account's codes exist
@@ -105,4 +105,5 @@ class _Resolver:
 
 
 def resolver(svc: Services) -> Any:
-    return _Resolver(svc)
+    """The route's endpoint (a method: starlette calls a function with the request, an object as an ASGI app)."""
+    return _Resolver(svc).endpoint
