@@ -40,7 +40,7 @@ def _sqlite_setup(engine: Engine, busy_ms: int = 30_000, max_mb: int = 0) -> Non
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
+    def _on_begin(conn: Any) -> None:  # the sync Connection under the engine
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 

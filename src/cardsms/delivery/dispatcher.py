@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Select, and_, false, insert, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.bulk import fetch_all
 from cardsms.db.schema import accounts, early_receipts, message_events, messages
@@ -85,7 +86,7 @@ class Dispatcher:
         if self.is_pg:
             query = query.with_for_update(skip_locked=True)
 
-        async def requeue(conn: Any) -> int:
+        async def requeue(conn: AsyncConnection) -> int:
             rows = (await conn.execute(query)).all()
             if rows:
                 await conn.execute(update(messages).where(messages.c.id.in_([r.id for r in rows]),
@@ -106,7 +107,7 @@ class Dispatcher:
         """Close up to 5,000 messages in `state` matching `cond` as `to` with error `code`, and report them."""
         now = self.svc.now()
 
-        async def close(conn: Any) -> int:
+        async def close(conn: AsyncConnection) -> int:
             rows = await fetch_all(conn, select(messages).where(messages.c.state == state, cond).limit(5000))
             if not rows:
                 return 0
@@ -198,7 +199,7 @@ class Dispatcher:
             stmt = stmt.with_for_update(skip_locked=True)
         worker_id = self.worker_id
 
-        async def take(conn: Any) -> list[dict[str, Any]]:
+        async def take(conn: AsyncConnection) -> list[dict[str, Any]]:
             rows = await fetch_all(conn, stmt)
             if rows:
                 await conn.execute(update(messages).where(messages.c.id.in_([r["id"] for r in rows]),

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.crypto import hash_password, new_access_key, verify_password
 from cardsms.db.bulk import inserted_id
@@ -233,7 +234,7 @@ async def session_state(svc: Services, user_id: int) -> Any:
                                    .where(users.c.id == user_id))).mappings().first()
 
 
-async def _user(conn: Any, account_id: int, user_id: int) -> Any:
+async def _user(conn: AsyncConnection, account_id: int, user_id: int) -> Any:
     row = (await conn.execute(select(users).where(users.c.account_id == account_id, users.c.id == user_id))
            ).mappings().first()
     if row is None:
@@ -241,7 +242,7 @@ async def _user(conn: Any, account_id: int, user_id: int) -> Any:
     return row
 
 
-async def _admins_left(conn: Any, account_id: int, without: int) -> int:
+async def _admins_left(conn: AsyncConnection, account_id: int, without: int) -> int:
     return int(await conn.scalar(select(func.count()).select_from(users).where(
         users.c.account_id == account_id, users.c.role == "admin", users.c.disabled.is_(False),
         users.c.id != without)) or 0)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 _WRITE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
 MISSING: Any = object()
@@ -103,19 +104,19 @@ class Caches:
 
     def watch(self, engine: Engine) -> None:
         @event.listens_for(engine, "after_cursor_execute")
-        def _statement(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        def _statement(conn: AsyncConnection, _cursor: Any, statement: str, *_: Any) -> None:
             found = _WRITE.match(statement)
             if found:
                 conn.info.setdefault("cardsms_written", set()).add(found.group(1).lower())
 
         @event.listens_for(engine, "commit")
-        def _commit(conn: Any) -> None:
+        def _commit(conn: AsyncConnection) -> None:
             tables = conn.info.pop("cardsms_written", None)
             if tables:
                 self.written(tables)
 
         @event.listens_for(engine, "rollback")
-        def _rollback(conn: Any) -> None:
+        def _rollback(conn: AsyncConnection) -> None:
             # a connection invalidated mid-statement (a task cancelled at shutdown) cannot even show its
             # info; raising here would replace the cancellation with PendingRollbackError
             if not conn.invalidated:

@@ -116,8 +116,8 @@ async def order(svc: Services, account_id: int, order_type: str, name: str, *, s
     return {"signId": sign_id, "signCode": code, "signOrderId": sign_id, "signName": name}
 
 
-async def _create(conn: Any, svc: Services, account_id: int, name: str, values: dict[str, Any], submitter: str
-                  ) -> tuple[int, str]:
+async def _create(conn: AsyncConnection, svc: Services, account_id: int, name: str, values: dict[str, Any],
+                  submitter: str) -> tuple[int, str]:
     """A new digital signature (id, code); the name must be new in the account."""
     exists = await conn.scalar(select(digital_signs.c.id).where(
         digital_signs.c.account_id == account_id, digital_signs.c.name_key == name.lower()))

@@ -275,8 +275,8 @@ async def run_import(svc: Services, audience_id: int) -> None:
     path.unlink(missing_ok=True)
 
 
-async def _store_chunk(conn: Any, *, account_id: int, audience_id: int, good: list[tuple[int, str, str | None]],
-                       bad: list[tuple[int, str, str]], done: int) -> None:
+async def _store_chunk(conn: AsyncConnection, *, account_id: int, audience_id: int,
+                       good: list[tuple[int, str, str | None]], bad: list[tuple[int, str, str]], done: int) -> None:
     if good:
         await conn.execute(_insert_ignore(conn), [
             {"account_id": account_id, "audience_id": audience_id, "seq": line, "phone": phone, "params": params}
@@ -290,7 +290,7 @@ async def _store_chunk(conn: Any, *, account_id: int, audience_id: int, good: li
 
 
 async def _finish(svc: Services, account_id: int, audience_id: int) -> None:
-    async def finish(conn: Any) -> None:
+    async def finish(conn: AsyncConnection) -> None:
         kept = await conn.scalar(select(func.count()).select_from(audience_numbers).where(
             audience_numbers.c.account_id == account_id, audience_numbers.c.audience_id == audience_id))
         blocked = await conn.scalar(select(func.count()).select_from(audience_numbers).join(

@@ -321,7 +321,7 @@ async def record_reply(svc: Services, source_addr: str, dest_addr: str, content:
     base = base or svc.settings.smsc_source_addr
     dest_code = dest_addr[len(base):] if dest_addr.startswith(base) else dest_addr
 
-    async def reply(conn: Any) -> bool:
+    async def reply(conn: AsyncConnection) -> bool:
         target = (await conn.execute(select(messages).where(messages.c.e164 == number.e164)
                                      .order_by(messages.c.id.desc()).limit(1))).mappings().first()
         if target is None:

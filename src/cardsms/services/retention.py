@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import case, delete, exists, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.schema import (
     daily_stats,
@@ -85,7 +86,7 @@ async def purge(svc: Services, batch: int = PURGE_BATCH, max_batches: int = 1_00
     return Purged(total, batches)
 
 
-async def _fold_batch(conn: Any, svc: Services, cutoff: datetime, batch: int) -> int:
+async def _fold_batch(conn: AsyncConnection, svc: Services, cutoff: datetime, batch: int) -> int:
     """Fold a batch of final messages older than the cutoff into daily_stats and delete them with their events."""
     ids = [r[0] for r in await conn.execute(select(messages.c.id).where(
         messages.c.created_at < cutoff, messages.c.state.in_(FINAL_STATES)).order_by(messages.c.id).limit(batch))]
@@ -102,7 +103,7 @@ async def _fold_batch(conn: Any, svc: Services, cutoff: datetime, batch: int) ->
     return len(ids)
 
 
-async def _tidy(conn: Any, cutoff: datetime, guard_cutoff: datetime) -> None:
+async def _tidy(conn: AsyncConnection, cutoff: datetime, guard_cutoff: datetime) -> None:
     await conn.execute(delete(link_opens).where(link_opens.c.at < cutoff))
     await conn.execute(delete(early_receipts).where(early_receipts.c.received_at < cutoff))
     # old replies whose message was folded (its aggregate counted them) or that answered no message

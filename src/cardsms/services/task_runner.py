@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.params import decode_params
 from cardsms.db.schema import accounts, audience_numbers, audiences, messages, tasks
@@ -83,7 +84,7 @@ async def run_once(svc: Services) -> bool:
     return worked
 
 
-async def _advance(conn: Any, svc: Services) -> list[int]:
+async def _advance(conn: AsyncConnection, svc: Services) -> list[int]:
     """Move tasks between states by imports, schedules and send windows; the ids of the tasks sending now."""
     rows = (await conn.execute(select(
         tasks.c.id, tasks.c.account_id, tasks.c.state, tasks.c.scheduled_at, tasks.c.next_start_at,
@@ -100,7 +101,7 @@ async def _advance(conn: Any, svc: Services) -> list[int]:
 class _Advance:
     """One pass of `_advance` over the open tasks, in the runner's write transaction."""
 
-    def __init__(self, conn: Any, svc: Services, now: datetime) -> None:
+    def __init__(self, conn: AsyncConnection, svc: Services, now: datetime) -> None:
         self.conn, self.svc, self.now = conn, svc, now
         self.windows: dict[str | None, SendWindow] = {}
         self.sending: list[int] = []
@@ -193,7 +194,7 @@ async def feed(svc: Services, task_id: int) -> bool:
     paced_until = _pace(box.rows, task, now)
     moved_from, moved_to = task["cursor"], rows[-1][0]
 
-    async def queue(conn: Any) -> bool:
+    async def queue(conn: AsyncConnection) -> bool:
         moved = (await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.cursor == moved_from,
                                                         tasks.c.state == "sending")
                                     .values(cursor=moved_to, paced_until=paced_until))).rowcount
@@ -229,12 +230,12 @@ async def _compose(svc: Services, task: Any, recipients: list[CardRecipient], bl
     return box
 
 
-async def _allowance(conn: Any, svc: Services, task: Any, now: datetime) -> int:
+async def _allowance(conn: AsyncConnection, svc: Services, task: Any, now: datetime) -> int:
     """How many recipients to feed now: a chunk, less what the task's backlog, hourly cap and rate allow."""
     task_id = task["id"]
-    backlog = await conn.scalar(select(func.count()).select_from(
+    backlog = int(await conn.scalar(select(func.count()).select_from(
         select(messages.c.id).where(messages.c.task_id == task_id, messages.c.state == "queued").limit(BACKLOG)
-        .subquery()))
+        .subquery())) or 0)
     if BACKLOG - backlog < FEED_CHUNK:  # a whole chunk or nothing: no trickle of tiny transactions
         return 0
     chunk = FEED_CHUNK
@@ -269,12 +270,12 @@ def _pace(rows: list[dict[str, Any]], task: Any, now: datetime) -> datetime | No
     return start + step * n if rate else None
 
 
-async def _maybe_complete(conn: Any, svc: Services, task_id: int) -> bool:
+async def _maybe_complete(conn: AsyncConnection, svc: Services, task_id: int) -> bool:
     waiting = await conn.scalar(select(func.count()).select_from(messages).where(
         messages.c.task_id == task_id, messages.c.state.in_(("queued", "submitting", "paused"))))
     if waiting:
         return False
-    account_id = await conn.scalar(select(tasks.c.account_id).where(tasks.c.id == task_id))
+    account_id = int(await conn.scalar(select(tasks.c.account_id).where(tasks.c.id == task_id)) or 0)
     done = (await conn.execute(update(tasks).where(tasks.c.id == task_id, tasks.c.state == "sending").values(
         state="completed", finished_at=svc.now()))).rowcount
     if done:

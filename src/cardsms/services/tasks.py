@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.bulk import inserted_id
 from cardsms.db.schema import messages, task_events, tasks
@@ -200,7 +201,8 @@ def waiting_detail(window: SendWindow, now: datetime) -> str:
     return f"outside the send window {window}: waiting for {start:%Y-%m-%d %H:%M} Asia/Shanghai"
 
 
-async def record_event(conn: Any, svc: Services, account_id: int, task_id: int, kind: str, detail: str = "") -> None:
+async def record_event(conn: AsyncConnection, svc: Services, account_id: int, task_id: int, kind: str,
+                       detail: str = "") -> None:
     await conn.execute(task_events.insert().values(account_id=account_id, task_id=task_id, kind=kind,
                                                    detail=detail[:1000], at=svc.now()))
 
@@ -309,7 +311,7 @@ async def _hold(svc: Services, task_id: int, from_state: str, to_state: str) -> 
         await hold_in(conn, svc, task_id, from_state, to_state)
 
 
-async def hold_in(conn: Any, svc: Services, task_id: int, from_state: str, to_state: str) -> None:
+async def hold_in(conn: AsyncConnection, svc: Services, task_id: int, from_state: str, to_state: str) -> None:
     """Queued messages of a paused (or quiet) task wait as `paused`; the dispatcher only claims `queued`. Released,
     their validity starts again: they never left."""
     now = svc.now()

@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cardsms import __version__
 from cardsms.bounds import URL_TOO_LONG
@@ -58,18 +59,18 @@ class SecurityHeaders:
     """Pure ASGI middleware (no per-request objects beyond a closure): adds the headers above, and HSTS when
     the public URL is https (browsers then never reach the console over plain http)."""
 
-    def __init__(self, app: Any, https: bool = False) -> None:
+    def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
         self.page_headers = [*_PAGE_HEADERS, _HSTS] if https else _PAGE_HEADERS
         self.no_page_headers = [*_NO_PAGE_HEADERS, _HSTS] if https else _NO_PAGE_HEADERS
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         extra = self.page_headers if scope["path"].startswith(("/console", "/s/")) else self.no_page_headers
 
-        async def send_with_headers(message: Any) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)

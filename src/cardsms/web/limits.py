@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:  # python-multipart defines its callback types for type checkers only
     from python_multipart.multipart import MultipartCallbacks
@@ -51,10 +52,10 @@ def _too_large_answer(path: str, limit: int) -> tuple[bytes, bytes]:
 class BodyLimit:
     """Pure ASGI middleware: refuses a declared oversize body up front and stops a streamed one at the limit."""
 
-    def __init__(self, app: Any, limit: Callable[[str], int] = route_limit) -> None:
+    def __init__(self, app: ASGIApp, limit: Callable[[str], int] = route_limit) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -69,7 +70,7 @@ class BodyLimit:
             return
         seen = 0
 
-        async def counted() -> Any:
+        async def counted() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
