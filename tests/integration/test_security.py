@@ -179,6 +179,18 @@ def test_forms_that_take_no_files_refuse_them(tenant: Tenant) -> None:
     assert login.status_code == 400
 
 
+def test_a_form_refuses_more_files_than_its_route_takes(tenant: Tenant) -> None:
+    """The qualification form takes 4 files (console/app.py's page table): a fifth is refused when the form
+    is parsed, before any handler runs, and nothing is stored."""
+    client, csrf = console_session(tenant.server.url, tenant.server.env)
+    scans = [("licence", (f"scan{i}.png", png(32, 18))) for i in range(5)]
+    answer = client.post("/console/qualifications", data={"csrf": csrf, "name": "five"}, files=scans)
+    assert answer.status_code == 400 and "Too many files" in answer.text, answer.text[-500:]
+    assert "five" not in client.get("/console/qualifications").text
+    four = client.post("/console/qualifications", data={"csrf": csrf}, files=scans[:4])
+    assert four.status_code != 400 or "Too many files" not in four.text  # four are taken (and the form checked)
+
+
 # --- 3. the caller's markup never reaches our answers --------------------------------------------------
 
 HOSTILE = ['html xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></html><x',
