@@ -12,29 +12,32 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, and_, false, insert, or_, select, true, update
+from sqlalchemy import and_, false, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cardsms.db.bulk import fetch_all
-from cardsms.db.schema import accounts, early_receipts, message_events, messages
+from cardsms.db.schema import accounts, messages
 from cardsms.delivery.connector import Inbound, LinkConnector, SubmitError
 from cardsms.delivery.digital import DigitalChannel, DigitalMessage
 from cardsms.delivery.journal import Journal
+from cardsms.delivery.maintenance import EXPIRE_SECONDS, HOUSEKEEPING_SECONDS, Maintenance
+from cardsms.delivery.receipt_loop import ReceiptLoop
 from cardsms.domain.schedule import SendWindow
 from cardsms.logs import pass_failed
-from cardsms.services import receipts, webhooks
+from cardsms.services import receipts
 from cardsms.services.core import Services, storage_unavailable
-from cardsms.services.receipts import Outcome, Receipt
+from cardsms.services.receipts import Outcome
 
 log = structlog.get_logger("cardsms.dispatcher")
 
 
-class Dispatcher:
+class Dispatcher(ReceiptLoop, Maintenance):
+    """Claims, submits and records outcomes; the receipt loop and the housekeeping are its bases."""
+
     def __init__(self, svc: Services, connectors: Sequence[LinkConnector], digital: DigitalChannel,
                  journal: Journal | None = None) -> None:
         self.svc = svc
@@ -53,102 +56,10 @@ class Dispatcher:
         self._windows_read = 0.0
         self._default_window = SendWindow.parse(svc.settings.send_window)  # settings do not change while running
 
-    def on_inbound(self, item: Inbound) -> None:
-        """A receipt or MO message from a connector (or the digital channel): journal it, then queue it for the
-        writer. The connector acknowledges the PDU only after this returns."""
-        offset = self.journal.append(item) if self.journal is not None else 0
-        self.inbound.put_nowait((item, offset))
-
-    async def replay_journal(self) -> int:
-        """Apply what earlier processes received but had not stored (see delivery/journal.py)."""
-        if self.journal is None:
-            return 0
-        done = 0
-        for path, items in self.journal.leftovers():
-            for i in range(0, len(items), 2000):
-                await self._apply(items[i:i + 2000])
-            done += len(items)
-            self.journal.discard(path)
-        if done:
-            log.warning("receipts.replayed", items=done)
-        return done
-
-    # --- recovery and housekeeping ------------------------------------------------------------
-
-    async def recover(self, live_workers: Sequence[str] | None = None) -> int:
-        """Queue again what was in flight when its process died, flagged as possible duplicates: every
-        `submitting` row, or (scale-out) those claimed by workers not in `live_workers`."""
-        now = self.svc.now()
-        where = [messages.c.state == "submitting"]
-        if live_workers is not None:
-            where.append(messages.c.claimed_by.not_in(list(live_workers)))
-        query = select(messages.c.id, messages.c.account_id).where(*where).limit(20_000)
-        if self.is_pg:
-            query = query.with_for_update(skip_locked=True)
-
-        async def requeue(conn: AsyncConnection) -> int:
-            rows = (await conn.execute(query)).all()
-            if rows:
-                await conn.execute(update(messages).where(messages.c.id.in_([r.id for r in rows]),
-                                                          messages.c.state == "submitting").values(
-                    state="queued", possible_duplicate=True, due_at=now, claimed_by=""))
-                await conn.execute(insert(message_events), [
-                    {"account_id": r.account_id, "message_id": r.id, "kind": "recovered", "at": now,
-                     "detail": "in flight when the server stopped; sent again and flagged as a possible duplicate"}
-                    for r in rows])
-            return len(rows)
-
-        count = await self.svc.execute_write(requeue)
-        if count:
-            log.warning("dispatcher.recovered", messages=count)
-        return count
-
-    async def _close(self, state: str, cond: Any, to: str, code: str, text: str) -> int:
-        """Close up to 5,000 messages in `state` matching `cond` as `to` with error `code`, and report them."""
-        now = self.svc.now()
-
-        async def close(conn: AsyncConnection) -> int:
-            rows = await fetch_all(conn, select(messages).where(messages.c.state == state, cond).limit(5000))
-            if not rows:
-                return 0
-            ids = [r["id"] for r in rows]
-            await conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.state == state).values(
-                state=to, error_code=code, error_text=text, done_at=now))
-            await conn.execute(insert(message_events), [
-                {"account_id": r["account_id"], "message_id": r["id"], "kind": to, "at": now,
-                 "detail": text if to == "expired" else f"{code}: {text}"} for r in rows])
-            await webhooks.enqueue(conn, self.svc, [receipts.sms_report(r, False, code, text, now) for r in rows])
-            return len(rows)
-
-        return await self.svc.execute_write(close)
-
-    async def close_unanswered(self) -> int:
-        """Submitted messages whose receipt never came (the SMSC lost it, or it was lost in transit) are closed
-        as failed with NO_RECEIPT after CARDSMS_RECEIPT_TIMEOUT_HOURS, so nothing stays pending forever."""
-        cutoff = self.svc.now() - timedelta(hours=self.svc.settings.receipt_timeout_hours)
-        return await self._close("submitted", messages.c.submitted_at < cutoff, "failed", "NO_RECEIPT",
-                                 "no delivery receipt arrived in time")
-
-    async def expire(self) -> int:
-        return await self._close("queued", messages.c.expires_at <= self.svc.now(), "expired", "EXPIRED",
-                                 "validity period ended before submission")
-
-    async def purge(self) -> int:
-        """Fold records older than the retention period into daily counts and delete them, in small batches
-        (services/retention.py): sends never wait for more than one batch."""
-        from cardsms.services import retention
-
-        return (await retention.purge(self.svc)).messages
-
     # --- the dispatch loop ----------------------------------------------------------------------
 
     def _smpp_up(self) -> bool:
         return any(c.up for c in self.connectors)
-
-    async def _any(self, query: Select[Any]) -> bool:
-        """Whether the query finds a row: a point read, without the write lock."""
-        async with self.svc.point_read() as conn:
-            return (await conn.execute(query.limit(1))).first() is not None
 
     async def outside_windows(self, now: Any) -> Any:
         """The claim's condition for send windows, or None when every window is open: a mass task's messages go only
@@ -252,7 +163,7 @@ class Dispatcher:
                            text=exc.text + (f" (after {attempts} attempts)" if exc.transient else ""))
 
     async def _claim_due(self) -> list[dict[str, Any]]:
-        if time.monotonic() - self._last_expiry > 1.0:
+        if time.monotonic() - self._last_expiry > EXPIRE_SECONDS:
             self._last_expiry = time.monotonic()
             await self.expire()
         return await self.claim(self.svc.settings.dispatch_batch)
@@ -294,7 +205,7 @@ class Dispatcher:
                 rows: list[dict[str, Any]] = []
                 try:
                     rows = await self._claim_due()
-                    if time.monotonic() - last_purge > 600:
+                    if time.monotonic() - last_purge > HOUSEKEEPING_SECONDS:
                         last_purge = time.monotonic()
                         await self.close_unanswered()
                         await self.purge()
@@ -316,61 +227,9 @@ class Dispatcher:
             if batches:  # what was claimed gets its outcome recorded before the dispatcher ends
                 await asyncio.gather(*batches, return_exceptions=True)
 
-    async def run_receipts(self) -> None:
-        """Apply inbound receipts and MO messages in batches."""
-        last_sweep = 0.0
-        while True:
-            if time.monotonic() - last_sweep > 0.5:
-                last_sweep = time.monotonic()
-                try:
-                    if await self._any(select(early_receipts.c.id)):  # most of the time there is nothing to sweep
-                        await self.svc.execute_write(partial(receipts.sweep_early, svc=self.svc))
-                except Exception:
-                    pass_failed(log, "receipts.sweep_failed")
-            try:  # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation (a stop) that
-                async with asyncio.timeout(0.5):  # arrives as the item does, and this loop would then run forever
-                    first = await self.inbound.get()
-            except TimeoutError:
-                continue
-            batch = [first]
-            deadline = time.monotonic() + 0.01
-            while len(batch) < 2000:
-                try:
-                    batch.append(self.inbound.get_nowait())
-                except asyncio.QueueEmpty:
-                    if time.monotonic() >= deadline:
-                        break
-                    await asyncio.sleep(0.005)
-            try:
-                await self._apply([item for item, _ in batch])
-            except Exception:
-                pass_failed(log, "receipts.apply_failed", count=len(batch))
-                await asyncio.sleep(0.5)
-                for entry in batch:  # nothing is dropped: try again
-                    self.inbound.put_nowait(entry)
-                continue
-            if self.journal is not None:
-                self.journal.committed(max(offset for _, offset in batch))
-
-    async def _apply(self, batch: list[Inbound]) -> None:
-        self.receipts += await apply_inbound(self.svc, batch)
-
     async def stop(self) -> None:
         self._stopping = True
         self.svc.wakeup.set()
-
-
-async def apply_inbound(svc: Services, batch: list[Inbound]) -> int:
-    """Store receipts and MO messages (receipts whose id is not known yet are kept in early_receipts); returns
-    how many receipts there were."""
-    found = [Receipt(i.connector, i.receipted_id, i.stat, i.err, i.at) for i in batch
-             if i.is_receipt and i.receipted_id]
-    if found:
-        await svc.execute_write(partial(receipts.apply_receipts, svc=svc, receipts=found))
-    for item in batch:
-        if not item.is_receipt:
-            await receipts.record_reply(svc, item.source_addr, item.destination_addr, item.text, item.local_base)
-    return len(found)
 
 
 def _submitted(mid: int, account: int, connector: LinkConnector, ids: list[str]) -> Outcome:

@@ -17,11 +17,12 @@ from cardsms.db.schema import messages, smsc_ids
 from cardsms.delivery.cmpp import CmppConnector
 from cardsms.delivery.connector import Inbound, LinkConnector
 from cardsms.delivery.digital import DigitalContent, DigitalRouter, NoDigitalChannel
-from cardsms.delivery.dispatcher import Dispatcher, apply_inbound
+from cardsms.delivery.dispatcher import Dispatcher
 from cardsms.delivery.journal import Journal
 from cardsms.delivery.leases import WorkerLease, listen
 from cardsms.delivery.mm7 import Match, Mm7Link
 from cardsms.delivery.mm7_wire import Part
+from cardsms.delivery.receipt_loop import apply_inbound
 from cardsms.delivery.smpp import SmppConnector
 from cardsms.delivery.webhooks import WebhookSender
 from cardsms.domain.connectors import ConnectorConfig, DigitalConfig, parse_connectors, parse_digital
