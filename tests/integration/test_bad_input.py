@@ -224,3 +224,15 @@ def test_malformed_json_in_template_parameters_is_named(tenant: Tenant) -> None:
     body = legacy(tenant, "CheckMobilesCardSupport", TemplateCode="CARD_SMS_1", Mobiles="[{")
     assert body["Code"] == "isv.INVALID_JSON_PARAM" and "Mobiles" in body["Message"]
     assert json.loads(json.dumps(body))["Success"] is False
+
+
+@pytest.mark.parametrize("action", ["QuerySmsAppIcpRecord", "QuerySmsTrademark", "QuerySmsAuthorizationLetter"])
+def test_an_id_list_with_an_id_out_of_range_is_named(tenant: Tenant, action: str) -> None:
+    """The fuzz run's HTTP 500: an id past the database's integer went to the query."""
+    name = {"QuerySmsAppIcpRecord": "AppIcpRecordIdList", "QuerySmsTrademark": "TrademarkIdList",
+            "QuerySmsAuthorizationLetter": "AuthorizationLetterIdList"}[action]
+    for bad in ("99999999999999999999999", "-1", "x", "²"):
+        with pytest.raises(ServerException) as exc:
+            legacy(tenant, action, **{f"{name}.1": "1", f"{name}.2": bad})
+        assert exc.value.get_http_status() == 400 and f"{name}.2" in exc.value.get_error_msg(), exc.value
+    assert legacy(tenant, action, **{f"{name}.1": "1"})["Code"] == "OK"

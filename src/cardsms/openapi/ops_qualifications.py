@@ -192,7 +192,7 @@ async def create_sms_authorization_letter(ctx: Ctx, p: Params) -> dict[str, Any]
 
 
 async def query_sms_authorization_letter(ctx: Ctx, p: Params) -> dict[str, Any]:
-    ids = [int(x) for x in p.list("AuthorizationLetterIdList") if str(x).isdigit()]
+    ids = p.ids("AuthorizationLetterIdList")
     rows = await qualifications.list_documents(ctx.svc, ctx.account_id, "letter", ids)
     sign, code = p.str("SignName", max_len=64), p.str("OrganizationCode", max_len=150)
     out = []
@@ -225,7 +225,7 @@ async def create_sms_trademark(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 
 async def query_sms_trademark(ctx: Ctx, p: Params) -> dict[str, Any]:
-    ids = [int(x) for x in p.list("TrademarkIdList") if str(x).isdigit()]
+    ids = p.ids("TrademarkIdList")
     rows = await qualifications.list_documents(ctx.svc, ctx.account_id, "trademark", ids)
     return {"Data": [{"TrademarkId": r["id"], "TrademarkName": r["name"], **{k: v for k, v in r["details"].items()},
                       "TrademarkPicUrl": _pic(ctx, r["details"]["TrademarkPic"])} for r in rows]}
@@ -250,7 +250,7 @@ async def create_sms_app_icp_record(ctx: Ctx, p: Params) -> dict[str, Any]:
 
 
 async def query_sms_app_icp_record(ctx: Ctx, p: Params) -> dict[str, Any]:
-    ids = [int(x) for x in p.list("AppIcpRecordIdList") if str(x).isdigit()]
+    ids = p.ids("AppIcpRecordIdList")
     rows = await qualifications.list_documents(ctx.svc, ctx.account_id, "app_icp", ids)
     return {"Data": [{"AppIcpRecordId": r["id"], "AppServiceName": r["name"], **r["details"],
                       **{f"{n}Url": _pic(ctx, r["details"][n]) for n in _ICP_PICS}} for r in rows]}

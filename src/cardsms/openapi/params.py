@@ -77,6 +77,19 @@ class Params:
                 raise invalid(f"{name}[{i}]", f"must be a string of 1-{max_len} characters")
         return items
 
+    def ids(self, name: _Str, max_items: _Int = 100) -> _List[_Int]:
+        """A list of row ids (`Name.1 ...` or a JSON array): each a whole number 1..2^62."""
+        items = self.list(name)
+        if len(items) > max_items:
+            raise invalid(name, f"at most {max_items} items, got {len(items)}")
+        ids = []
+        for i, item in enumerate(items, 1):
+            text = str(item).strip()
+            if isinstance(item, bool) or not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1 << 62:
+                raise invalid(f"{name}.{i}", f"must be a whole number between 1 and {1 << 62}, got {text[:40]!r}")
+            ids.append(int(text))
+        return ids
+
     def json(self, name: _Str, required: _Bool = False) -> Any:
         from cardsms.openapi.wire import parse_json_param
 
