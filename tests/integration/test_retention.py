@@ -134,3 +134,31 @@ async def _account(svc: Services, name: str) -> int:
 
     return await accounts.account_id(svc, name)
 
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_purge_drops_frequency_guard_rows_no_window_needs(backend: str, request: pytest.FixtureRequest,
+                                                              tmp_path: Path) -> None:
+    """frequency_guard holds a lock row per number sent to (PostgreSQL's exact frequency control); a number
+    not sent to for longer than the longest window (a day) needs none, so the purge deletes it."""
+    from sqlalchemy import insert, select
+
+    from cardsms.db.schema import frequency_guard
+    from tests.conftest import with_services
+
+    async def body(svc: Services) -> None:
+        now = svc.now()
+        old = now - timedelta(days=retention.GUARD_DAYS, minutes=1)
+        fresh = now - timedelta(days=retention.GUARD_DAYS) + timedelta(minutes=5)
+        rows = [("13800000001", old), ("13800000002", fresh), ("13800000003", now)]
+
+        async def seed(conn: Any) -> None:
+            await conn.execute(insert(frequency_guard), [{"account_id": 1, "phone": p, "at": at} for p, at in rows])
+
+        await svc.execute_write(seed)
+        await retention.purge(svc)
+        async with svc.read() as conn:
+            left = sorted(r[0] for r in await conn.execute(select(frequency_guard.c.phone)))
+        assert left == ["13800000002", "13800000003"]
+
+    with_services(backend, request, tmp_path, body)
