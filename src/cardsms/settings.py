@@ -108,6 +108,9 @@ class Settings(BaseSettings):
                                      "proxy's forwarding header get them; everyone else gets {\"status\": \"ok\"}")
     http_header_seconds: float = Field(15.0, gt=0, le=600, description="a request's line and headers must arrive "
                                        "within this; slower clients are disconnected")
+    http_processes: int = Field(1, ge=1, le=64, description="processes of `cardsms serve` that answer HTTP on its "
+                                "port, each with its own event loop (the main process also dispatches); 1 = one "
+                                "process for everything (docs/deployment.md)")
     http_max_connections: int = Field(2000, ge=0, le=1_000_000, description="concurrent HTTP connections and "
                                       "requests a process serves; more are answered 503; 0 = no limit")
     outbound_allow_networks: list[str] = Field([], description="networks the server may send webhooks to although "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -55,9 +56,10 @@ def stop_deadline(settings: Settings) -> float:
     return settings.stop_seconds * 1.5 + 4
 
 
-def http_server(app: Any, settings: Settings) -> Any:
+def http_server(app: Any, settings: Settings, on_exit: Callable[[], None] = lambda: None) -> Any:
     """uvicorn for our app: a SIGTERM is a request to stop, so once stopped the process exits 0 (uvicorn
-    would raise the signal again and die of it), and open HTTP connections get a few seconds, not forever."""
+    would raise the signal again and die of it), and open HTTP connections get a few seconds, not forever.
+    `on_exit` runs when the stop begins (serve's HTTP children are told then)."""
     import uvicorn
 
     from cardsms.stopping import StopWatchdog
@@ -76,6 +78,7 @@ def http_server(app: Any, settings: Settings) -> Any:
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             watchdog.arm()  # the stop must end: a wait that never returns is named in the log, then cut short
+            on_exit()
             super().handle_exit(sig, frame)
 
         async def serve(self, sockets: Any = None) -> None:
@@ -97,24 +100,51 @@ SmscOption = Annotated[list[str] | None, typer.Option(
                    "required by `worker`; options in docs/sending.md)")]
 
 
+HttpProcessesOption = Annotated[int | None, typer.Option(
+    "--http-processes", help="processes answering HTTP on the port (default $CARDSMS_HTTP_PROCESSES or 1); the "
+                             "main process also dispatches", min=1, max=64)]
+
+
 @app.command()
 def serve(host: HostOption = None, port: PortOption = None, data_dir: DataDir = None, smsc: SmscOption = None,
-          digital: DigitalOption = None) -> None:
-    """Run the embedded default: API, dispatcher, simulated SMSC, handsets and review in one process."""
+          digital: DigitalOption = None, http_processes: HttpProcessesOption = None) -> None:
+    """Run the embedded default: API, dispatcher, simulated SMSC, handsets and review in one process (with
+    --http-processes N, N-1 more processes answer HTTP beside it)."""
 
-    from cardsms.bootstrap import ensure_demo
     from cardsms.logs import configure_logging
+
+    settings = load_settings(host=host, port=port, data_dir=data_dir, smsc=smsc or None, digital=digital or None,
+                             http_processes=http_processes)
+    configure_logging(settings)
+    profiled(lambda: run_server(lambda: _serve(settings), settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from cardsms.bootstrap import ensure_demo
+    from cardsms.cli.http_processes import HttpChildren, listening_socket
+    from cardsms.services.hub import hub_path
     from cardsms.web.app import create_app
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, smsc=smsc or None, digital=digital or None)
-    configure_logging(settings)
-
-    async def _main() -> None:
-        svc = await open_services(settings)
-        _welcome(settings, await ensure_demo(svc))
-        await http_server(create_app(svc, build_delivery(svc)), settings).serve()
-
-    profiled(lambda: run_server(_main, settings))
+    sockets, children = None, None
+    if settings.http_processes > 1:
+        try:
+            sockets = [listening_socket(settings.host, settings.port)]
+        except OSError as exc:
+            raise fail(f"--port: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", 1) from None
+        children = HttpChildren(settings, sockets[0], settings.http_processes - 1)
+    svc = await open_services(settings)
+    _welcome(settings, await ensure_demo(svc))
+    hub = hub_path(settings.data_dir) if children is not None else None
+    server = http_server(create_app(svc, build_delivery(svc), hub=hub), settings,
+                         on_exit=children.terminate if children is not None else lambda: None)
+    if children is not None:
+        children.give_up = lambda: server.handle_exit(signal.SIGTERM, None)
+        children.start()
+    try:
+        await server.serve(sockets)
+    finally:
+        if children is not None:
+            await children.wait(stop_deadline(settings))
 
 
 def _welcome(settings: Settings, welcome: Any) -> None:

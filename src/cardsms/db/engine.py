@@ -6,6 +6,7 @@ snapshot and never take the write lock."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -79,4 +80,6 @@ def make_writer(settings: Settings) -> SqliteWriter | None:
     engine = create_engine(url.replace("+aiosqlite", "", 1), poolclass=StaticPool,
                            connect_args={"timeout": 30, "check_same_thread": False})
     _sqlite_setup(engine, max_mb=settings.sqlite_max_mb)
-    return SqliteWriter(engine)
+    database = engine.url.database or ""
+    lock = Path(database + ".writelock") if database and database != ":memory:" else None
+    return SqliteWriter(engine, lock_path=lock)

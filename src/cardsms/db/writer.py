@@ -14,6 +14,11 @@ before bulk jobs (the dispatcher's claims, outcomes, receipts) and are merged fi
 stops taking jobs after `budget` seconds, so an urgent write waits at most for one bounded
 transaction, never behind a queue of dispatcher work.
 
+Several processes may write one database (`cardsms serve --http-processes N`): each has its writer thread,
+and a transaction is taken under an exclusive `flock` on a lock file beside the database, so the processes
+take turns at once when one commits (SQLite's own busy handler would poll with sleeps of up to 100 ms).
+The kernel drops the lock of a process that dies; SQLite rolls back its unfinished transaction.
+
 A *hold* parks the thread so that the event loop can run a transaction of its own on the write
 connection (`Services.hold_writer()`, for cold paths whose statements depend on
 awaits in between); the statements then run inline, on the loop's thread.
@@ -27,11 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, CursorResult, Engine, Executable
@@ -109,9 +117,31 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]
             future.set_result(value)
 
 
+class ProcessLock:
+    """An exclusive `flock` on a file, taken by the writer thread around each transaction (blocking: the
+    thread sleeps in the kernel, without the GIL, until the process before it commits)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    @contextlib.contextmanager
+    def held(self) -> Any:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 class SqliteWriter:
-    def __init__(self, engine: Engine, *, budget: float = 0.02, max_jobs: int = 200) -> None:
+    def __init__(self, engine: Engine, *, budget: float = 0.02, max_jobs: int = 200,
+                 lock_path: Path | None = None) -> None:
         self.engine = engine
+        self._lock = ProcessLock(lock_path) if lock_path is not None else None
         self.budget = budget
         self.max_jobs = max_jobs
         self.stats = WriterStats()
@@ -194,15 +224,25 @@ class SqliteWriter:
                     self._transaction(conn, job)
         finally:
             conn.close()
+            if self._lock is not None:
+                self._lock.close()
+
+    def _locked(self) -> contextlib.AbstractContextManager[Any]:
+        return self._lock.held() if self._lock is not None else contextlib.nullcontext()
 
     def _serve_hold(self, job: _Job) -> None:
         assert job.release is not None
         self.stats.holds += 1
         ready: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = [(job.future, None, None)]
-        job.loop.call_soon_threadsafe(_settle, ready)
-        job.release.wait()
+        with self._locked():
+            job.loop.call_soon_threadsafe(_settle, ready)
+            job.release.wait()
 
     def _transaction(self, conn: Connection, first: _Job) -> None:
+        with self._locked():
+            self._merged(conn, first)
+
+    def _merged(self, conn: Connection, first: _Job) -> None:
         started = time.perf_counter()
         jobs: list[_Job] = [first]
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from cardsms.domain.errors import CardsmsError
+from cardsms.services.hub import nonce_token
 
 ACS3_ALGORITHMS = {"ACS3-HMAC-SHA256": "sha256", "ACS3-HMAC-SM3": "sm3"}
 _AUTH_HEADER = re.compile(
@@ -147,11 +148,14 @@ class NonceCache:
 
     def check_and_add(self, key_id: str, nonce: str, expires_at: float, now: float) -> bool:
         """True when the nonce is fresh (and records it until `expires_at`, epoch seconds); False on replay."""
+        return self.check_token(nonce_token(key_id, nonce), expires_at, now)
+
+    def check_token(self, token: str, expires_at: float, now: float) -> bool:
+        """The same for a nonce named by `services.hub.nonce_token` (the hub's HTTP processes send that)."""
         heap = self._heap
         while heap and (heap[0][0] <= now or len(heap) >= self.max_entries):
             _, old = heapq.heappop(heap)
             self._expires.pop(old, None)
-        token = key_id + "\x00" + nonce
         if token in self._expires:
             return False
         self._expires[token] = expires_at

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,6 +23,7 @@ from cardsms.openapi.params import Params
 from cardsms.services import audit, nonces
 from cardsms.services.accounts import find_access_key
 from cardsms.services.core import Services, storage_unavailable
+from cardsms.services.hub import NO_NONCE, HubUnavailable
 
 API_VERSION = "2017-05-25"
 MAX_BODY = API_BODY  # BodyLimit (web/limits.py) stops a larger body before this endpoint reads it
@@ -117,11 +118,11 @@ class ApiEndpoint:
         call.fmt = params.values.get("Format", "JSON")
         call.action = request.headers.get("x-acs-action") or params.values.get("Action", "")
         op = self._operation(call.action, request.headers.get("x-acs-version") or params.values.get("Version", ""))
-        key = await self._authenticate(api_request)
+        key, cred, expires_at = await self._authenticate(api_request)
         call.account = key.account_name
         audit.set_actor(f"api:{key.key_id}")
         qps = key.qps_limit or self.svc.settings.api_qps
-        wait_ms = self.limiter.acquire(key.account_id, qps)
+        wait_ms = await self._admit(key, cred, expires_at, qps)
         if wait_ms:
             call.headers["x-acs-retry-after"] = str(wait_ms)
             raise CardsmsError("Throttling.User", f"Request was denied due to user flow control: account "
@@ -165,7 +166,7 @@ class ApiEndpoint:
                                "for the operations cardsms implements")
         return OPERATIONS[action]
 
-    async def _authenticate(self, req: auth.ApiRequest) -> Any:
+    async def _authenticate(self, req: auth.ApiRequest) -> tuple[Any, auth.Credential, datetime]:
         cred = auth.credential(req)
         key = await find_access_key(self.svc, cred.key_id)
         if key is None:
@@ -180,13 +181,33 @@ class ApiEndpoint:
                                f"{self.svc.now():%Y-%m-%dT%H:%M:%SZ}; check the client's clock")
         if not cred.nonce:
             raise CardsmsError("IncompleteSignature", "the signature nonce is missing")
-        expires_at = cred.timestamp + skew
+        return key, cred, cred.timestamp + skew
+
+    async def _admit(self, key: Any, cred: auth.Credential, expires_at: datetime, qps: int) -> int:
+        """Refuse a replayed nonce; then 0 when the call is within the account's QPS, else the ms to wait. With
+        `serve --http-processes N` the main process answers for every process (services.hub); on PostgreSQL
+        the nonces are in the database, shared with every process of any kind."""
+        fresh = True
         if self.shared_nonces:
             fresh = await nonces.remember(self.svc, cred.key_id, cred.nonce, expires_at)
-        else:
-            fresh = self.nonces.check_and_add(cred.key_id, cred.nonce, expires_at.timestamp(),
-                                              self.svc.now().timestamp())
+        if fresh and self.svc.hub is not None:
+            try:
+                fresh, wait_ms = await self.svc.hub.admit(
+                    cred.key_id, None if self.shared_nonces else cred.nonce, expires_at.timestamp(),
+                    key.account_id, qps)
+            except HubUnavailable as exc:
+                raise CardsmsError("ServiceUnavailable", f"this server is restarting ({exc}); retry later") from None
+        elif fresh:
+            if not self.shared_nonces:
+                fresh = self.nonces.check_and_add(cred.key_id, cred.nonce, expires_at.timestamp(),
+                                                  self.svc.now().timestamp())
+            wait_ms = self.limiter.acquire(key.account_id, qps) if fresh else 0
         if not fresh:
             raise CardsmsError("SignatureNonceUsed", f"Specified signature nonce {cred.nonce!r} was used already "
                                "(replayed request)")
-        return key
+        return wait_ms
+
+    def admit_for_hub(self, token: str, expires: float, account_id: int, qps: int) -> tuple[bool, int]:
+        """The main process's answer to another HTTP process's call (services.hub)."""
+        fresh = token == NO_NONCE or self.nonces.check_token(token, expires, self.svc.now().timestamp())
+        return fresh, self.limiter.acquire(account_id, qps) if fresh else 0

@@ -24,6 +24,7 @@ from cardsms.db.writer import InlineConnection, SqliteWriter, WriteFn
 from cardsms.media.store import MediaStore
 from cardsms.services.batching import GroupCommit
 from cardsms.services.cache import Caches
+from cardsms.services.hub import HubClient
 from cardsms.settings import Settings
 from cardsms.vendors.gateway import HandsetDirectory, ReviewGateway
 
@@ -75,6 +76,7 @@ class Services:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     point_reader: Engine | None = None
     writer: SqliteWriter | None = None  # SQLite: the one thread that runs every write (db.writer)
+    hub: HubClient | None = None  # an HTTP process of `serve --http-processes N`: the main process (services.hub)
 
     def __post_init__(self) -> None:
         self._reader = self.engine.execution_options(**{READ_ONLY: True})
@@ -93,14 +95,20 @@ class Services:
         self.nonces_purged_at = 0.0  # services.nonces: when this process last removed expired API nonces
 
     def wake(self) -> None:
-        """Tell this process's dispatcher that work was queued (callable from the writer thread too)."""
+        """Tell this process's dispatcher that work was queued (callable from the writer thread too); in an
+        HTTP process of `serve --http-processes N`, the main process's (through the hub)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # the writer thread: hand it to the loop
             if self._loop is not None:
-                self._loop.call_soon_threadsafe(self.wakeup.set)
+                self._loop.call_soon_threadsafe(self._wake_here)
             return
+        self._wake_here()
+
+    def _wake_here(self) -> None:
         self.wakeup.set()
+        if self.hub is not None:
+            self.hub.wake()
 
     @contextlib.asynccontextmanager
     async def point_read(self) -> AsyncIterator[AsyncConnection]:
@@ -198,6 +206,8 @@ class Services:
             await batcher.drain()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
+        if self.hub is not None:
+            await self.hub.close()
         await self.engine.dispose()
         if self.point_reader is not None:
             self.point_reader.dispose()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import secrets
 from collections.abc import AsyncIterator
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -31,6 +33,7 @@ from cardsms.media.sniff import sniff
 from cardsms.openapi.dispatch import ApiEndpoint, ApiMetrics
 from cardsms.services import alerts, media, public, task_runner
 from cardsms.services.core import Services
+from cardsms.services.hub import serve_hub
 from cardsms.services.review import run_due_reviews
 from cardsms.stopping import stop_services
 from cardsms.web.limits import BodyLimit, BodyTooLarge, UploadFormError, read_policy_upload
@@ -94,8 +97,8 @@ class _Site:
     """The routes of one process's ASGI app besides the console's, and its lifespan (the background loops)."""
 
     def __init__(self, svc: Services, delivery: Delivery | None, run_reviewer: bool,
-                 inbound: list[Mm7Link] | None) -> None:
-        self.svc, self.delivery, self.run_reviewer = svc, delivery, run_reviewer
+                 inbound: list[Mm7Link] | None, hub: Path | None = None) -> None:
+        self.svc, self.delivery, self.run_reviewer, self.hub = svc, delivery, run_reviewer, hub
         self.digital_links = delivery.digital_links if delivery is not None else inbound or []
         self.registry = CollectorRegistry()
         self.api = ApiEndpoint(svc, ApiMetrics(self.registry))
@@ -126,7 +129,8 @@ class _Site:
             return JSONResponse({"status": "starting"}, 503)
         if not self.insider(request):
             return JSONResponse({"status": "ok"})
-        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        body: dict[str, Any] = {"status": "ok", "version": __version__,
+                                "process": {"pid": os.getpid(), "dispatches": self.delivery is not None}}
         if self.delivery is not None:
             body["delivery"] = self.delivery.status()
         if self.svc.writer is not None:  # SQLite: how the one writer thread is doing (db/writer.py)
@@ -208,11 +212,14 @@ class _Site:
         if delivery is not None:
             await delivery.start()
             background.append(asyncio.create_task(task_runner.run_forever(svc), name="task-runner"))
+        hub = await serve_hub(self.hub, self.api.admit_for_hub, svc.wake) if self.hub is not None else None
         self.ready = True
         try:
             yield
         finally:
             self.ready = False
+            if hub is not None:
+                hub.close()
             if delivery is None:  # a delivery closes its own links
                 await asyncio.gather(*(x.stop() for x in self.digital_links), return_exceptions=True)
             await stop_services(svc, delivery, background)
@@ -231,10 +238,11 @@ class _Site:
 
 
 def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True,
-               inbound: list[Mm7Link] | None = None) -> Starlette:
+               inbound: list[Mm7Link] | None = None, hub: Path | None = None) -> Starlette:
     """The ASGI app; `delivery` (cardsms.compose.build_delivery) also dispatches in this process, None: API only.
-    `inbound`: digital links that only take reports and replies here (`cardsms api`; a delivery has its own)."""
-    site = _Site(svc, delivery, run_reviewer, inbound)
+    `inbound`: digital links that only take reports and replies here (`cardsms api`; a delivery has its own).
+    `hub`: where this (main) process answers its HTTP children (`serve --http-processes N`, services.hub)."""
+    site = _Site(svc, delivery, run_reviewer, inbound, hub)
     return Starlette(
         routes=site.routes(),
         lifespan=site.lifespan,
