@@ -397,6 +397,7 @@ def bench_api(tmp: Path) -> None:
     with serving(tmp / "one", False, **extra) as (server, _):
         one = closed_loop(server)[3]
     record("api", "send_card_sms_max_req_per_s", top["rps"], "req/s", health["rps"], "/healthz, same load process")
+    bench_api_processes(tmp, extra, top)
     record("api", "send_card_sms_max_p99", top["p99_ms"], "ms")
     for r, res in fixed.items():
         record("api", f"send_card_sms_at_{r}_per_s_p50", res["p50_ms"], "ms")
@@ -404,6 +405,30 @@ def bench_api(tmp: Path) -> None:
         record("api", f"send_card_sms_at_{r}_per_s_achieved", res["rps"], "req/s", r, "offered rate")
     record("api", "one_process_send_card_sms_max_req_per_s", one["rps"], "req/s", top["rps"],
            "SMSC and phones in their own process")
+
+
+def bench_api_processes(tmp: Path, extra: dict[str, str], one: dict[str, Any]) -> None:
+    """The closed loop and the 1,000 req/s open loop with `serve --http-processes N` (BENCH_HTTP_PROCESSES,
+    default 2,3), against the one-process figures of the same run; SendSms one number closed loop beside it."""
+    counts = [int(n) for n in os.environ.get("BENCH_HTTP_PROCESSES", "2,3").split(",") if n]
+    for n in counts:
+        with serving(tmp / f"http{n}", True, **extra, CARDSMS_HTTP_PROCESSES=str(n)) as (server, _):
+            tenant = new_tenant(server)
+            c = tenant.client()
+            sign = approved_sign(c, "接口")
+            params = {"Action": "SendCardSms", "SignName": sign, "CardTemplateCode": "PUB_SERVICE_NOTICE"}
+            top = httpload(server, tenant, params, "max", 13300000000 + n * 1_000_000)
+            fixed = httpload(server, tenant, params, "rate", 13400000000 + n * 1_000_000, rate=1000, seconds=3)
+            text = {"Action": "SendSms", "SignName": sign, "TemplateCode": text_template(c, "您的订单已发货。")}
+            sms = httpload(server, tenant, text, "max", 13500000000 + n * 1_000_000)
+        record("api", f"http_processes_{n}_send_card_sms_max_req_per_s", top["rps"], "req/s", one["rps"],
+               "one HTTP process, same run")
+        record("api", f"http_processes_{n}_send_card_sms_max_p99", top["p99_ms"], "ms")
+        record("api", f"http_processes_{n}_send_card_sms_at_1000_per_s_p99", fixed["p99_ms"], "ms")
+        record("api", f"http_processes_{n}_send_card_sms_at_1000_per_s_achieved", fixed["rps"], "req/s", 1000,
+               "offered rate")
+        record("api", f"http_processes_{n}_send_sms_max_req_per_s", sms["rps"], "req/s", one["rps"],
+               "SendCardSms, one HTTP process, same run")
 
 
 # --- frequency: the cost of frequency control ------------------------------------------------------------
