@@ -108,6 +108,9 @@ class Settings(BaseSettings):
                                      "proxy's forwarding header get them; everyone else gets {\"status\": \"ok\"}")
     http_header_seconds: float = Field(15.0, gt=0, le=600, description="a request's line and headers must arrive "
                                        "within this; slower clients are disconnected")
+    http_keepalive_seconds: int = Field(60, ge=1, le=3600, description="an idle keep-alive connection is "
+                                          "closed after this; longer than the SDKs' idle gaps between calls, so a "
+                                          "pooled connection is rarely closed as a client reuses it")
     http_processes: int = Field(1, ge=1, le=64, description="processes of `cardsms serve` that answer HTTP on its "
                                 "port, each with its own event loop (the main process also dispatches); 1 = one "
                                 "process for everything (docs/deployment.md)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,13 @@ def test_a_stop_that_ends_is_not_cut_short() -> None:
               "asyncio.run(main())\nprint('ended by itself')\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and "ended by itself" in proc.stdout and "overdue" not in proc.stderr
+
+
+def test_idle_keep_alive_connections_outlast_the_sdks_gaps_between_calls(tmp_path: Path) -> None:
+    """uvicorn's own 5 s closed pooled SDK connections as the next call reused them (a reset the SDK does not
+    retry); the server keeps an idle connection CARDSMS_HTTP_KEEPALIVE_SECONDS."""
+    from cardsms.cli.processes import http_server
+    from cardsms.settings import Settings
+
+    assert http_server(object(), Settings(data_dir=tmp_path)).config.timeout_keep_alive == 60
+    assert http_server(object(), Settings(data_dir=tmp_path, http_keepalive_seconds=7)).config.timeout_keep_alive == 7

@@ -88,6 +88,7 @@ def http_server(app: Any, settings: Settings, on_exit: Callable[[], None] = lamb
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
                             http=with_header_timeout(settings.http_header_seconds), server_header=False,
                             limit_concurrency=settings.http_max_connections or None,
+                            timeout_keep_alive=settings.http_keepalive_seconds,
                             timeout_graceful_shutdown=max(1, int(settings.stop_seconds / 3)))
     return Server(config)
 
