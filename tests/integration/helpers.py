@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import io
 import json
 import uuid
@@ -90,18 +91,39 @@ def approved_card(client: Client) -> str:
     return str(body.data.template_code)
 
 
-def legacy(tenant: Any, action: str, **params: str) -> dict[str, Any]:
-    """Call an operation with the legacy SDK (signature v2, CommonRequest) and return the raw JSON."""
+@functools.lru_cache(maxsize=64)
+def _legacy_client(key_id: str, secret: str) -> Any:
+    """One legacy client per AccessKey (building one reads the SDK's endpoint tables: ~5 ms)."""
     from aliyunsdkcore.client import AcsClient
+
+    return AcsClient(key_id, secret, "cn-hangzhou")
+
+
+def legacy(tenant: Any, action: str, **params: str) -> dict[str, Any]:
+    """Call an operation with the legacy SDK (signature v2, CommonRequest) and return the raw JSON; the
+    parameters go in the query string, as the SDK sends them."""
+    return _legacy_call(tenant, action, params, in_form=False)
+
+
+def legacy_form(tenant: Any, action: str, **params: str) -> dict[str, Any]:
+    """`legacy`, with the parameters in the signed form body: the same decoding and signature on the server,
+    without the SDK's client-side URL handling, whose cost grows with a value's escapes (a 20 KB value costs it
+    ~50 ms per request)."""
+    return _legacy_call(tenant, action, params, in_form=True)
+
+
+def _legacy_call(tenant: Any, action: str, params: dict[str, str], in_form: bool) -> dict[str, Any]:
     from aliyunsdkcore.request import CommonRequest
 
-    client = AcsClient(tenant.key_id, tenant.secret, "cn-hangzhou")
     req = CommonRequest(domain=tenant.server.endpoint, version="2017-05-25", action_name=action)
     req.set_protocol_type("http")
     req.set_method("POST")
     for k, v in params.items():
-        req.add_query_param(k, v)
-    result: dict[str, Any] = json.loads(client.do_action_with_exception(req))
+        if in_form:
+            req.add_body_params(k, v)
+        else:
+            req.add_query_param(k, v)
+    result: dict[str, Any] = json.loads(_legacy_client(tenant.key_id, tenant.secret).do_action_with_exception(req))
     return result
 
 
