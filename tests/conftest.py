@@ -18,7 +18,7 @@ from cardsms.db.migrate import upgrade
 from cardsms.services import accounts, audit
 from cardsms.services.core import Services
 from cardsms.settings import Settings
-from tests.harness import PostgresServer, Server, cardsms_env, cli, running_server
+from tests.harness import PostgresServer, Server, cardsms_env, running_server
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ def with_services(backend: str, request: pytest.FixtureRequest, data_dir: Path,
     its own (the pg fixture runs its own loop, so such tests are synchronous); `settings` override."""
     url = ""
     if backend == "postgresql":
-        url = request.getfixturevalue("pg").create_database(f"unit_{next(_counter)}_{os.getpid()}")
+        url = request.getfixturevalue("pg").migrated_database(f"unit_{next(_counter)}_{os.getpid()}")
 
     async def run() -> None:
         svc = build_services(Settings(data_dir=data_dir, secret_key="x" * 40, database_url=url,
@@ -75,13 +75,10 @@ def run_with_services(env: dict[str, str], body: Callable[[Services], Awaitable[
 def env_for(backend: str, request: pytest.FixtureRequest, **extra: str) -> dict[str, str]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"cardsms-{backend}-"))
     url = ""
-    if backend == "postgresql":
+    if backend == "postgresql":  # migrated: `cardsms migrate` ran on the template it is copied from
         pg: PostgresServer = request.getfixturevalue("pg")
-        url = pg.create_database(f"cardsms_{next(_counter)}_{os.getpid()}")
-    env = cardsms_env(data_dir, url, **extra)
-    if backend == "postgresql":
-        cli(env, "migrate")
-    return env
+        url = pg.migrated_database(f"cardsms_{next(_counter)}_{os.getpid()}")
+    return cardsms_env(data_dir, url, **extra)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

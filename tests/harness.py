@@ -47,6 +47,7 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="cardsms-pg-"))
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._template: str | None = None
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             self._as_user = ["runuser", "-u", "postgres", "--"]
@@ -80,9 +81,18 @@ class PostgresServer:
         finally:
             await conn.close()
 
-    def create_database(self, name: str) -> str:
-        asyncio.run(self._execute(f'CREATE DATABASE "{name}"'))
+    def create_database(self, name: str, template: str = "") -> str:
+        asyncio.run(self._execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def migrated_database(self, name: str) -> str:
+        """A database at the schema's head: a copy of one that `cardsms migrate` migrated once for this server
+        (CREATE DATABASE ... TEMPLATE copies its files: ~0.1 s, where a migrate process takes 2-3 s)."""
+        if self._template is None:
+            self._template = f"cardsms_template_{os.getpid()}"
+            url = self.create_database(self._template)
+            cli(cardsms_env(Path(tempfile.mkdtemp(prefix="cardsms-template-")), url), "migrate")
+        return self.create_database(name, template=self._template)
 
     def pause(self) -> None:
         """Stop the server, keep its data: `start()` brings it back on the same port (an outage)."""
