@@ -860,6 +860,41 @@ def _figure(section: str, prefix: str) -> dict[str, Any] | None:
     return next((v for k, v in RESULTS.get(section, {}).items() if k.startswith(prefix)), None)
 
 
+Row = Callable[..., None]
+
+
+def _task_rows(row: Row) -> None:
+    """Issue N: the 500k card task in <= 50 s and <= 1 GB, >= 4x Kannel (>= 10x Jasmin once the bench runs it)."""
+    task, kannel = _figure("task", "end_to_end_seconds_"), _figure("peer", "kannel_end_to_end_msg_per_s_")
+    rss = RESULTS.get("task", {}).get("server_peak_rss")
+    if not task:
+        return
+    n = TASK.get("numbers") or task_numbers()
+    row("task_500k_card_seconds", task["value"], 50, "s", at_most=True)
+    row("task_500k_peak_rss_mb", rss["value"] if rss else None, 1024, "MB", at_most=True)
+    if kannel:
+        kannel_s = n / kannel["value"]
+        row("task_500k_kannel_slower_x", kannel_s / task["value"], 4, "x", baseline=kannel_s,
+            baseline_name="Kannel end to end, seconds")
+
+
+def _api_rows(row: Row) -> None:
+    """Issue N: SendCardSms >= 3,000 req/s closed loop and p99 <= 20 ms at 1,000 offered; SendSms >= 5,000 req/s;
+    the best of the one-process and `--http-processes N` layouts measured in the run."""
+    api = RESULTS.get("api", {})
+    cards = [v for k, v in api.items() if k.endswith("send_card_sms_max_req_per_s") and "one_process" not in k]
+    p99s = [v for k, v in api.items() if k.endswith("send_card_sms_at_1000_per_s_p99")]
+    texts = [v for k, v in api.items() if k.endswith("send_sms_max_req_per_s")]
+    if cards:
+        best = max(cards, key=lambda v: v["value"])
+        row("send_card_sms_req_per_s", best["value"], 3000, "req/s", baseline=best.get("baseline"),
+            baseline_name=best.get("baseline_name", "/healthz"))
+    if p99s:
+        row("send_card_sms_p99_ms_at_1000_per_s", min(v["value"] for v in p99s), 20, "ms", at_most=True)
+    if texts:
+        row("send_sms_req_per_s", max(v["value"] for v in texts), 5000, "req/s")
+
+
 def targets() -> dict[str, dict[str, Any]]:
     """The issue's target table, row by row: value, target, baseline and whether the target is met."""
     rows: dict[str, dict[str, Any]] = {}
@@ -875,34 +910,21 @@ def targets() -> dict[str, dict[str, Any]]:
             entry.update(baseline=round(baseline, 3), baseline_name=baseline_name)
         rows[key] = entry
 
-    task, kannel = _figure("task", "end_to_end_seconds_"), _figure("peer", "kannel_end_to_end_msg_per_s_")
-    rss = RESULTS.get("task", {}).get("server_peak_rss")
-    if task:
-        n = TASK.get("numbers") or task_numbers()
-        row("task_500k_card_seconds", task["value"], 60, "s", at_most=True)
-        row("task_500k_peak_rss_mb", rss["value"] if rss else None, 1024, "MB", at_most=True)
-        if kannel:
-            kannel_s = n / kannel["value"]
-            row("task_500k_kannel_slower_x", kannel_s / task["value"], 4, "x", baseline=kannel_s,
-                baseline_name="Kannel end to end, seconds")
-    api, p99 = _figure("api", "send_card_sms_max_req_per_s"), _figure("api", "send_card_sms_at_1000_per_s_p99")
-    if api:
-        row("send_card_sms_req_per_s", api["value"], 3000, "req/s", baseline=api.get("baseline"),
-            baseline_name="/healthz")
-    if p99:
-        row("send_card_sms_p99_ms_at_1000_per_s", p99["value"], 20, "ms", at_most=True)
+    _task_rows(row)
+    _api_rows(row)
     opens = [v for k, v in RESULTS.get("links", {}).items() if k.endswith("_opens_per_s")]
     if opens:
         worst = min(opens, key=lambda v: v["value"])
-        row("link_opens_per_s", worst["value"], 5000, "req/s", baseline=worst.get("baseline"),
+        row("link_opens_per_s", worst["value"], 8000, "req/s", baseline=worst.get("baseline"),
             baseline_name="/healthz")
-    imp = _figure("import", "csv_500k_seconds")
-    if imp:
-        row("import_500k_seconds", imp["value"], 1.5, "s", at_most=True, baseline=imp.get("baseline"),
-            baseline_name="csv.reader pass")
+    for kind, target in (("csv", 1.0), ("xlsx", 1.5)):
+        imp = _figure("import", f"{kind}_500k_seconds")
+        if imp:
+            row("import_500k_seconds" if kind == "csv" else "import_500k_xlsx_seconds", imp["value"], target, "s",
+                at_most=True, baseline=imp.get("baseline"), baseline_name="csv.reader pass")
     two = _figure("workers", "two_workers_bind_limited_msg_per_s_")
     if two:
-        row("workers_2_over_1_bind_limited", two["ratio"], 1.8, "x", baseline=two.get("baseline"),
+        row("workers_2_over_1_bind_limited", two["ratio"], 1.9, "x", baseline=two.get("baseline"),
             baseline_name="one worker, msg/s")
     return rows
 
