@@ -63,6 +63,7 @@ class Mm7Link:
         self.throttled_until = 0.0
         self.throttle_backoff = 0.1
         self.down_until = 0.0
+        self.reachable = True  # until an exchange fails to reach the MMSC; again once one reaches it
         self.last_error = ""
         self.allowed = parse_networks(cfg.allow)  # source networks of inbound reports, parsed once
         self.submitted = 0
@@ -75,13 +76,20 @@ class Mm7Link:
 
     @property
     def up(self) -> bool:
+        """May be tried: not resting after a failure (the router tries a rested link again)."""
         return self.down_until <= time.monotonic()
+
+    @property
+    def bound(self) -> bool:
+        """What /metrics and /healthz report: the MMSC was reached by the last exchange (a link that has rested
+        and not been tried since is still down, however long ago it failed)."""
+        return self.up and self.reachable
 
     def serves(self, e164: str) -> bool:
         return self.cfg.serves(e164)
 
     def status(self) -> dict[str, Any]:
-        return {"name": self.name, "protocol": self.cfg.scheme, "host": self.cfg.endpoint, "bound": self.up,
+        return {"name": self.name, "protocol": self.cfg.scheme, "host": self.cfg.endpoint, "bound": self.bound,
                 "binds": 0, "window": self.cfg.concurrency, "tps": self.cfg.tps, "last_error": self.last_error,
                 "submitted": self.submitted, "reports": self.reports, "schema": self.cfg.schema}
 
@@ -95,6 +103,7 @@ class Mm7Link:
 
     def _down(self, error: str) -> None:
         self.down_until = time.monotonic() + DOWN_SECONDS
+        self.reachable = False
         self.last_error = error
         log.warning("mm7.link_down", link=self.name, error=error, retry_in=DOWN_SECONDS)
 
@@ -133,6 +142,7 @@ class Mm7Link:
             self._down(f"HTTP {resp.status_code}: the MMSC refused the VASPID and secret")
             raise SubmitError("MM7_UNAUTHORIZED", f"HTTP {resp.status_code}: the MMSC refused our credentials", True,
                               link=True)
+        self.reachable = True
         if resp.status_code in (429, 503):
             self._throttled()
             raise SubmitError("MM7_THROTTLED", f"HTTP {resp.status_code}: the MMSC asks us to slow down", True,

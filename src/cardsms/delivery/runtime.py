@@ -65,7 +65,7 @@ class ConnectorMetrics:
             bound.add_metric(key, 1.0 if c.up else 0.0)
             binds.add_metric(key, float(c.binds))
         for link in self.delivery.digital_links:  # MM7 holds no session: "bound" while its MMSC is reachable
-            bound.add_metric([link.name, link.cfg.scheme], 1.0 if link.up else 0.0)
+            bound.add_metric([link.name, link.cfg.scheme], 1.0 if link.bound else 0.0)
         yield bound
         yield binds
 
