@@ -18,7 +18,7 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from cardsms.db import schema
 from cardsms.openapi.dispatch import OPERATIONS
@@ -61,13 +61,9 @@ class RowCounts:
     rows of these accounts are counted."""
 
     def __init__(self, url: str, names: tuple[str, ...]) -> None:
-        self.runner = asyncio.Runner()
-        self.engine = self.runner.run(self._engine(url))
+        self.runner = asyncio.Runner()  # the pool's connections belong to this one loop
+        self.engine = create_async_engine(url)
         self.names = names
-
-    @staticmethod
-    async def _engine(url: str) -> AsyncEngine:
-        return create_async_engine(url)
 
     def __call__(self) -> dict[str, int]:
         return self.runner.run(self._count())

@@ -3,7 +3,7 @@
 Alembic is imported only when there is something to migrate: a process on a database at head (every CLI
 command and server start checks) reads the revision table with one query and compares it with the newest
 file's revision (the chain is linear and in the files' name order: a unit test holds it), which
-spares each start-up Alembic's import and script loading (~0.3 s of a CLI command's ~1.4 s here)."""
+spares each start-up Alembic's import and script loading (~0.15 s of a CLI command's ~1.4 s of CPU here)."""
 
 from __future__ import annotations
 
