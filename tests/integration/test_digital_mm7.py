@@ -373,6 +373,8 @@ def test_reports_that_overtake_their_submit_answer_are_taken_on_the_mmscs_next_t
             eventually(lambda: run_with_services(env, digital_states) == {"delivered": total}, timeout=120)
         except AssertionError:
             raise AssertionError(f"{run_with_services(env, digital_states)}") from None
+        # the server stores a report before it answers; the MMSC logs the answer after it reads it
+        eventually(lambda: len(acked.read_text().splitlines()) >= total, timeout=30)
         reports = [json.loads(line) for line in acked.read_text().splitlines()]
         assert sorted(r["recipient"] for r in reports) == sorted(f"86{13500000000 + i}" for i in range(total))
         assert min(r["attempts"] for r in reports) >= 2  # each overtook its answer: the first try was refused
