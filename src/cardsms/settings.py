@@ -68,7 +68,11 @@ class Settings(BaseSettings):
     dispatch_batch: int = Field(500, ge=1, le=20_000, description="messages claimed per dispatcher pass")
     dispatch_in_flight: int = Field(2, ge=1, le=8, description="claimed batches on their way at once; after a "
                                     "crash up to this many batches are sent again, flagged as possible duplicates")
-    dispatch_poll_seconds: float = Field(0.05, gt=0, le=10, description="dispatcher idle poll interval")
+    dispatch_poll_seconds: float = Field(0.05, gt=0, le=10, description="dispatcher poll interval after the first "
+                                         "empty pass; it doubles while nothing is due, up to idle_poll_seconds")
+    idle_poll_seconds: float = Field(1.0, gt=0, le=60, description="longest rest of an idle polling loop "
+                                     "(dispatcher, webhooks, task runner); new sends wake the dispatcher at once, "
+                                     "so this delays only work that falls due by itself (services/idle.py)")
     worker_lease_seconds: float = Field(10, ge=1, le=600, description="scale-out: a worker's lease on its "
                                         "bind slots and in-flight messages; a killed worker's work is taken "
                                         "over this long after its last renewal")

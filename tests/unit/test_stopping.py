@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cardsms.services.idle import IdleWait
+
 HANGING = textwrap.dedent("""
     import asyncio, time
     from cardsms.stopping import StopWatchdog
@@ -54,3 +56,11 @@ def test_idle_keep_alive_connections_outlast_the_sdks_gaps_between_calls(tmp_pat
 
     assert http_server(object(), Settings(data_dir=tmp_path)).config.timeout_keep_alive == 60
     assert http_server(object(), Settings(data_dir=tmp_path, http_keepalive_seconds=7)).config.timeout_keep_alive == 7
+
+
+def test_an_idle_loop_rests_longer_after_each_empty_pass_and_briefly_after_work() -> None:
+    idle = IdleWait(0.05, 1.0)
+    assert [idle.after(False) for _ in range(7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert idle.after(True) == 0.0  # work: the next pass comes at once
+    assert idle.after(False) == 0.05  # and an empty one after it rests the shortest time again
+    assert IdleWait(2.0, 1.0).after(False) == 2.0  # a longest below the first is the first

@@ -30,6 +30,7 @@ from cardsms.domain.schedule import SendWindow
 from cardsms.logs import pass_failed
 from cardsms.services import receipts
 from cardsms.services.core import Services, storage_unavailable
+from cardsms.services.idle import IdleWait
 from cardsms.services.receipts import Outcome
 
 log = structlog.get_logger("cardsms.dispatcher")
@@ -193,6 +194,7 @@ class Dispatcher(ReceiptLoop, Maintenance):
             await self.recover()
         last_purge = 0.0
         slots = asyncio.Semaphore(self.svc.settings.dispatch_in_flight)
+        idle = IdleWait(self.svc.settings.dispatch_poll_seconds, self.svc.settings.idle_poll_seconds)
         batches: set[asyncio.Task[None]] = set()
 
         def finished(task: asyncio.Task[None]) -> None:
@@ -203,6 +205,7 @@ class Dispatcher(ReceiptLoop, Maintenance):
             while not self._stopping:
                 await slots.acquire()
                 rows: list[dict[str, Any]] = []
+                self.svc.wakeup.clear()  # before the claim: a send queued while it runs cuts the rest short
                 try:
                     rows = await self._claim_due()
                     if time.monotonic() - last_purge > HOUSEKEEPING_SECONDS:
@@ -212,20 +215,25 @@ class Dispatcher(ReceiptLoop, Maintenance):
                 except Exception:
                     pass_failed(log, "dispatcher.pass_failed")
                     await asyncio.sleep(1)
+                rest = idle.after(bool(rows))
                 if rows:
                     batch = asyncio.create_task(self._deliver(rows), name="dispatch-batch")
                     batches.add(batch)
                     batch.add_done_callback(finished)
                     continue
                 slots.release()
-                if not self._stopping:
-                    self.svc.wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.svc.settings.dispatch_poll_seconds):
-                            await self.svc.wakeup.wait()
+                if not self._stopping and await self._rest(rest):
+                    idle.after(True)  # new work: the next empty pass rests the shortest time again
         finally:
             if batches:  # what was claimed gets its outcome recorded before the dispatcher ends
                 await asyncio.gather(*batches, return_exceptions=True)
+
+    async def _rest(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a wake-up; True when one came."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.svc.wakeup.wait()
+        return self.svc.wakeup.is_set()
 
     async def stop(self) -> None:
         self._stopping = True

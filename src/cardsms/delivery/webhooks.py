@@ -27,6 +27,7 @@ from cardsms.db.schema import webhook_outbox, webhooks
 from cardsms.domain.outbound import MAX_ANSWER_BYTES, Network, OutboundRefused, parse_networks, refusal
 from cardsms.logs import pass_failed
 from cardsms.services.core import Services, as_utc
+from cardsms.services.idle import IdleWait
 from cardsms.services.webhooks import SIGNATURE_HEADER, sign
 
 log = structlog.get_logger("cardsms.webhooks")
@@ -197,11 +198,12 @@ class WebhookSender:
         return None if code == 0 else f"the receiver answered code {code}"
 
     async def run(self) -> None:
+        idle = IdleWait(0.2, self.svc.settings.idle_poll_seconds)
         while True:
             try:
                 n = await self.pass_once()
             except Exception:
                 pass_failed(log, "webhook.pass_failed")
                 n = 0
-            if n == 0:
-                await asyncio.sleep(0.2)
+            if rest := idle.after(n > 0):
+                await asyncio.sleep(rest)

@@ -23,6 +23,7 @@ from cardsms.logs import pass_failed
 from cardsms.services import imports
 from cardsms.services.card_sending import CardLegs, CardRecipient, CardSend, cached_plan, queue_card
 from cardsms.services.core import Services, as_utc, storage_unavailable
+from cardsms.services.idle import IdleWait
 from cardsms.services.outbox import Outbox
 from cardsms.services.sending import suppressed
 from cardsms.services.tasks import hold_in, record_event, waiting_detail
@@ -53,14 +54,15 @@ async def run_forever(svc: Services) -> None:
 
 
 async def _run_loop(svc: Services) -> None:  # runs until cancelled
+    idle = IdleWait(0.5, svc.settings.idle_poll_seconds)
     while True:
         try:
             worked = await run_once(svc)
         except Exception:
             pass_failed(log, "tasks.pass_failed")
             worked = False
-        if not worked:
-            await asyncio.sleep(0.5)
+        if rest := idle.after(worked):
+            await asyncio.sleep(rest)
 
 
 async def run_once(svc: Services) -> bool:
