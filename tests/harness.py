@@ -4,13 +4,16 @@ official SDK clients. Nothing here is mocked."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import glob
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,9 +121,51 @@ def cardsms_env(data_dir: Path, database_url: str = "", **extra: str) -> dict[st
     return env
 
 
+class _Zygote:
+    """tests/cli_zygote.py in a process of its own: one per pytest process, started at its first command."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[str] | None = None
+        self.dir = Path(tempfile.mkdtemp(prefix="cardsms-cli-"))
+        self.count = 0
+
+    def run(self, args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_zygote.py"))],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                atexit.register(self.proc.kill)
+            self.count += 1
+            out, err = self.dir / f"{self.count}.out", self.dir / f"{self.count}.err"
+            request = {"args": args, "env": env, "cwd": os.getcwd(), "out": str(out), "err": str(err),
+                       "timeout": timeout}
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+        if not answer:
+            raise RuntimeError("the CLI zygote ended (tests/cli_zygote.py)")
+        rc = json.loads(answer)["rc"]
+        stdout, stderr = out.read_text(), err.read_text()
+        out.unlink()
+        err.unlink()
+        if rc is None:
+            raise subprocess.TimeoutExpired(["cardsms", *args], timeout, stdout, stderr)
+        return subprocess.CompletedProcess(["cardsms", *args], rc, stdout, stderr)
+
+
+_zygote = _Zygote()
+
+
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "cardsms", *args], env=env, capture_output=True, text=True,
-                            timeout=120)
+    """`cardsms ARGS` in a process of its own with `env`: a fork of tests/cli_zygote.py (which has the CLI imported
+    already), or `python -m cardsms` when CARDSMS_TEST_CLI_FORK=0."""
+    if os.environ.get("CARDSMS_TEST_CLI_FORK", "1") == "0":
+        result = subprocess.run([sys.executable, "-m", "cardsms", *args], env=env, capture_output=True, text=True,
+                                timeout=120)
+    else:
+        result = _zygote.run(list(args), env, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"cardsms {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result

@@ -225,6 +225,12 @@ async def vendor_reviews(conn: AsyncConnection, account_id: int, kind: str, subj
 
 
 async def run_due_reviews(svc: Services) -> int:
-    """One pass of the background reviewer (its own transaction)."""
+    """One pass of the background reviewer (its own transaction). A point read first: most passes find no
+    review due, and those need not take the writer."""
+    async with svc.point_read() as conn:
+        due = await conn.scalar(select(reviews.c.id).where(
+            reviews.c.state == int(ReviewState.REVIEWING), reviews.c.due_at <= svc.now()).limit(1))
+    if due is None:
+        return 0
     async with svc.hold_writer() as conn:
         return await process_due(conn, svc)
