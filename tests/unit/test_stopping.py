@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cardsms.services import idle
 from cardsms.services.idle import IdleWait
 
 HANGING = textwrap.dedent("""
@@ -64,3 +65,17 @@ def test_an_idle_loop_rests_longer_after_each_empty_pass_and_briefly_after_work(
     assert idle.after(True) == 0.0  # work: the next pass comes at once
     assert idle.after(False) == 0.05  # and an empty one after it rests the shortest time again
     assert IdleWait(2.0, 1.0).after(False) == 2.0  # a longest below the first is the first
+
+
+def test_a_periodic_job_is_due_at_once_even_just_after_a_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monotonic clock starts near zero at boot: a 10-minute job (closing unanswered submits) must still
+    run on the first pass of a server started in the machine's first 10 minutes (a fresh CI machine)."""
+    clock = [3.0]
+    monkeypatch.setattr(idle.time, "monotonic", lambda: clock[0])
+    job = idle.Every(600.0)
+    assert job.due()  # at once, 3 s after the boot
+    assert not job.due()
+    clock[0] += 599.0
+    assert not job.due()
+    clock[0] += 1.0
+    assert job.due() and not job.due()

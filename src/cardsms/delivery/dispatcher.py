@@ -30,7 +30,7 @@ from cardsms.domain.schedule import SendWindow
 from cardsms.logs import pass_failed
 from cardsms.services import receipts
 from cardsms.services.core import Services, storage_unavailable
-from cardsms.services.idle import IdleWait
+from cardsms.services.idle import Every, IdleWait
 from cardsms.services.receipts import Outcome
 
 log = structlog.get_logger("cardsms.dispatcher")
@@ -50,11 +50,11 @@ class Dispatcher(ReceiptLoop, Maintenance):
         self.submitted = 0
         self.receipts = 0
         self._stopping = False
-        self._last_expiry = 0.0
+        self._expiry = Every(EXPIRE_SECONDS)
         self.worker_id = ""  # set under the scale-out: claims are marked with it (delivery/leases.py)
         self.recover_at_start = True  # one process (SQLite): everything `submitting` is ours from before
         self._windows: dict[int, tuple[SendWindow | None, bool]] = {}  # account: (its own window, holds API sends)
-        self._windows_read = 0.0
+        self._windows_read = Every(1.0)
         self._default_window = SendWindow.parse(svc.settings.send_window)  # settings do not change while running
 
     # --- the dispatch loop ----------------------------------------------------------------------
@@ -67,8 +67,7 @@ class Dispatcher(ReceiptLoop, Maintenance):
         inside their account's window (the task runner holds them at its end too; this makes the end exact), and so
         do the API sends of accounts that hold them, verification codes excepted. The accounts' own windows are read
         once a second; whether each is open is decided at every claim."""
-        if time.monotonic() - self._windows_read >= 1.0:
-            self._windows_read = time.monotonic()
+        if self._windows_read.due():
             async with self.svc.point_read() as conn:
                 rows = (await conn.execute(select(accounts.c.id, accounts.c.send_window, accounts.c.hold_api_sends)
                                            .where(or_(accounts.c.send_window.is_not(None),
@@ -164,8 +163,7 @@ class Dispatcher(ReceiptLoop, Maintenance):
                            text=exc.text + (f" (after {attempts} attempts)" if exc.transient else ""))
 
     async def _claim_due(self) -> list[dict[str, Any]]:
-        if time.monotonic() - self._last_expiry > EXPIRE_SECONDS:
-            self._last_expiry = time.monotonic()
+        if self._expiry.due():
             await self.expire()
         return await self.claim(self.svc.settings.dispatch_batch)
 
@@ -192,7 +190,7 @@ class Dispatcher(ReceiptLoop, Maintenance):
         next is claimed while the previous ones are submitted and recorded)."""
         if self.recover_at_start:
             await self.recover()
-        last_purge = 0.0
+        housekeeping = Every(HOUSEKEEPING_SECONDS)
         slots = asyncio.Semaphore(self.svc.settings.dispatch_in_flight)
         idle = IdleWait(self.svc.settings.dispatch_poll_seconds, self.svc.settings.idle_poll_seconds)
         batches: set[asyncio.Task[None]] = set()
@@ -208,8 +206,7 @@ class Dispatcher(ReceiptLoop, Maintenance):
                 self.svc.wakeup.clear()  # before the claim: a send queued while it runs cuts the rest short
                 try:
                     rows = await self._claim_due()
-                    if time.monotonic() - last_purge > HOUSEKEEPING_SECONDS:
-                        last_purge = time.monotonic()
+                    if housekeeping.due():
                         await self.close_unanswered()
                         await self.purge()
                 except Exception:

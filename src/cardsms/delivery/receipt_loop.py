@@ -18,6 +18,7 @@ from cardsms.delivery.journal import Journal
 from cardsms.logs import pass_failed
 from cardsms.services import receipts
 from cardsms.services.core import Services
+from cardsms.services.idle import Every
 from cardsms.services.receipts import Receipt
 
 log = structlog.get_logger("cardsms.dispatcher")
@@ -61,10 +62,9 @@ class ReceiptLoop:
 
     async def run_receipts(self) -> None:
         """Apply inbound receipts and MO messages in batches."""
-        last_sweep = 0.0
+        sweep = Every(SWEEP_SECONDS)
         while True:
-            if time.monotonic() - last_sweep > SWEEP_SECONDS:
-                last_sweep = time.monotonic()
+            if sweep.due():
                 try:
                     if await self._any(select(early_receipts.c.id)):  # most of the time there is nothing to sweep
                         await self.svc.execute_write(partial(receipts.sweep_early, svc=self.svc))

@@ -25,6 +25,7 @@ from cardsms.media.store import MediaStore
 from cardsms.services.batching import GroupCommit
 from cardsms.services.cache import Caches
 from cardsms.services.hub import HubClient
+from cardsms.services.idle import Every
 from cardsms.settings import Settings
 from cardsms.vendors.gateway import HandsetDirectory, ReviewGateway
 
@@ -92,7 +93,7 @@ class Services:
         self.waiting_lock = asyncio.Lock()
         # services.task_reports.progress: (monotonic time, messages done) per task, seen by this process's task pages
         self.task_samples: dict[int, list[tuple[float, int]]] = {}
-        self.nonces_purged_at = 0.0  # services.nonces: when this process last removed expired API nonces
+        self.nonce_purge = Every(60.0)  # services.nonces: this process removes the expired API nonces once a minute
 
     def wake(self) -> None:
         """Tell this process's dispatcher that work was queued (callable from the writer thread too); in an

@@ -4,7 +4,6 @@ process is refused too). Each is kept until its request's timestamp plus the all
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import datetime
 
 from sqlalchemy import delete
@@ -14,16 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cardsms.db.schema import api_nonces
 from cardsms.services.core import Services
 
-PURGE_EVERY_SECONDS = 60.0
-
 
 async def remember(svc: Services, key_id: str, nonce: str, expires_at: datetime) -> bool:
     """True when the nonce is fresh (and now stored until `expires_at`); False when it was used already."""
     token = hashlib.sha256(f"{key_id}\x00{nonce}".encode()).hexdigest()
     now = svc.now()
-    purge = time.monotonic() - svc.nonces_purged_at > PURGE_EVERY_SECONDS
-    if purge:  # now and then this process removes the expired ones
-        svc.nonces_purged_at = time.monotonic()
+    purge = svc.nonce_purge.due()  # now and then this process removes the expired ones
 
     async def store(conn: AsyncConnection) -> bool:
         if purge:
