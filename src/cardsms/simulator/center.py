@@ -118,7 +118,10 @@ class SimulatedCenter:
         self.drops = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.AbstractServer | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # the release of `later`, and when it is due (uvloop's call_at answers a due time already past with a plain
+        # Handle, which has no when())
+        self._timer: asyncio.Handle | None = None
+        self._timer_due = 0.0
         self._log: IO[str] | None = None
 
     def _tls(self) -> ssl.SSLContext | None:
@@ -237,11 +240,15 @@ class SimulatedCenter:
 
     def _later(self, due: float, item: Receipt | tuple[str, str, str]) -> None:
         heapq.heappush(self.later, (due, next(self._order), item))
-        if self._timer is not None and due < self._timer.when():
+        if self._timer is not None and due < self._timer_due:
             self._timer.cancel()
             self._timer = None
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_at(self.later[0][0], self._release)
+            self._arm()
+
+    def _arm(self) -> None:
+        self._timer_due = self.later[0][0]
+        self._timer = asyncio.get_running_loop().call_at(self._timer_due, self._release)
 
     def _release(self) -> None:
         self._timer = None
@@ -257,7 +264,7 @@ class SimulatedCenter:
         for client in touched:
             self._pump(client)
         if self.later:
-            self._timer = asyncio.get_running_loop().call_at(self.later[0][0], self._release)
+            self._arm()
 
     def _pump(self, client: str) -> None:
         """Offer the ready receipts of a client to its receiving sessions, up to each one's window."""
