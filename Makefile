@@ -63,10 +63,21 @@ test: lint typecheck
 	$(VENV)/bin/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal --durations=30
 
 # Benchmarks (loopback only; about 25 minutes on 2 cores): prints a table, writes bench/results.json.
-# Debian's wrk drives the link opens; Debian's kannel (bearerbox + smsbox) is the peer gateway.
-bench: test-deps
+# Debian's wrk drives the link opens; Debian's kannel (bearerbox + smsbox) and Jasmin (with Debian's rabbitmq-server
+# and redis-server, started by the bench in a temporary directory) are the peer gateways.
+# Jasmin, the second peer gateway, in a virtual environment of its own (it pins its own Twisted); 0.11.0, because
+# 0.11.1 maps no receipt (bench/jasmin.py says why).
+JASMIN_VENV ?= .venv-jasmin
+$(JASMIN_VENV)/.installed:
+	$(PYTHON) -m venv $(JASMIN_VENV)
+	$(JASMIN_VENV)/bin/python -m pip install --quiet jasmin==0.11.0
+	touch $@
+
+bench: test-deps $(JASMIN_VENV)/.installed
 	@missing=""; command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v bearerbox >/dev/null 2>&1 || missing="$$missing kannel"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing="$$missing rabbitmq-server"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	$(PY) bench/run.py
 
@@ -74,4 +85,4 @@ docs-errors: venv
 	$(PY) -m cardsms.domain.errors > docs/errors.md
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(JASMIN_VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """cardsms benchmarks (docs/performance.md) (`make bench`): every figure with the baseline it is compared to in the same
 run. Prints a table and writes bench/results.json. Loopback only; bounded in count and time.
 
-Sections (select with BENCH_ONLY=import,task,peer,smpp,cmpp,mm7,api,frequency,links,workers):
+Sections (select with BENCH_ONLY=import,task,peer,jasmin,smpp,cmpp,mm7,api,frequency,links,workers):
 - import   parse + validate + de-duplicate 500,000 numbers (CSV, zipped CSV, XLSX) vs csv.reader alone
 - task     a card mass task end to end on the embedded default (SQLite, simulated SMSC and phones):
            time to first submit, msg/s to all submitted and to all receipts, peak RSS of the server
@@ -14,6 +14,9 @@ Sections (select with BENCH_ONLY=import,task,peer,smpp,cmpp,mm7,api,frequency,li
 - peer     the task's numbers and SMS text through Kannel (Debian's bearerbox + smsbox; HTTP sendsms with
            100 recipients per request, SMPP to the same simulated SMSC, window 100, receipts on):
            cardsms's end-to-end msg/s divided by Kannel's
+- jasmin   the first BENCH_JASMIN_NUMBERS (2,000) of those numbers, the same text, through Jasmin 0.11.0 (its HTTP
+           API, one number per request, SMPP to the same simulated SMSC, one bind, DLR callbacks; RabbitMQ and
+           Redis started in the bench's temporary directory): cardsms's and Kannel's msg/s divided by Jasmin's
 - smpp     the SMPP path alone, no database: the connector and the simulated SMSC in one process (as
            the embedded default runs them) vs the simulator in its own process (as Kannel's run had it)
 - cmpp     the CMPP 3.0 path alone like the SMPP one (vs SMPP measured the same way in the same run), and
@@ -656,6 +659,42 @@ def bench_peer(tmp: Path) -> None:
                higher_is_better=False)
 
 
+def bench_jasmin(tmp: Path) -> None:
+    """Jasmin 0.11.0 (bench/jasmin.py) on the first BENCH_JASMIN_NUMBERS of the task's numbers, the same text, the
+    same simulated SMSC in its own process, one bind as Kannel has; end to end until every final receipt has come
+    back to the DLR callback. Jasmin takes one number per HTTP request and keeps one submit in flight per connector
+    (it consumes its AMQP queue with prefetch 1), so its rate is measured on fewer numbers than the task's."""
+    from bench.jasmin import JASMIN_VERSION, running_jasmin, send_and_count
+
+    n = int(os.environ.get("BENCH_JASMIN_NUMBERS", "2000"))
+    text = TASK.get("text") or "【压测】您有一条服务通知，点击查看 http://127.0.0.1:8080/s/Ab3dE6gH 拒收请回复R"
+    smsc_port = free_port()
+    env = cardsms_env(tmp, "")
+    with ExitStack() as stack:
+        log = stack.enter_context((tmp / "smsc.out").open("ab"))
+        smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(smsc_port),
+                                 "--latency-ms", "10"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        stack.callback(stop_process, smsc)
+        wait(lambda: port_open(smsc_port), 30, "simulated SMSC")
+        jasmin = stack.enter_context(running_jasmin(tmp / "jasmin", free_port, stop_process))
+        jasmin.connect(smsc_port)
+        numbers = [str(13700000000 + i) for i in range(n)]
+        accepted_s, end_s, not_delivered = asyncio.run(send_and_count(jasmin, numbers, text, free_port()))
+        rss = sum(rss_peak_mb(pid) for pid in jasmin.pids.values())
+    assert not_delivered == 0, f"{not_delivered} of Jasmin's receipts were not DELIVRD"
+    RESULTS.setdefault("jasmin", {})["version"] = JASMIN_VERSION
+    record("jasmin", f"jasmin_accepted_msg_per_s_{n}", n / accepted_s, "msg/s")
+    record("jasmin", f"jasmin_end_to_end_msg_per_s_{n}", n / end_s, "msg/s")
+    record("jasmin", "jasmin_peak_rss", rss, "MB")
+    TASK["jasmin"] = n / end_s
+    if TASK.get("msg_per_s"):
+        record("jasmin", f"cardsms_end_to_end_msg_per_s_{TASK.get('numbers') or task_numbers()}", TASK["msg_per_s"],
+               "msg/s", n / end_s, f"Jasmin end to end, the first {n:,} of the same numbers, same text")
+    if TASK.get("kannel"):
+        record("jasmin", "kannel_over_jasmin_end_to_end", TASK["kannel"], "msg/s", n / end_s,
+               "Jasmin end to end (Kannel's figure from the peer section)")
+
+
 # --- smpp: the SMPP path alone ----------------------------------------------------------------------
 
 async def _smpp_run(n: int, port: int | None, protocol: str = "smpp") -> float:
@@ -850,7 +889,8 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "smpp": bench_smpp, "cmpp": bench_cmpp,
+SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "jasmin": bench_jasmin, "smpp": bench_smpp,
+            "cmpp": bench_cmpp,
             "mm7": bench_mm7, "api": bench_api, "frequency": bench_frequency, "links": bench_links,
             "workers": bench_workers}
 
@@ -864,7 +904,7 @@ Row = Callable[..., None]
 
 
 def _task_rows(row: Row) -> None:
-    """Issue N: the 500k card task in <= 50 s and <= 1 GB, >= 4x Kannel (>= 10x Jasmin once the bench runs it)."""
+    """Issue N: the 500k card task in <= 50 s and <= 1 GB, >= 4x Kannel, >= 10x Jasmin (its msg/s on its numbers)."""
     task, kannel = _figure("task", "end_to_end_seconds_"), _figure("peer", "kannel_end_to_end_msg_per_s_")
     rss = RESULTS.get("task", {}).get("server_peak_rss")
     if not task:
@@ -876,6 +916,10 @@ def _task_rows(row: Row) -> None:
         kannel_s = n / kannel["value"]
         row("task_500k_kannel_slower_x", kannel_s / task["value"], 4, "x", baseline=kannel_s,
             baseline_name="Kannel end to end, seconds")
+    jasmin = _figure("jasmin", "jasmin_end_to_end_msg_per_s_")
+    if jasmin:
+        row("task_500k_jasmin_slower_x", n / task["value"] / jasmin["value"], 10, "x", baseline=jasmin["value"],
+            baseline_name="Jasmin end to end, msg/s")
 
 
 def _api_rows(row: Row) -> None:
