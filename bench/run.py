@@ -659,15 +659,11 @@ def bench_peer(tmp: Path) -> None:
                higher_is_better=False)
 
 
-def bench_jasmin(tmp: Path) -> None:
-    """Jasmin 0.11.0 (bench/jasmin.py) on the first BENCH_JASMIN_NUMBERS of the task's numbers, the same text, the
-    same simulated SMSC in its own process, one bind as Kannel has; end to end until every final receipt has come
-    back to the DLR callback. Jasmin takes one number per HTTP request and keeps one submit in flight per connector
-    (it consumes its AMQP queue with prefetch 1), so its rate is measured on fewer numbers than the task's."""
-    from bench.jasmin import JASMIN_VERSION, running_jasmin, send_and_count
+def _jasmin_run(tmp: Path, numbers: list[str], text: str, nodelay: bool) -> tuple[float, float, float]:
+    """One Jasmin run (bench/jasmin.py) against its own simulated SMSC: (seconds to accept every request, seconds to
+    every final receipt, peak RSS of jasmind + RabbitMQ + Redis in MB)."""
+    from bench.jasmin import running_jasmin, send_and_count
 
-    n = int(os.environ.get("BENCH_JASMIN_NUMBERS", "2000"))
-    text = TASK.get("text") or "【压测】您有一条服务通知，点击查看 http://127.0.0.1:8080/s/Ab3dE6gH 拒收请回复R"
     smsc_port = free_port()
     env = cardsms_env(tmp, "")
     with ExitStack() as stack:
@@ -676,23 +672,42 @@ def bench_jasmin(tmp: Path) -> None:
                                  "--latency-ms", "10"], env=env, stdout=log, stderr=subprocess.STDOUT)
         stack.callback(stop_process, smsc)
         wait(lambda: port_open(smsc_port), 30, "simulated SMSC")
-        jasmin = stack.enter_context(running_jasmin(tmp / "jasmin", free_port, stop_process))
+        jasmin = stack.enter_context(running_jasmin(tmp / "jasmin", free_port, stop_process, nodelay=nodelay))
         jasmin.connect(smsc_port)
-        numbers = [str(13700000000 + i) for i in range(n)]
         accepted_s, end_s, not_delivered = asyncio.run(send_and_count(jasmin, numbers, text, free_port()))
         rss = sum(rss_peak_mb(pid) for pid in jasmin.pids.values())
     assert not_delivered == 0, f"{not_delivered} of Jasmin's receipts were not DELIVRD"
+    return accepted_s, end_s, rss
+
+
+def bench_jasmin(tmp: Path) -> None:
+    """Jasmin 0.11.0 on the first BENCH_JASMIN_NUMBERS of the task's numbers, the same text, the same simulated SMSC
+    in its own process, one bind as Kannel has; end to end until every final receipt has come back to the DLR
+    callback. Jasmin takes one number per HTTP request and keeps one submit in flight per connector (it consumes its
+    AMQP queue with prefetch 1), so its rate is measured on fewer numbers than the task's. Run as installed, then
+    with TCP_NODELAY on its sockets (BENCH_JASMIN_NODELAY=0 skips that); the faster is the baseline."""
+    from bench.jasmin import JASMIN_VERSION
+
+    n = int(os.environ.get("BENCH_JASMIN_NUMBERS", "2000"))
+    text = TASK.get("text") or "【压测】您有一条服务通知，点击查看 http://127.0.0.1:8080/s/Ab3dE6gH 拒收请回复R"
+    numbers = [str(13700000000 + i) for i in range(n)]
     RESULTS.setdefault("jasmin", {})["version"] = JASMIN_VERSION
-    record("jasmin", f"jasmin_accepted_msg_per_s_{n}", n / accepted_s, "msg/s")
-    record("jasmin", f"jasmin_end_to_end_msg_per_s_{n}", n / end_s, "msg/s")
-    record("jasmin", "jasmin_peak_rss", rss, "MB")
-    TASK["jasmin"] = n / end_s
+    best = 0.0
+    for nodelay in (False, True) if os.environ.get("BENCH_JASMIN_NODELAY", "1") != "0" else (False,):
+        name = "jasmin_nodelay" if nodelay else "jasmin"
+        accepted_s, end_s, rss = _jasmin_run(tmp / name, numbers, text, nodelay)
+        record("jasmin", f"{name}_accepted_msg_per_s_{n}", n / accepted_s, "msg/s")
+        record("jasmin", f"{name}_end_to_end_msg_per_s_{n}", n / end_s, "msg/s")
+        record("jasmin", f"{name}_peak_rss", rss, "MB")
+        best = max(best, n / end_s)
+    RESULTS["jasmin"]["best_end_to_end_msg_per_s"] = best
+    TASK["jasmin"] = best
     if TASK.get("msg_per_s"):
         record("jasmin", f"cardsms_end_to_end_msg_per_s_{TASK.get('numbers') or task_numbers()}", TASK["msg_per_s"],
-               "msg/s", n / end_s, f"Jasmin end to end, the first {n:,} of the same numbers, same text")
+               "msg/s", best, f"Jasmin's best end to end, the first {n:,} of the same numbers, same text")
     if TASK.get("kannel"):
-        record("jasmin", "kannel_over_jasmin_end_to_end", TASK["kannel"], "msg/s", n / end_s,
-               "Jasmin end to end (Kannel's figure from the peer section)")
+        record("jasmin", "kannel_over_jasmin_end_to_end", TASK["kannel"], "msg/s", best,
+               "Jasmin's best end to end (Kannel's figure from the peer section)")
 
 
 # --- smpp: the SMPP path alone ----------------------------------------------------------------------
@@ -714,7 +729,7 @@ async def _smpp_run(n: int, port: int | None, protocol: str = "smpp") -> float:
         port = sim.port
     got = 0
 
-    async def count(_: Inbound) -> None:
+    def count(_: Inbound) -> None:  # a connector's on_inbound is called, not awaited (it journals, then acks)
         nonlocal got
         got += 1
 
@@ -916,10 +931,10 @@ def _task_rows(row: Row) -> None:
         kannel_s = n / kannel["value"]
         row("task_500k_kannel_slower_x", kannel_s / task["value"], 4, "x", baseline=kannel_s,
             baseline_name="Kannel end to end, seconds")
-    jasmin = _figure("jasmin", "jasmin_end_to_end_msg_per_s_")
+    jasmin = RESULTS.get("jasmin", {}).get("best_end_to_end_msg_per_s")
     if jasmin:
-        row("task_500k_jasmin_slower_x", n / task["value"] / jasmin["value"], 10, "x", baseline=jasmin["value"],
-            baseline_name="Jasmin end to end, msg/s")
+        row("task_500k_jasmin_slower_x", n / task["value"] / jasmin, 10, "x", baseline=jasmin,
+            baseline_name="Jasmin's best end to end, msg/s")
 
 
 def _api_rows(row: Row) -> None:
