@@ -75,6 +75,30 @@ log_level = WARNING
 """
 
 
+# With `nodelay`, jasmind starts with this on its path: every TCP socket Twisted opens or accepts gets TCP_NODELAY
+# (Twisted leaves Nagle's algorithm on; cardsms's asyncio and uvloop sockets have it off).
+NODELAY = """
+import socket
+from twisted.internet import tcp
+
+def _nodelay(sock):
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    return sock
+
+_create = tcp.BaseClient.createInternetSocket
+tcp.BaseClient.createInternetSocket = lambda self: _nodelay(_create(self))
+_server_init = tcp.Server.__init__
+
+def _server(self, sock, *args, **kwargs):
+    _server_init(self, _nodelay(sock), *args, **kwargs)
+
+tcp.Server.__init__ = _server
+"""
+
+
 def jasmin_python() -> Path:
     return Path(os.environ.get("BENCH_JASMIN_PYTHON", ROOT / ".venv-jasmin" / "bin" / "python"))
 
@@ -178,9 +202,10 @@ def _check_installed(python: Path) -> None:
 
 
 @contextmanager
-def running_jasmin(tmp: Path, free_port: Callable[[], int], stop: Callable[[subprocess.Popen[bytes]], Any]
-                   ) -> Iterator[Jasmin]:
-    """epmd, RabbitMQ, Redis and jasmind in `tmp`, on free loopback ports; all stopped on exit."""
+def running_jasmin(tmp: Path, free_port: Callable[[], int], stop: Callable[[subprocess.Popen[bytes]], Any],
+                   nodelay: bool = False) -> Iterator[Jasmin]:
+    """epmd, RabbitMQ, Redis and jasmind in `tmp`, on free loopback ports; all stopped on exit. `nodelay`: Jasmin's
+    sockets without Nagle's algorithm (NODELAY above)."""
     python = jasmin_python()
     _check_installed(python)
     ports = {k: free_port() for k in ("epmd", "amqp", "dist", "redis", "smpps", "smpps_pb", "cm", "router",
@@ -202,9 +227,13 @@ def running_jasmin(tmp: Path, free_port: Callable[[], int], stop: Callable[[subp
         rabbit = start([str(RABBITMQ)], "rabbitmq", _rabbit_env(tmp, ports))
         _wait_port(ports["redis"], "redis-server")
         _wait_port(ports["amqp"], "rabbitmq-server", timeout=120)
+        paths = {"ROOT_PATH": str(tmp / "root"), "CONFIG_PATH": f"{etc}/", "RESOURCE_PATH": f"{etc}/resource/"}
+        if nodelay:
+            (tmp / "nodelay").mkdir(exist_ok=True)
+            (tmp / "nodelay" / "sitecustomize.py").write_text(NODELAY)
+            paths["PYTHONPATH"] = str(tmp / "nodelay")
         jasmind = start([str(python), str(python.parent / "jasmind.py"), "-c", str(etc / "jasmin.cfg"),
-                         "--enable-dlr-lookup", "--enable-dlr-thrower"], "jasmind",
-                        {"ROOT_PATH": str(tmp / "root"), "CONFIG_PATH": f"{etc}/", "RESOURCE_PATH": f"{etc}/resource/"})
+                         "--enable-dlr-lookup", "--enable-dlr-thrower"], "jasmind", paths)
         _wait_port(ports["jcli"], "jasmind's jCli")
         _wait_port(ports["http"], "jasmind's HTTP API")
         beam = _child_named(rabbit.pid, "beam.smp")

@@ -664,6 +664,7 @@ def _jasmin_run(tmp: Path, numbers: list[str], text: str, nodelay: bool) -> tupl
     every final receipt, peak RSS of jasmind + RabbitMQ + Redis in MB)."""
     from bench.jasmin import running_jasmin, send_and_count
 
+    tmp.mkdir(parents=True, exist_ok=True)
     smsc_port = free_port()
     env = cardsms_env(tmp, "")
     with ExitStack() as stack:
