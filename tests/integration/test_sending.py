@@ -187,6 +187,13 @@ def test_card_links_open_as_pages_json_and_are_counted(tenant: Tenant) -> None:
     parser = httpx.get(links[0], headers={"X-Card-Parser": "HuaWei", "Accept": "application/json"})
     assert parser.status_code == 200 and parser.json()["card"]["cardType"] == 5
     httpx.get(links[0], headers={"User-Agent": "another browser"})
+    # a card's answers are rendered once per parameters: every link still shows its own, as a page and as JSON
+    for j in (1, 2, 1):
+        name = f"N{phones.index(supported[j])}"
+        html = httpx.get(links[j], headers={"User-Agent": "Mozilla/5.0 Mobile"}).text
+        assert re.findall(r"Hello (N\d+)", html) == [name], (j, name)
+        vendor = httpx.get(links[j], headers={"X-Card-Parser": "HuaWei", "Accept": "application/json"}).text
+        assert re.findall(r"Hello (N\d+)", vendor) == [name], (j, name)
     # opens are answered at once and written within CARDSMS_OPEN_FLUSH_MS
     def three_views() -> Any:
         body = c.query_short_url(m.QueryShortUrlRequest(short_url=links[0])).body

@@ -13,6 +13,8 @@ link and address.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -26,6 +28,29 @@ from cardsms.services.core import Services
 
 def _lang(request: Request) -> str:
     return "en" if request.headers.get("accept-language", "zh").lower().startswith("en") else "zh-CN"
+
+
+BODIES_PER_CARD = 1024  # rendered answers kept per card (links/resolver._rendered): distinct parameter sets
+
+
+def _rendered(card: Any, kind: str, lang: str, params: dict[str, Any], make: Callable[[], bytes]) -> bytes:
+    """The card's answer for these parameters, rendered once per card and parameters: a mass task's links mostly
+    share a template and its parameters, and rendering (Jinja, JSON) was a large part of an open."""
+    try:
+        key: Any = (kind, lang, tuple(sorted(params.items())))
+        hash(key)
+    except TypeError:  # a parameter value that is not hashable: key on its JSON
+        key = (kind, lang, json.dumps(params, sort_keys=True, ensure_ascii=False, default=str))
+    body = card.bodies.get(key)
+    if body is None:
+        body = make()
+        if len(card.bodies) < BODIES_PER_CARD:
+            card.bodies[key] = body
+    return body
+
+
+def _json_bytes(content: Any) -> bytes:  # as starlette's JSONResponse renders it
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
 def _notice(request: Request, status: int, zh: tuple[str, str], en: tuple[str, str]) -> Response:
@@ -85,8 +110,10 @@ class _Resolver:
             self.record(found, "parser", visitor, ip, mobile)  # the render receipt
         else:  # anyone can send the parser headers: without the vendor's signature it is an open, no render
             self.record(found, "browser", visitor, ip, agent=agent)
-        return JSONResponse({"code": "OK", "card": card_json(card.row["body"] or {}, found.link["params"] or {},
-                                                             card.urls)})
+        params = found.link["params"] or {}
+        body = _rendered(card, "json", "", params, lambda: _json_bytes(
+            {"code": "OK", "card": card_json(card.row["body"] or {}, params, card.urls)}))
+        return Response(body, media_type="application/json")
 
     def card_page(self, request: Request, found: Any, card: Any, visitor: str, ip: str, agent: str) -> Response:
         """The card as a web page (a browser without card support); a withdrawn card redirects to the link's
@@ -99,9 +126,14 @@ class _Resolver:
             return _notice(request, 410, ("内容已下线", "该卡片内容已不可用。"),
                            ("Content unavailable", "This card is no longer available."))
         self.record(found, "browser", visitor, ip, agent=agent)
-        view = card_view(card.row["body"] or {}, link["params"] or {}, card.urls)
-        title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card.row["name"])
-        return HTMLResponse(render_card_page(view, title, _lang(request)))
+        params, lang = link["params"] or {}, _lang(request)
+
+        def page() -> bytes:
+            view = card_view(card.row["body"] or {}, params, card.urls)
+            title = next((el["text"] for page in view["pages"] for el in page if el.get("title")), card.row["name"])
+            return render_card_page(view, title, lang).encode()
+
+        return HTMLResponse(_rendered(card, "page", lang, params, page))
 
 
 def resolver(svc: Services) -> Any:

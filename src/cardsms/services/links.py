@@ -377,6 +377,9 @@ class Card:
     row: Any  # the card template, None when it is gone
     vendors: frozenset[str]  # vendors that approved it
     urls: dict[str, str]  # media resource id -> download URL
+    # answers rendered from this card, by (kind, language, parameters): links/resolver.py; they live as long as the
+    # card itself (its cache's second, or until this process changes templates, reviews or media)
+    bodies: dict[Any, bytes] = field(default_factory=dict, compare=False)
 
 
 async def link_card(svc: Services, link: Any) -> Card:
