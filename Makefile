@@ -62,7 +62,7 @@ test: lint typecheck
 	$(PY) -m compileall -q src tests bench
 	$(VENV)/bin/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal --durations=30
 
-# Benchmarks (loopback only; about 25 minutes on 2 cores): prints a table, writes bench/results.json.
+# Benchmarks (loopback only; about 18 minutes on 2 cores): prints a table, writes bench/results.json.
 # Debian's wrk drives the link opens; Debian's kannel (bearerbox + smsbox) and Jasmin (with Debian's rabbitmq-server
 # and redis-server, started by the bench in a temporary directory) are the peer gateways.
 # Jasmin, the second peer gateway, in a virtual environment of its own (it pins its own Twisted); 0.11.0, because
