@@ -4,6 +4,7 @@ hashes, nonces, the open limiter."""
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -48,6 +49,23 @@ def test_a_sheet_without_a_dimension_is_bounded_by_its_cells(tmp_path: Path) -> 
             out.writestr(member, data)
     with pytest.raises(workbook.WorkbookError, match="a cell of the sheet reaches column 16,384"):
         workbook.check_bounds(stripped)
+
+
+@pytest.mark.parametrize(("ref", "rule"), [("A1234567890", "row 1,234,567,890"), ("ABCDE1", "column 494,265")])
+def test_a_reference_longer_than_any_real_one_is_still_counted(tmp_path: Path, ref: str, rule: str) -> None:
+    """A cell reference with more digits or letters than Excel allows (written by hand into the sheet's XML, no
+    dimension) is refused by its number, not skipped as unreadable."""
+    source = _book({"A1": "1", "B2": "x"}, tmp_path / "small.xlsx")
+    forged = tmp_path / "forged.xlsx"
+    with zipfile.ZipFile(source) as inp, zipfile.ZipFile(forged, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in inp.infolist():
+            data = inp.read(member)
+            if member.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb"<dimension[^>]*>", b"", data).replace(b'r="B2"', f'r="{ref}"'.encode())
+                assert ref.encode() in data and b"<dimension" not in data
+            out.writestr(member, data)
+    with pytest.raises(workbook.WorkbookError, match=rule):
+        workbook.check_bounds(forged)
 
 
 def test_the_reader_runs_in_a_child_that_a_hostile_file_cannot_take_down(tmp_path: Path,

@@ -31,7 +31,11 @@ CHILD_MEMORY_BYTES = 1024 * 1024 * 1024
 CHILD_CPU_SECONDS = 60
 CHILD_WALL_SECONDS = 120
 _DIMENSION = re.compile(rb"<(?:\w+:)?dimension\s+ref=\"([A-Z]{1,4})?(\d{1,8})?(?::([A-Z]{1,4})(\d{1,8}))?\"")
-_CELL_REF = re.compile(rb"<(?:\w+:)?(c|row)\s[^>]*?\br=\"([A-Z]{0,4})(\d{1,8})\"")
+# the row number of every cell and row reference, and the column letters of every cell reference (any length: a
+# reference past the limits is refused, however long its digits or letters); two scans whose results are reduced
+# in C (max over a map, a set of letters) rather than a Python step per cell
+_ROW_REF = re.compile(rb"<(?:\w+:)?(?:c|row)\s[^>]*?\br=\"[A-Z]*(\d+)\"")
+_COLUMN_REF = re.compile(rb"<(?:\w+:)?c\s[^>]*?\br=\"([A-Z]+)\d")
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\s[^>]*?\br:id=\"([^\"]+)\"")
 _REL = re.compile(rb"<Relationship\s[^>]*?>")
 
@@ -115,10 +119,8 @@ def check_bounds(path: Path) -> None:
                         if end_col and end_row:
                             declared = dim.group(0).decode(errors="replace")[-40:]
                             _check(int(end_row), column_number(end_col), f"the sheet's dimension {declared}")
-                    for kind, letters, row in _CELL_REF.findall(chunk):
-                        max_row = max(max_row, int(row))
-                        if kind == b"c" and letters:
-                            max_col = max(max_col, column_number(letters))
+                    max_row = max(max_row, max(map(int, _ROW_REF.findall(chunk)), default=0))
+                    max_col = max(max_col, max(map(column_number, set(_COLUMN_REF.findall(chunk))), default=0))
                     _check(max_row, max(max_col, 1), "a cell of the sheet")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as exc:
         raise WorkbookError(f"the XLSX workbook cannot be read ({exc})") from None
