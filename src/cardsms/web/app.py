@@ -114,6 +114,10 @@ class _Site:
             return await self.api(request)
         return RedirectResponse("/console/", 303)
 
+    async def root_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.root(Request(scope, receive))
+        await response(scope, receive, send)
+
     def insider(self, request: Request) -> bool:
         """Who may read connector hosts and errors: the bearer of CARDSMS_METRICS_TOKEN, or without one a client
         on loopback that no proxy forwarded."""
@@ -237,16 +241,33 @@ class _Site:
         ]
 
 
+class _RpcFirst:
+    """`/` (the RPC endpoint every SDK call goes to) straight to its handler through the same security headers and
+    body limit, without Starlette's error and exception middleware, router and per-route wrapper (40% of the
+    event loop's HTTP time under SendCardSms load, docs/performance.md); every other request goes to the app. The
+    handler answers every error itself (openapi/dispatch.py), so those layers had nothing to do for it."""
+
+    def __init__(self, app: Starlette, rpc: ASGIApp) -> None:
+        self.app, self.rpc = app, rpc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD", "POST"):
+            await self.rpc(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True,
-               inbound: list[Mm7Link] | None = None, hub: Path | None = None) -> Starlette:
+               inbound: list[Mm7Link] | None = None, hub: Path | None = None) -> ASGIApp:
     """The ASGI app; `delivery` (cardsms.compose.build_delivery) also dispatches in this process, None: API only.
     `inbound`: digital links that only take reports and replies here (`cardsms api`; a delivery has its own).
     `hub`: where this (main) process answers its HTTP children (`serve --http-processes N`, services.hub)."""
     site = _Site(svc, delivery, run_reviewer, inbound, hub)
-    return Starlette(
+    https = svc.settings.base_url.startswith("https://")
+    app = Starlette(
         routes=site.routes(),
         lifespan=site.lifespan,
-        middleware=[Middleware(SecurityHeaders, https=svc.settings.base_url.startswith("https://")),
-                    Middleware(BodyLimit)],
+        middleware=[Middleware(SecurityHeaders, https=https), Middleware(BodyLimit)],
         exception_handlers={BodyTooLarge: _body_too_large},
     )
+    return _RpcFirst(app, SecurityHeaders(BodyLimit(site.root_asgi), https=https))
