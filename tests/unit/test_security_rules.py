@@ -36,17 +36,24 @@ def test_a_sheet_beyond_the_import_limits_is_refused_before_it_is_read(tmp_path:
     workbook.check_bounds(_book({"A1": "phone", "B1": "name", "A500001": "13800138000"}, tmp_path / "ok.xlsx"))
 
 
-def test_a_sheet_without_a_dimension_is_bounded_by_its_cells(tmp_path: Path) -> None:
-    source = _book({"A1": "1", "XFD1048576": "x"}, tmp_path / "wide.xlsx")
-    stripped = tmp_path / "nodim.xlsx"
-    with zipfile.ZipFile(source) as inp, zipfile.ZipFile(stripped, "w", zipfile.ZIP_DEFLATED) as out:
+def _without_dimension(source: Path, target: Path, replace: tuple[bytes, bytes] = (b"", b"")) -> Path:
+    """`source` with its sheets' <dimension> removed (and `replace` applied), as a hand-made workbook may be."""
+    with zipfile.ZipFile(source) as inp, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
         for member in inp.infolist():
             data = inp.read(member)
             if member.filename.startswith("xl/worksheets/"):
-                data = data.replace(b'<dimension ref="A1:XFD1048576"/>', b"").replace(
-                    b'<dimension ref="A1:XFD1048576" />', b"")
+                data = re.sub(rb"<dimension[^>]*>", b"", data)
+                if replace[0]:
+                    assert replace[0] in data
+                    data = data.replace(*replace)
                 assert b"<dimension" not in data
             out.writestr(member, data)
+    return target
+
+
+def test_a_sheet_without_a_dimension_is_bounded_by_its_cells(tmp_path: Path) -> None:
+    wide = _book({"A1": "1", "XFD1048576": "x"}, tmp_path / "wide.xlsx")
+    stripped = _without_dimension(wide, tmp_path / "nodim.xlsx")
     with pytest.raises(workbook.WorkbookError, match="a cell of the sheet reaches column 16,384"):
         workbook.check_bounds(stripped)
 
@@ -55,15 +62,8 @@ def test_a_sheet_without_a_dimension_is_bounded_by_its_cells(tmp_path: Path) -> 
 def test_a_reference_longer_than_any_real_one_is_still_counted(tmp_path: Path, ref: str, rule: str) -> None:
     """A cell reference with more digits or letters than Excel allows (written by hand into the sheet's XML, no
     dimension) is refused by its number, not skipped as unreadable."""
-    source = _book({"A1": "1", "B2": "x"}, tmp_path / "small.xlsx")
-    forged = tmp_path / "forged.xlsx"
-    with zipfile.ZipFile(source) as inp, zipfile.ZipFile(forged, "w", zipfile.ZIP_DEFLATED) as out:
-        for member in inp.infolist():
-            data = inp.read(member)
-            if member.filename.startswith("xl/worksheets/"):
-                data = re.sub(rb"<dimension[^>]*>", b"", data).replace(b'r="B2"', f'r="{ref}"'.encode())
-                assert ref.encode() in data and b"<dimension" not in data
-            out.writestr(member, data)
+    forged = _without_dimension(_book({"A1": "1", "B2": "x"}, tmp_path / "small.xlsx"), tmp_path / "forged.xlsx",
+                                (b'r="B2"', f'r="{ref}"'.encode()))
     with pytest.raises(workbook.WorkbookError, match=rule):
         workbook.check_bounds(forged)
 
