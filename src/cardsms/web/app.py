@@ -102,6 +102,7 @@ class _Site:
         self.digital_links = delivery.digital_links if delivery is not None else inbound or []
         self.registry = CollectorRegistry()
         self.api = ApiEndpoint(svc, ApiMetrics(self.registry))
+        self.open_link = resolver(svc)  # one resolver (and its open limiter) for the route and the direct path
         self.reviews_done = Gauge("cardsms_reviews_decided", "reviews decided by this process", registry=self.registry)
         if delivery is not None:
             self.registry.register(ConnectorMetrics(delivery))
@@ -116,6 +117,11 @@ class _Site:
 
     async def root_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.root(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def link_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["path_params"] = {"code": scope["path"][3:]}  # as the route /s/{code} would give it
+        response = await self.open_link(Request(scope, receive))
         await response(scope, receive, send)
 
     def insider(self, request: Request) -> bool:
@@ -235,26 +241,32 @@ class _Site:
             Route("/metrics", self.metrics),
             Route(f"/oss/{media.BUCKET}", self.upload, methods=["POST"]),
             Route("/media/{key:path}", self.download),
-            Route("/s/{code}", resolver(self.svc)),
+            Route("/s/{code}", self.open_link),
             Route("/mm7/{name}", self.mm7_inbound, methods=["POST"]),
             *Console(self.svc, self.delivery).routes(),
         ]
 
 
-class _RpcFirst:
-    """`/` (the RPC endpoint every SDK call goes to) straight to its handler through the same security headers and
-    body limit, without Starlette's error and exception middleware, router and per-route wrapper (40% of the
-    event loop's HTTP time under SendCardSms load, docs/performance.md); every other request goes to the app. The
-    handler answers every error itself (openapi/dispatch.py), so those layers had nothing to do for it."""
+class _HotPaths:
+    """The two paths under load go straight to their handlers through the same security headers and body limit,
+    without Starlette's error and exception middleware, router and per-route wrapper (40% of the event loop's
+    HTTP time under SendCardSms load, docs/performance.md): `/`, the RPC endpoint every SDK call goes to, and
+    `/s/{code}`, a short link's open (GET and HEAD, as its route). Every other request goes to the app. Both
+    handlers answer their errors themselves (openapi/dispatch.py, links/resolver.py)."""
 
-    def __init__(self, app: Starlette, rpc: ASGIApp) -> None:
-        self.app, self.rpc = app, rpc
+    def __init__(self, app: Starlette, rpc: ASGIApp, link: ASGIApp) -> None:
+        self.app, self.rpc, self.link = app, rpc, link
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD", "POST"):
-            await self.rpc(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if path == "/" and method in ("GET", "HEAD", "POST"):
+                await self.rpc(scope, receive, send)
+                return
+            if path.startswith("/s/") and len(path) > 3 and "/" not in path[3:] and method in ("GET", "HEAD"):
+                await self.link(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = True,
@@ -270,4 +282,5 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
         middleware=[Middleware(SecurityHeaders, https=https), Middleware(BodyLimit)],
         exception_handlers={BodyTooLarge: _body_too_large},
     )
-    return _RpcFirst(app, SecurityHeaders(BodyLimit(site.root_asgi), https=https))
+    return _HotPaths(app, SecurityHeaders(BodyLimit(site.root_asgi), https=https),
+                     SecurityHeaders(BodyLimit(site.link_asgi), https=https))
