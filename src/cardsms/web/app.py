@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -114,15 +114,6 @@ class _Site:
                 or URL_TOO_LONG in request.scope):
             return await self.api(request)
         return RedirectResponse("/console/", 303)
-
-    async def root_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.root(Request(scope, receive))
-        await response(scope, receive, send)
-
-    async def link_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["path_params"] = {"code": scope["path"][3:]}  # as the route /s/{code} would give it
-        response = await self.open_link(Request(scope, receive))
-        await response(scope, receive, send)
 
     def insider(self, request: Request) -> bool:
         """Who may read connector hosts and errors: the bearer of CARDSMS_METRICS_TOKEN, or without one a client
@@ -247,6 +238,15 @@ class _Site:
         ]
 
 
+def _direct(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """A request handler as an ASGI app, without starlette.routing.request_response's exception wrapper."""
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await handler(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return app
+
+
 class _HotPaths:
     """The two paths under load go straight to their handlers through the same security headers and body limit,
     without Starlette's error and exception middleware, router and per-route wrapper (40% of the event loop's
@@ -264,6 +264,7 @@ class _HotPaths:
                 await self.rpc(scope, receive, send)
                 return
             if path.startswith("/s/") and len(path) > 3 and "/" not in path[3:] and method in ("GET", "HEAD"):
+                scope["path_params"] = {"code": path[3:]}  # as the route /s/{code} would give it
                 await self.link(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -282,5 +283,5 @@ def create_app(svc: Services, delivery: Delivery | None, run_reviewer: bool = Tr
         middleware=[Middleware(SecurityHeaders, https=https), Middleware(BodyLimit)],
         exception_handlers={BodyTooLarge: _body_too_large},
     )
-    return _HotPaths(app, SecurityHeaders(BodyLimit(site.root_asgi), https=https),
-                     SecurityHeaders(BodyLimit(site.link_asgi), https=https))
+    return _HotPaths(app, SecurityHeaders(BodyLimit(_direct(site.root)), https=https),
+                     SecurityHeaders(BodyLimit(_direct(site.open_link)), https=https))
