@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.harness import free_port, port_open, stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 JASMIN_VERSION = "0.11.0"
 PROMPT = re.compile(rb"(jcli : |> )$")
@@ -150,15 +152,9 @@ class Jasmin:
             time.sleep(0.5)
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _wait_port(port: int, what: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    while not _port_open(port):
+    while not port_open(port):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not open port {port}")
         time.sleep(0.25)
@@ -202,8 +198,7 @@ def _check_installed(python: Path) -> None:
 
 
 @contextmanager
-def running_jasmin(tmp: Path, free_port: Callable[[], int], stop: Callable[[subprocess.Popen[bytes]], Any],
-                   nodelay: bool = False) -> Iterator[Jasmin]:
+def running_jasmin(tmp: Path, nodelay: bool = False) -> Iterator[Jasmin]:
     """epmd, RabbitMQ, Redis and jasmind in `tmp`, on free loopback ports; all stopped on exit. `nodelay`: Jasmin's
     sockets without Nagle's algorithm (NODELAY above)."""
     python = jasmin_python()
@@ -217,7 +212,7 @@ def running_jasmin(tmp: Path, free_port: Callable[[], int], stop: Callable[[subp
         def start(args: list[str], name: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
             log = stack.enter_context((tmp / f"{name}.out").open("ab"))
             proc = subprocess.Popen(args, env={**env, **(extra or {})}, stdout=log, stderr=subprocess.STDOUT)
-            stack.callback(stop, proc)
+            stack.callback(stop_process, proc)
             return proc
 
         start(["epmd", "-port", str(ports["epmd"]), "-address", "127.0.0.1"], "epmd")

@@ -38,7 +38,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -62,6 +61,7 @@ from tests.harness import (  # noqa: E402
     cardsms_env,
     cli,
     free_port,
+    port_open,
     running_server,
     stop_process,
 )
@@ -189,6 +189,22 @@ def embedded(tmp: Path, **extra: str) -> Iterator[Server]:
     env = cardsms_env(tmp / "serve", "", CARDSMS_SIM_REVIEW_SECONDS="0", **extra)
     with running_server(env, "sqlite") as server:
         yield server
+
+
+@contextmanager
+def own_simulator(tmp: Path, kind: str, port: int, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`cardsms simulator KIND` in a process of its own on `port` (10 ms receipts), its output in tmp/KIND.out;
+    stopped on exit."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    with (tmp / f"{kind}.out").open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", kind, "--port", str(port),
+                                 "--latency-ms", "10", *args], env=cardsms_env(tmp, ""), stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            wait(lambda: port_open(port), 30, f"simulated {kind}")
+            yield proc
+        finally:
+            stop_process(proc)
 
 
 # --- task -----------------------------------------------------------------------------------------
@@ -664,16 +680,8 @@ def _jasmin_run(tmp: Path, numbers: list[str], text: str, nodelay: bool) -> tupl
     every final receipt, peak RSS of jasmind + RabbitMQ + Redis in MB)."""
     from bench.jasmin import running_jasmin, send_and_count
 
-    tmp.mkdir(parents=True, exist_ok=True)
     smsc_port = free_port()
-    env = cardsms_env(tmp, "")
-    with ExitStack() as stack:
-        log = stack.enter_context((tmp / "smsc.out").open("ab"))
-        smsc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", "smsc", "--port", str(smsc_port),
-                                 "--latency-ms", "10"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        stack.callback(stop_process, smsc)
-        wait(lambda: port_open(smsc_port), 30, "simulated SMSC")
-        jasmin = stack.enter_context(running_jasmin(tmp / "jasmin", free_port, stop_process, nodelay=nodelay))
+    with own_simulator(tmp, "smsc", smsc_port), running_jasmin(tmp / "jasmin", nodelay=nodelay) as jasmin:
         jasmin.connect(smsc_port)
         accepted_s, end_s, not_delivered = asyncio.run(send_and_count(jasmin, numbers, text, free_port()))
         rss = sum(rss_peak_mb(pid) for pid in jasmin.pids.values())
@@ -770,15 +778,8 @@ def link_rates(tmp: Path, n: int, protocol: str) -> tuple[float, float]:
 
     in_process = measure(None)
     port = free_port()
-    env = cardsms_env(tmp, "")
-    kind = "ismg" if protocol == "cmpp" else "smsc"
-    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "simulator", kind, "--port", str(port),
-                             "--latency-ms", "10"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait(lambda: port_open(port), 30, f"simulated {kind}")
+    with own_simulator(tmp, "ismg" if protocol == "cmpp" else "smsc", port):
         separate = measure(port)
-    finally:
-        stop_process(proc)
     return in_process, separate
 
 
@@ -897,12 +898,6 @@ def bench_mm7(tmp: Path) -> None:
     over_mm7 = run_task(tmp / "task-mm7", tasks, separate=True, fallback="DIGITALSMS")
     record("mm7", f"task_digital_fallback_end_to_end_msg_per_s_{tasks}", tasks / over_mm7["receipts_s"], "msg/s",
            tasks / over_sms["receipts_s"], "the same task with a text fallback")
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 SECTIONS = {"import": bench_import, "task": bench_task, "peer": bench_peer, "jasmin": bench_jasmin, "smpp": bench_smpp,

@@ -31,6 +31,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_open(port: int) -> bool:
+    """Whether something listens on the loopback port."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def find_pg_bin() -> Path | None:
     initdb = shutil.which("initdb")
     if initdb:
