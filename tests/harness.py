@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import glob
 import json
 import os
@@ -194,31 +195,54 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
+def _answered_by(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    """Whether /healthz on the port is answered, ready, by `proc` or one of its HTTP children (`--http-processes`):
+    between free_port() and its bind, another pytest worker's server may take the same port, and its answer must
+    not pass for this server's."""
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+    except httpx.HTTPError:
+        return False
+    if answer.status_code != 200:
+        return False
+    pid = int(answer.json()["process"]["pid"])
+    if pid == proc.pid:
+        return True
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        return f"\nPPid:\t{proc.pid}\n" in status
+    return False
+
+
 @contextmanager
 def running_server(env: dict[str, str], backend: str, args: tuple[str, ...] = (),
                    port: int | None = None) -> Iterator[Server]:
-    port = port or free_port()
-    data_dir = Path(env["CARDSMS_DATA_DIR"])
-    log = open(data_dir / f"serve-{port}.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "cardsms", "serve", "--port", str(port), *args], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(data_dir / f'serve-{port}.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become healthy in 60 s")
-            time.sleep(0.1)
-        yield Server(port, env, proc, backend)
-    finally:
-        stop_process(proc)
-        log.close()
+    chosen = port is None
+    for attempt in range(3):  # a port chosen here and taken by another worker's server first: choose again
+        port = free_port() if chosen else port
+        assert port is not None
+        data_dir = Path(env["CARDSMS_DATA_DIR"])
+        log = open(data_dir / f"serve-{port}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "cardsms", "serve", "--port", str(port), *args], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while not _answered_by(port, proc):
+                if proc.poll() is not None:
+                    logged = (data_dir / f"serve-{port}.log").read_text()[-3000:]
+                    if chosen and attempt < 2 and "in use" in logged:
+                        break
+                    raise RuntimeError(f"server exited: {logged}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not become healthy in 60 s")
+                time.sleep(0.1)
+            else:
+                yield Server(port, env, proc, backend)
+                return
+        finally:
+            stop_process(proc)
+            log.close()
+    raise RuntimeError("no free port for the server after 3 tries")
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
