@@ -195,12 +195,13 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _answered_by(port: int, proc: subprocess.Popen[bytes]) -> bool:
+def _answered_by(port: int, proc: subprocess.Popen[bytes], token: str) -> bool:
     """Whether /healthz on the port is answered, ready, by `proc` or one of its HTTP children (`--http-processes`):
     between free_port() and its bind, another pytest worker's server may take the same port, and its answer must
     not pass for this server's."""
     try:
-        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1,  # the token shows the details, pid included
+                           headers={"authorization": f"Bearer {token}"} if token else {})
     except httpx.HTTPError:
         return False
     if answer.status_code != 200:
@@ -227,7 +228,7 @@ def running_server(env: dict[str, str], backend: str, args: tuple[str, ...] = ()
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60
-            while not _answered_by(port, proc):
+            while not _answered_by(port, proc, env.get("CARDSMS_METRICS_TOKEN", "")):
                 if proc.poll() is not None:
                     logged = (data_dir / f"serve-{port}.log").read_text()[-3000:]
                     if chosen and attempt < 2 and "in use" in logged:
